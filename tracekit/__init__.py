@@ -1,0 +1,65 @@
+"""tracekit: make whole AI workflows trainable.
+
+Importing tracekit is cheap: heavy pieces (torch, openai, cvxpy) load on first use
+through the lazy attribute table below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute); attribute None means "the module itself"
+_LAZY: dict[str, tuple[str, str | None]] = {
+    # tracing core
+    "Node": ("tracekit.nodes", "Node"),
+    "ParameterNode": ("tracekit.nodes", "ParameterNode"),
+    "MessageNode": ("tracekit.nodes", "MessageNode"),
+    "ExceptionNode": ("tracekit.nodes", "ExceptionNode"),
+    "param": ("tracekit.nodes", "param"),
+    "node": ("tracekit.nodes", "node"),
+    "InvalidValueError": ("tracekit.errors", "InvalidValueError"),
+    "StateDictError": ("tracekit.errors", "StateDictError"),
+    "MissingSolverError": ("tracekit.errors", "MissingSolverError"),
+    "bundle": ("tracekit.bundle", "bundle"),
+    "BundledFunction": ("tracekit.bundle", "BundledFunction"),
+    "no_trace": ("tracekit.context", "no_trace"),
+    "Module": ("tracekit.module", "Module"),
+    "model": ("tracekit.module", "model"),
+    "Feedback": ("tracekit.feedback", "Feedback"),
+    "backward": ("tracekit.feedback", "backward"),
+    "Subgraph": ("tracekit.graph", "Subgraph"),
+    "subgraph": ("tracekit.graph", "subgraph"),
+    "to_networkx": ("tracekit.graph", "to_networkx"),
+    "Optimizer": ("tracekit.optimizer", "Optimizer"),
+    "StepReport": ("tracekit.optimizer", "StepReport"),
+    "register_solver": ("tracekit.registry", "register_solver"),
+    # constrained and bilevel problems
+    "minimize": ("tracekit.minimize", "minimize"),
+    "bilevel": ("tracekit.minimize", "bilevel"),
+    "Ineq": ("tracekit.minimize", "Ineq"),
+    "Eq": ("tracekit.minimize", "Eq"),
+    "OptimizeResult": ("tracekit.minimize", "OptimizeResult"),
+    # LLM layer (a subpackage)
+    "llm": ("tracekit.llm", None),
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """Load public names on first access so that `import tracekit` stays fast."""
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'tracekit' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
