@@ -1,0 +1,23 @@
+"""Error types of the tracing core; each message names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class TracekitError(Exception):
+    """Base class for tracekit errors."""
+
+
+class InvalidValueError(TracekitError, ValueError):
+    """A value given to a parameter was refused; the parameter keeps its old value."""
+
+
+class StateDictError(TracekitError, ValueError):
+    """A saved state does not match the model it is loaded into."""
+
+
+class MissingSolverError(TracekitError, RuntimeError):
+    """No solver is registered for a kind of parameter that needs one."""
+
+
+class FeedbackError(TracekitError, TypeError):
+    """Feedback of a type tracekit cannot use."""

@@ -1,0 +1,122 @@
+"""Feedback on outputs and its propagation to parameters (`backward`).
+
+Feedback is text (for the LLM optimizer), a loss to minimize (a number, or a scalar
+tensor whose autograd graph gives tensor parameters their gradients), or both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tracekit.errors import FeedbackError
+from tracekit.graph import Subgraph, subgraph
+from tracekit.nodes import Node, ParameterNode, _is_tensor
+
+
+@dataclass
+class Feedback:
+    """Feedback on an output: `loss` (number or scalar tensor, lower is better) and/or `text`."""
+
+    loss: Any = None
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss is None and self.text is None:
+            raise FeedbackError("Feedback needs a loss, a text, or both; got neither")
+        if isinstance(self.loss, Node):
+            self.loss = self.loss._data
+        if self.loss is not None:
+            _check_loss(self.loss)
+        if self.text is not None and not isinstance(self.text, str):
+            raise FeedbackError(f"Feedback.text must be a str, got {type(self.text).__name__}")
+
+    @property
+    def loss_value(self) -> float | None:
+        """The loss as a Python float (None when there is no loss)."""
+        if self.loss is None:
+            return None
+        return float(self.loss.detach()) if _is_tensor(self.loss) else float(self.loss)
+
+    def describe(self) -> str:
+        """One text for an LLM: the text feedback and the loss, whichever are present."""
+        parts = []
+        if self.text:
+            parts.append(self.text)
+        if self.loss is not None:
+            parts.append(f"loss = {self.loss_value:.6g} (lower is better)")
+        return "\n".join(parts)
+
+
+def _check_loss(loss: Any) -> None:
+    if _is_tensor(loss):
+        if loss.numel() != 1:
+            raise FeedbackError(
+                f"a loss tensor must hold one number, got shape {tuple(loss.shape)}; "
+                f"reduce it first, e.g. loss.mean() or loss.sum()"
+            )
+        return
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)):
+        raise FeedbackError(
+            f"a loss must be a number or a scalar tensor, got {type(loss).__name__}; "
+            f"for text feedback pass a str or tk.Feedback(text=...)"
+        )
+
+
+def as_feedback(value: Any) -> Feedback:
+    """Normalize what users pass as feedback: str, number, scalar tensor, Node or Feedback."""
+    if isinstance(value, Feedback):
+        return value
+    if isinstance(value, Node):
+        value = value._data
+    if isinstance(value, str):
+        return Feedback(text=value)
+    if _is_tensor(value) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return Feedback(loss=value)
+    raise FeedbackError(
+        f"feedback must be a str (text), a number or scalar tensor (a loss), or "
+        f"tk.Feedback(loss=..., text=...); got {type(value).__name__}"
+    )
+
+
+@dataclass
+class FeedbackRecord:
+    """One backward pass as a parameter sees it: the output, its feedback and the graph."""
+
+    output: Node
+    feedback: Feedback
+    graph: Subgraph
+    loss_is_finite: bool = True
+
+
+def backward(output: Node | Sequence[Node], feedback: Any,
+             params: Sequence[ParameterNode] | None = None, retain_graph: bool = False) -> Subgraph:
+    """Attach `feedback` on `output` to every parameter it depends on.
+
+    A tensor loss with an autograd graph is back-propagated, so tensor parameters on a
+    differentiable path get `.grad`. A NaN/inf loss is recorded but not back-propagated.
+    Returns the subgraph linking the parameters to the output.
+    """
+    outputs = [output] if isinstance(output, Node) else list(output)
+    for o in outputs:
+        if not isinstance(o, Node):
+            raise FeedbackError(
+                f"backward needs the traced output node(s), got {type(o).__name__}; "
+                f"pass the value returned by a bundled function or node operation"
+            )
+    loss_node = feedback if isinstance(feedback, Node) else None
+    fb = as_feedback(feedback)
+    if loss_node is not None and all(loss_node is not o for o in outputs):
+        outputs.append(loss_node)  # a traced loss: its own graph leads to the parameters
+    graph = subgraph(outputs, params)
+    finite = True
+    if fb.loss is not None:
+        finite = math.isfinite(fb.loss_value)
+        if finite and _is_tensor(fb.loss) and fb.loss.requires_grad:
+            fb.loss.backward(retain_graph=retain_graph)
+    record = FeedbackRecord(outputs[0], fb, graph, finite)
+    for p in graph.parameters:
+        p.feedback.append(record)
+    return graph

@@ -1,0 +1,147 @@
+"""Graph traversal: the subgraph linking parameters to outputs, and networkx export.
+
+Extraction is one iterative pass over the ancestors of the outputs (linear in graph
+size, no recursion limit), followed by one pass in topological order that marks the
+nodes depending on the chosen parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tracekit.nodes import MessageNode, Node, ParameterNode, short_repr
+
+
+def topological_order(outputs: Sequence[Node]) -> list[Node]:
+    """All ancestors of `outputs` (themselves included), parents before children."""
+    order: list[Node] = []
+    visited: set[int] = set()
+    for root in outputs:
+        if id(root) in visited:
+            continue
+        visited.add(id(root))
+        stack: list[tuple[Node, int]] = [(root, 0)]
+        while stack:
+            current, i = stack[-1]
+            parents = current.parents
+            # advance to the next unvisited parent
+            while i < len(parents) and id(parents[i]) in visited:
+                i += 1
+            if i < len(parents):
+                stack[-1] = (current, i + 1)
+                child = parents[i]
+                visited.add(id(child))
+                stack.append((child, 0))
+            else:
+                stack.pop()
+                order.append(current)
+    return order
+
+
+class Subgraph:
+    """The part of a traced graph that links parameters to outputs.
+
+    `nodes`: every ancestor of the outputs, in topological order.
+    `on_path`: ids of nodes that depend on at least one of the parameters (parameters
+    included) -- the calls whose inputs and outputs an optimizer should see.
+    """
+
+    __slots__ = ("outputs", "nodes", "parameters", "on_path")
+
+    def __init__(self, outputs: Sequence[Node], nodes: list[Node], parameters: list[ParameterNode],
+                 on_path: set[int]) -> None:
+        self.outputs = list(outputs)
+        self.nodes = nodes
+        self.parameters = parameters
+        self.on_path = on_path
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def path_nodes(self) -> list[Node]:
+        """Nodes on a path from a parameter to an output, in topological order."""
+        return [n for n in self.nodes if id(n) in self.on_path]
+
+    def calls(self) -> list[MessageNode]:
+        """Traced calls on the path, in execution order."""
+        return [n for n in self.nodes if isinstance(n, MessageNode) and id(n) in self.on_path]
+
+    def depends_on(self, param: Node) -> bool:
+        return id(param) in self.on_path
+
+    def to_networkx(self) -> Any:
+        return to_networkx(self)
+
+    def __repr__(self) -> str:
+        return (f"Subgraph({len(self.nodes)} nodes, {len(self.on_path)} on path, "
+                f"{len(self.parameters)} parameters, {len(self.outputs)} outputs)")
+
+
+def subgraph(outputs: Node | Sequence[Node], params: Iterable[ParameterNode] | None = None) -> Subgraph:
+    """Extract the subgraph linking `params` (default: every trainable parameter found)
+    to `outputs`, in time linear in the number of ancestors."""
+    outs = [outputs] if isinstance(outputs, Node) else list(outputs)
+    order = topological_order(outs)
+    if params is None:
+        targets = {id(n) for n in order if n.is_parameter and n.trainable}
+    else:
+        targets = {id(p) for p in params}
+    on_path: set[int] = set()
+    found: list[ParameterNode] = []
+    for n in order:
+        if id(n) in targets:
+            on_path.add(id(n))
+            found.append(n)  # type: ignore[arg-type]
+            continue
+        for p in n.parents:
+            if id(p) in on_path:
+                on_path.add(id(n))
+                break
+    return Subgraph(outs, order, found, on_path)
+
+
+def _node_kind(n: Node) -> str:
+    if n.is_error:
+        return "exception"
+    if n.is_parameter:
+        return "parameter"
+    if isinstance(n, MessageNode):
+        return "call"
+    return "constant"
+
+
+def to_networkx(graph: Node | Sequence[Node] | Subgraph) -> Any:
+    """A `networkx.DiGraph` of a traced graph: one vertex per node (keyed by name),
+    edges parent -> child with the argument names they feed."""
+    import networkx as nx
+
+    sub = graph if isinstance(graph, Subgraph) else subgraph(graph)
+    g = nx.DiGraph()
+    names: dict[int, str] = {}
+    for n in sub.nodes:
+        key = n.name
+        if key in g:  # two nodes sharing a user-given name
+            key = f"{key}#{n._uid}"
+        names[id(n)] = key
+        attrs: dict[str, Any] = {
+            "type": _node_kind(n),
+            "value": short_repr(n._data, 60),
+            "on_path": id(n) in sub.on_path,
+            "is_output": any(n is o for o in sub.outputs),
+        }
+        if n.is_parameter:
+            attrs["kind"] = n.kind
+        if isinstance(n, MessageNode):
+            attrs["op"] = n.op.name
+            attrs["code"] = n.code_line()
+        g.add_node(key, **attrs)
+    for n in sub.nodes:
+        if isinstance(n, MessageNode):
+            for argname, p in zip(n.argnames, n.parents):
+                u, v = names[id(p)], names[id(n)]
+                if g.has_edge(u, v):
+                    g.edges[u, v]["args"].append(argname)
+                else:
+                    g.add_edge(u, v, args=[argname])
+    return g

@@ -1,0 +1,190 @@
+"""`tk.Module`: a workflow with parameters, state, and JSON save/load (no pickle).
+
+Parameters are found in attributes, nested modules, lists/tuples/dicts of them, and
+trainable bundled methods (one code parameter per instance).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tracekit.bundle import BundledFunction
+from tracekit.errors import StateDictError
+from tracekit.nodes import ParameterNode, _is_tensor
+
+STATE_FORMAT = "tracekit.state/1"
+
+
+class Module:
+    """Base class for trainable workflows (like torch.nn.Module, for any parameter kind)."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # --- parameters ---------------------------------------------------------------------
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, ParameterNode]]:
+        """(dotted path, parameter) pairs, each parameter once, in a stable order."""
+        seen: set[int] = set()
+        for name, p in _walk(self, prefix, set()):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def parameters(self) -> list[ParameterNode]:
+        return [p for _, p in self.named_parameters()]
+
+    # --- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-ready values of every parameter, keyed by dotted path."""
+        return {name: {"kind": p.kind, "value": encode_value(p._data)} for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Load values; with strict=True every key must match. All values are checked
+        before any is written, so a bad state leaves the model as it was."""
+        params = dict(self.named_parameters())
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        if strict and (missing or unexpected):
+            raise StateDictError(
+                f"state does not match {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {unexpected}. Load a state saved from the same model, or pass strict=False."
+            )
+        staged: list[tuple[ParameterNode, Any]] = []
+        for name, entry in state.items():
+            if name not in params:
+                continue
+            p = params[name]
+            if not isinstance(entry, dict) or "value" not in entry:
+                raise StateDictError(f"state entry {name!r} is malformed: expected {{'kind', 'value'}}")
+            if entry.get("kind", p.kind) != p.kind:
+                raise StateDictError(f"state entry {name!r} has kind {entry.get('kind')!r}, the model has {p.kind!r}")
+            try:
+                staged.append((p, p.validate(decode_value(entry["value"], p._data))))
+            except Exception as exc:
+                raise StateDictError(f"state entry {name!r} is not a valid value: {exc}") from None
+        for p, value in staged:
+            p.set(value)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the state as JSON, atomically (temporary file, then rename)."""
+        payload = {"format": STATE_FORMAT, "model": _class_id(self), "parameters": self.state_dict()}
+        return atomic_write_json(path, payload)
+
+    def load(self, path: str | os.PathLike, strict: bool = True) -> None:
+        """Load a state saved by `save`; a file from another model is refused with the reason."""
+        path = Path(path)
+        try:
+            payload = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise StateDictError(f"no state file at {path}") from None
+        except json.JSONDecodeError as exc:
+            raise StateDictError(f"{path} is not a tracekit state file (invalid JSON: {exc})") from None
+        if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+            raise StateDictError(f"{path} is not a tracekit state file (format {STATE_FORMAT!r} expected)")
+        if strict and payload.get("model") != _class_id(self):
+            raise StateDictError(
+                f"{path} was saved from model {payload.get('model')!r}, not {_class_id(self)!r}; "
+                f"load it into that model, or pass strict=False to load matching keys"
+            )
+        self.load_state_dict(payload["parameters"], strict=strict)
+
+
+def _class_id(obj: Any) -> str:
+    cls = type(obj)
+    if getattr(cls, "_tracekit_model_of", None) is not None:
+        cls = cls._tracekit_model_of
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _walk(obj: Any, prefix: str, visiting: set[int]) -> Iterator[tuple[str, ParameterNode]]:
+    if id(obj) in visiting:
+        return
+    visiting.add(id(obj))
+    join = (lambda k: f"{prefix}.{k}" if prefix else str(k))
+    if isinstance(obj, ParameterNode):
+        if obj.trainable:
+            yield prefix or obj.name, obj
+        return
+    if isinstance(obj, Module) or _is_model_instance(obj):
+        # trainable bundled methods: one code parameter per instance
+        for cls in type(obj).__mro__:
+            for attr, value in vars(cls).items():
+                if isinstance(value, BundledFunction) and value.trainable:
+                    yield join(attr), value.code_param_for(obj)
+        for attr, value in vars(obj).items():
+            if attr.startswith("_tracekit"):
+                continue
+            yield from _walk(value, join(attr), visiting)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, join(k), visiting)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _walk(v, join(i), visiting)
+    elif isinstance(obj, BundledFunction):
+        for p in obj.parameters():
+            yield join("__code__"), p
+
+
+def _is_model_instance(obj: Any) -> bool:
+    return getattr(type(obj), "_tracekit_model_of", None) is not None
+
+
+def model(cls: type) -> type:
+    """Class decorator: make a plain class a `tk.Module` (Trace's `@model`)."""
+    if issubclass(cls, Module):
+        return cls
+    namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                 "__doc__": cls.__doc__, "_tracekit_model_of": cls}
+    return type(cls.__name__, (cls, Module), namespace)
+
+
+# --- values <-> JSON ------------------------------------------------------------------------
+def encode_value(value: Any) -> Any:
+    """A JSON-ready form of a parameter value (tensors as nested lists with dtype/shape)."""
+    if _is_tensor(value):
+        return {"__tensor__": value.detach().cpu().tolist(), "dtype": str(value.dtype).replace("torch.", ""),
+                "shape": list(value.shape)}
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode_value(v) for v in value]}
+    return value
+
+
+def decode_value(encoded: Any, like: Any = None) -> Any:
+    if isinstance(encoded, dict) and "__tensor__" in encoded:
+        import torch
+
+        dtype = getattr(torch, encoded.get("dtype", "float32"))
+        tensor = torch.tensor(encoded["__tensor__"], dtype=dtype).reshape(encoded.get("shape", []))
+        if like is not None and _is_tensor(like):
+            tensor = tensor.to(like.device)
+        return tensor
+    if isinstance(encoded, dict) and "__tuple__" in encoded:
+        return tuple(decode_value(v) for v in encoded["__tuple__"])
+    return encoded
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write JSON to `path` so that a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

@@ -1,0 +1,322 @@
+"""`tk.Optimizer`: one PyTorch-style optimizer that dispatches each parameter to its solver.
+
+    opt = tk.Optimizer(agent.parameters(), llm=..., numeric="adam", lr=1e-2)
+    opt.zero_feedback(); opt.backward(out, feedback); report = opt.step()
+
+A step is transactional per parameter: proposals are validated before anything is
+written, and a solver that fails leaves its parameters as they were; the report says why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracekit.errors import MissingSolverError
+from tracekit.feedback import FeedbackRecord, backward
+from tracekit.nodes import Node, ParameterNode, short_repr
+from tracekit.registry import solver_factory
+
+UNCHANGED = object()  # ParamUpdate.new_value when the solver proposes nothing
+
+
+@dataclass
+class ParamUpdate:
+    """What a solver did (or proposes) for one parameter."""
+
+    name: str
+    solver: str
+    new_value: Any = UNCHANGED  # a proposal to validate and apply; UNCHANGED if none
+    applied_in_place: bool = False  # True when the solver already updated a tensor in place
+    reason: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ParamChange:
+    """One line of a step report."""
+
+    name: str
+    kind: str
+    solver: str
+    old: str
+    new: str
+    changed: bool
+    reason: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepReport:
+    """Which parameters changed, by which solver, why others did not, and LLM usage."""
+
+    changes: list[ParamChange]
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> list[str]:
+        return [c.name for c in self.changes if c.changed]
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __getitem__(self, name: str) -> ParamChange:
+        for c in self.changes:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def __str__(self) -> str:
+        lines = [f"step: {len(self.changed)}/{len(self.changes)} parameters changed in "
+                 f"{self.seconds:.3f}s; LLM calls {self.llm_calls}, tokens {self.tokens}, cost {self.cost:.4g}"]
+        for c in self.changes:
+            mark = "*" if c.changed else " "
+            detail = f"{c.old} -> {c.new}" if c.changed else f"kept {c.old}"
+            why = f"  ({c.reason})" if c.reason else ""
+            lines.append(f" {mark} {c.name} [{c.kind}, {c.solver}]: {detail}{why}")
+        return "\n".join(lines)
+
+
+@dataclass
+class StepContext:
+    """What a solver gets besides its parameters."""
+
+    names: dict[int, str]
+    llm: Any = None
+    objective: Any = None
+    constraints: list = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def name_of(self, p: ParameterNode) -> str:
+        return self.names[id(p)]
+
+    def records(self, params: Iterable[ParameterNode]) -> list[FeedbackRecord]:
+        """The feedback records of these parameters, each backward pass once."""
+        seen: set[int] = set()
+        out: list[FeedbackRecord] = []
+        for p in params:
+            for r in p.feedback:
+                if id(r) not in seen:
+                    seen.add(id(r))
+                    out.append(r)
+        return out
+
+
+def route_of(p: ParameterNode, has_objective: bool) -> str:
+    """Which solver route a parameter takes in this step."""
+    if p.kind in ("text", "code", "categorical"):
+        return "text"
+    if p.is_tensor and (p._data.grad is not None or not p.feedback):
+        return "gradient"
+    if p.is_tensor and p._data.is_floating_point() and any(r.feedback.loss is not None for r in p.feedback):
+        # a tensor whose loss did not reach it through torch: no differentiable path
+        return "zeroth_order" if has_objective else "text"
+    return "zeroth_order" if has_objective else "text"
+
+
+class Optimizer:
+    """Dispatches parameters by kind and path to solvers, PyTorch style.
+
+    `params`: parameters, or dicts `{"params": [...], **options}` (param groups, as in torch).
+    `llm`: any callable `llm(messages, **kwargs) -> str` or a tracekit backend.
+    `numeric`: "sgd" | "adam" | "adamw" | "lion" or an optimizer object for tensors.
+    `objective`: a callable returning a loss, used by the zeroth-order solver.
+    `constraints`: `tk.Ineq` / `tk.Eq` over parameter values.
+    """
+
+    def __init__(self, params: Iterable[Any], llm: Any = None, numeric: Any = "adam",
+                 lr: float = 1e-2, constraints: list | None = None, objective: Any = None,
+                 **options: Any) -> None:
+        self.defaults: dict[str, Any] = {"numeric": numeric, "lr": lr, **options}
+        self.param_groups: list[dict[str, Any]] = []
+        for group in _as_groups(params):
+            self.add_param_group(group)
+        if not self.param_groups or not any(g["params"] for g in self.param_groups):
+            raise ValueError("Optimizer got an empty parameter list; pass model.parameters()")
+        self.llm = llm
+        self.objective = objective
+        self.constraints = list(constraints or [])
+        self._solvers: dict[tuple[int, str], Any] = {}
+        self.history: list[StepReport] = []
+
+    # --- parameters ------------------------------------------------------------------
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        params = list(group["params"])
+        for p in params:
+            if not isinstance(p, ParameterNode):
+                raise TypeError(
+                    f"Optimizer parameters must be tk.param(...) nodes, got {type(p).__name__}; "
+                    f"wrap values with tk.param(value, name=...)"
+                )
+        known = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in known for p in params):
+            raise ValueError("a parameter appears in more than one parameter group")
+        self.param_groups.append({**self.defaults, **group, "params": params})
+        self._assign_names()
+
+    @property
+    def params(self) -> list[ParameterNode]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _assign_names(self) -> None:
+        """Unique names for the LLM and the report: the user's name, suffixed on clashes."""
+        self.names: dict[int, str] = {}
+        used: set[str] = set()
+        for p in self.params:
+            base = p.name
+            name, k = base, 2
+            while name in used:
+                name = f"{base}_{k}"
+                k += 1
+            used.add(name)
+            self.names[id(p)] = name
+
+    # --- the PyTorch-style loop -----------------------------------------------------------
+    def zero_feedback(self) -> None:
+        """Forget feedback and gradients from earlier backward passes."""
+        for p in self.params:
+            p.feedback.clear()
+            if p.is_tensor:
+                p._data.grad = None
+
+    zero_grad = zero_feedback
+
+    def backward(self, output: Node, feedback: Any, retain_graph: bool = False) -> Any:
+        """Attach feedback on `output` to this optimizer's parameters (see tk.backward)."""
+        return backward(output, feedback, params=self.params, retain_graph=retain_graph)
+
+    def step(self) -> StepReport:
+        """Update every parameter that received feedback with its route's solver."""
+        start = time.perf_counter()
+        plan = self._plan()
+        usage_before = _llm_usage(self.llm)
+        changes: list[ParamChange] = []
+        for (group_index, route), params in plan.items():
+            group = self.param_groups[group_index]
+            changes.extend(self._run_solver(group_index, group, route, params))
+        for p in self.params:
+            if not p.feedback and not (p.is_tensor and p._data.grad is not None):
+                changes.append(ParamChange(self.names[id(p)], p.kind, "-", short_repr(p._data, 40),
+                                           short_repr(p._data, 40), False, "no feedback reached it"))
+        usage = _llm_usage(self.llm)
+        report = StepReport(changes, seconds=time.perf_counter() - start,
+                            **{k: usage[k] - usage_before[k] for k in usage})
+        self.history.append(report)
+        return report
+
+    def _plan(self) -> dict[tuple[int, str], list[ParameterNode]]:
+        """Group parameters with feedback by (param group, route); fail before any update
+        when a route has no solver."""
+        plan: dict[tuple[int, str], list[ParameterNode]] = {}
+        has_objective = self.objective is not None
+        for gi, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                if not p.trainable:
+                    continue
+                if not p.feedback and not (p.is_tensor and p._data.grad is not None):
+                    continue
+                plan.setdefault((gi, route_of(p, has_objective)), []).append(p)
+        missing = {route: [self.names[id(p)] for p in ps] for (_, route), ps in plan.items()
+                   if solver_factory(route) is None}
+        if missing:
+            lines = "; ".join(f"{route}: {names}" for route, names in missing.items())
+            raise MissingSolverError(
+                f"no solver is registered for these parameters ({lines}). Register one with "
+                f"tk.register_solver(route, factory), or install the optional solver package "
+                f"for that route. Nothing was changed."
+            )
+        return plan
+
+    def _solver(self, group_index: int, group: dict[str, Any], route: str) -> Any:
+        key = (group_index, route)
+        if key not in self._solvers:
+            options = {k: v for k, v in group.items() if k != "params"}
+            self._solvers[key] = solver_factory(route)(group["params"], llm=self.llm, **options)
+        return self._solvers[key]
+
+    def _run_solver(self, group_index: int, group: dict[str, Any], route: str,
+                    params: list[ParameterNode]) -> list[ParamChange]:
+        context = StepContext(self.names, llm=self.llm, objective=self.objective,
+                              constraints=self.constraints,
+                              options={k: v for k, v in group.items() if k != "params"})
+        old = {id(p): short_repr(p._data, 40) for p in params}
+        try:
+            solver = self._solver(group_index, group, route)
+            updates = solver.step(params, context)
+        except Exception as exc:  # a failing solver changes nothing
+            reason = f"solver {route} failed: {type(exc).__name__}: {exc}"
+            return [ParamChange(self.names[id(p)], p.kind, route, old[id(p)], old[id(p)], False, reason)
+                    for p in params]
+        return self._apply(params, updates, old, getattr(solver, "name", route))
+
+    def _apply(self, params: list[ParameterNode], updates: list[ParamUpdate], old: dict[int, str],
+               solver_name: str) -> list[ParamChange]:
+        """Validate every proposal first, then write them; refused ones keep the old value."""
+        by_name = {u.name: u for u in updates}
+        validated: dict[int, Any] = {}
+        reasons: dict[int, str] = {}
+        for p in params:
+            u = by_name.get(self.names[id(p)])
+            if u is None or u.new_value is UNCHANGED:
+                continue
+            try:
+                validated[id(p)] = p.validate(u.new_value)
+            except Exception as exc:
+                reasons[id(p)] = f"proposal refused: {exc}"
+        changes = []
+        for p in params:
+            name = self.names[id(p)]
+            u = by_name.get(name)
+            changed = False
+            if id(p) in validated:
+                p.set(validated[id(p)])
+                changed = True
+            elif u is not None and u.applied_in_place:
+                changed = True
+            reason = reasons.get(id(p)) or (u.reason if u is not None else "solver proposed nothing")
+            changes.append(ParamChange(name, p.kind, u.solver if u else solver_name, old[id(p)],
+                                       short_repr(p._data, 40), changed, reason,
+                                       dict(u.info) if u else {}))
+        return changes
+
+    # --- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Solver states keyed by group and route (JSON-friendly where the solver allows)."""
+        return {"solvers": {f"{gi}:{route}": s.state_dict() for (gi, route), s in self._solvers.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, solver_state in state.get("solvers", {}).items():
+            gi, route = key.split(":", 1)
+            solver = self._solver(int(gi), self.param_groups[int(gi)], route)
+            solver.load_state_dict(solver_state)
+
+
+def _as_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
+    if isinstance(params, (ParameterNode, dict)):
+        params = [params]
+    items = list(params)
+    if items and all(isinstance(x, dict) for x in items):
+        return items
+    if any(isinstance(x, dict) for x in items):
+        raise TypeError("pass either parameters or param-group dicts to the Optimizer, not a mix")
+    return [{"params": items}]
+
+
+def _llm_usage(llm: Any) -> dict[str, Any]:
+    """Totals of an LLM backend's accounting, zeros for plain callables."""
+    zero = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    accounting = getattr(llm, "accounting", None)
+    totals = getattr(accounting, "totals", None)
+    if totals is None:
+        return zero
+    t = totals() if callable(totals) else totals
+    get = (lambda k, d=0: t.get(k, d)) if isinstance(t, dict) else (lambda k, d=0: getattr(t, k, d))
+    return {"llm_calls": get("calls"), "prompt_tokens": get("prompt_tokens"),
+            "completion_tokens": get("completion_tokens"), "cost": get("cost", 0.0)}
