@@ -52,6 +52,7 @@ class BundledFunction:
         var = [p.name for p in self._signature.parameters.values() if p.kind == p.VAR_POSITIONAL] \
             if self._signature else []
         self._varargs = var[0] if var else "args"
+        self._bound_positional = self._positional[1:]
 
     # --- descriptor protocol: bundled methods -------------------------------------
     def __set_name__(self, owner: type, attr: str) -> None:
@@ -123,13 +124,13 @@ class BundledFunction:
         return self._call(None, args, kwargs)
 
     def _call(self, instance: Any, args: tuple, kwargs: dict) -> Any:
-        code_param = self.code_param_for(instance)
-        fn = self.current_function(code_param)
+        code_param = self.code_param_for(instance) if self.trainable else None
+        fn = self.fn if code_param is None else self.versions.function_for(code_param._data)
         outer = used_nodes.get()
         if outer is not None or not tracing_enabled.get():
             return self._plain_call(fn, instance, args, kwargs, code_param, outer)
-        parents, argnames, values, kwvalues = self._bind(args, kwargs, code_param)
-        if any(p.is_error for p in parents):
+        parents, argnames, values, kwvalues, error = self._bind(args, kwargs, code_param)
+        if error:
             return _propagate_error(self, tuple(parents), tuple(argnames))
         token = used_nodes.set([])
         try:
@@ -144,13 +145,13 @@ class BundledFunction:
         return self._record(result, parents, argnames, collected)
 
     async def _acall(self, instance: Any, args: tuple, kwargs: dict) -> Any:
-        code_param = self.code_param_for(instance)
-        fn = self.current_function(code_param)
+        code_param = self.code_param_for(instance) if self.trainable else None
+        fn = self.fn if code_param is None else self.versions.function_for(code_param._data)
         outer = used_nodes.get()
         if outer is not None or not tracing_enabled.get():
             return await self._plain_call(fn, instance, args, kwargs, code_param, outer)
-        parents, argnames, values, kwvalues = self._bind(args, kwargs, code_param)
-        if any(p.is_error for p in parents):
+        parents, argnames, values, kwvalues, error = self._bind(args, kwargs, code_param)
+        if error:
             return _propagate_error(self, tuple(parents), tuple(argnames))
         token = used_nodes.set([])
         try:
@@ -177,26 +178,34 @@ class BundledFunction:
         return fn(*values, **kwvalues)
 
     def _bind(self, args: tuple, kwargs: dict, code_param: ParameterNode | None
-              ) -> tuple[list[Node], list[str], list[Any], dict[str, Any]]:
-        positional = self._positional[1:] if self.is_method else self._positional
+              ) -> tuple[list[Node], list[str], list[Any], dict[str, Any], bool]:
+        """Inputs as nodes (plain values wrapped), their names, their values, and whether
+        any input is an exception node."""
+        positional = self._bound_positional if self.is_method else self._positional
         parents: list[Node] = []
-        argnames: list[str] = []
         values: list[Any] = []
-        for i, a in enumerate(args):
+        error = False
+        for a in args:
             n = a if isinstance(a, Node) else Node(a)
+            error = error or n.is_error
             parents.append(n)
             values.append(n._data)
-            argnames.append(positional[i] if i < len(positional) else f"{self._varargs}_{i - len(positional)}")
+        if len(args) <= len(positional):
+            argnames = positional[: len(args)]
+        else:
+            extra = len(args) - len(positional)
+            argnames = positional + [f"{self._varargs}_{i}" for i in range(extra)]
         kwvalues: dict[str, Any] = {}
         for k, a in kwargs.items():
             n = a if isinstance(a, Node) else Node(a)
+            error = error or n.is_error
             parents.append(n)
             kwvalues[k] = n._data
             argnames.append(k)
         if code_param is not None:
             parents.append(code_param)
             argnames.append("__code__")
-        return parents, argnames, values, kwvalues
+        return parents, argnames, values, kwvalues, error
 
     def _record(self, result: Any, parents: list[Node], argnames: list[str],
                 collected: list | None) -> MessageNode:
@@ -230,7 +239,7 @@ class BundledFunction:
             line = linecache.getline(code.co_filename, abs_lineno).strip()
             lineno = abs_lineno
             if code is target:
-                lineno = abs_lineno - code.co_firstlineno + 1  # counted from the def line
+                lineno = abs_lineno - _def_line(code) + 1  # counted from the def line
         return TracedError(type(exc).__name__, str(exc), line, lineno, self.name, exc)
 
     def __repr__(self) -> str:
@@ -265,6 +274,18 @@ class BoundBundle:
 
     def __repr__(self) -> str:
         return f"<bound {self.bundle!r} of {type(self.instance).__name__}>"
+
+
+def _def_line(code: Any) -> int:
+    """The line of the `def` itself (co_firstlineno points at the first decorator)."""
+    first = code.co_firstlineno
+    for offset in range(50):
+        text = linecache.getline(code.co_filename, first + offset).lstrip()
+        if text.startswith(("def ", "async def ")):
+            return first + offset
+        if not text:
+            break
+    return first
 
 
 def _safe_signature(fn: Callable) -> inspect.Signature | None:

@@ -99,7 +99,7 @@ def backward(output: Node | Sequence[Node], feedback: Any,
     differentiable path get `.grad`. A NaN/inf loss is recorded but not back-propagated.
     Returns the subgraph linking the parameters to the output.
     """
-    outputs = [output] if isinstance(output, Node) else list(output)
+    outputs = [output] if isinstance(output, Node) else list(output) if isinstance(output, (list, tuple)) else [output]
     for o in outputs:
         if not isinstance(o, Node):
             raise FeedbackError(

@@ -8,35 +8,33 @@ nodes depending on the chosen parameters.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from tracekit.nodes import MessageNode, Node, ParameterNode, short_repr
 
 
 def topological_order(outputs: Sequence[Node]) -> list[Node]:
-    """All ancestors of `outputs` (themselves included), parents before children."""
-    order: list[Node] = []
-    visited: set[int] = set()
-    for root in outputs:
-        if id(root) in visited:
+    """All ancestors of `outputs` (themselves included), parents before children.
+
+    A node is always created after its parents, so creation order (`_uid`) is a
+    topological order: collect the ancestors in one pass, then sort by uid (the
+    collected list is nearly sorted already, which timsort handles in linear time).
+    """
+    seen: dict[int, Node] = {}
+    stack: list[Node] = list(outputs)
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        n = pop()
+        key = id(n)
+        if key in seen:
             continue
-        visited.add(id(root))
-        stack: list[tuple[Node, int]] = [(root, 0)]
-        while stack:
-            current, i = stack[-1]
-            parents = current.parents
-            # advance to the next unvisited parent
-            while i < len(parents) and id(parents[i]) in visited:
-                i += 1
-            if i < len(parents):
-                stack[-1] = (current, i + 1)
-                child = parents[i]
-                visited.add(id(child))
-                stack.append((child, 0))
-            else:
-                stack.pop()
-                order.append(current)
-    return order
+        seen[key] = n
+        extend(n.parents)
+    return sorted(seen.values(), key=_uid_of)
+
+
+_uid_of = attrgetter("_uid")
 
 
 class Subgraph:

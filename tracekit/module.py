@@ -108,7 +108,10 @@ def _walk(obj: Any, prefix: str, visiting: set[int]) -> Iterator[tuple[str, Para
     if id(obj) in visiting:
         return
     visiting.add(id(obj))
-    join = (lambda k: f"{prefix}.{k}" if prefix else str(k))
+
+    def join(key: Any) -> str:
+        return f"{prefix}.{key}" if prefix else str(key)
+
     if isinstance(obj, ParameterNode):
         if obj.trainable:
             yield prefix or obj.name, obj

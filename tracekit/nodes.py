@@ -217,7 +217,7 @@ class Node:
         call_args = [_collect(a, parents) for a in args]
         call_kwargs = {k: _collect(v, parents) for k, v in kwargs.items()}
         name = getattr(func, "__name__", "torch_op")
-        op = Op(f"torch.{name}", f"torch.{name}(" + ", ".join("{%d}" % i for i in range(len(parents))) + ")")
+        op = Op(f"torch.{name}", f"torch.{name}(" + ", ".join(f"{{{i}}}" for i in range(len(parents))) + ")")
         if any(p.is_error for p in parents):
             return _propagate_error(op, tuple(parents), tuple(f"arg{i}" for i in range(len(parents))))
         return MessageNode(func(*call_args, **call_kwargs), tuple(parents),

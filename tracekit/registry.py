@@ -31,7 +31,11 @@ SolverFactory = Callable[..., Solver]
 
 _factories: dict[str, SolverFactory] = {}
 # Built-in solvers, imported on first need: route -> "module:attribute".
-_BUILTIN: dict[str, str] = {}
+_BUILTIN: dict[str, str] = {
+    "text": "tracekit.text_solver:TextSolver",
+    "gradient": "tracekit.numeric:GradientSolver",
+    "zeroth_order": "tracekit.numeric:ZerothOrderSolver",
+}
 
 
 def register_solver(route: str, factory: SolverFactory) -> None:
@@ -55,6 +59,11 @@ def solver_factory(route: str) -> SolverFactory | None:
     if target is None:
         return None
     module_name, attribute = target.split(":")
-    factory = getattr(importlib.import_module(module_name), attribute)
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the solver module exists but is broken: say so, do not hide it
+        return None
     _factories[route] = factory
     return factory

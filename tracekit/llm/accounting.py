@@ -223,18 +223,22 @@ class Accounting:
             return Reservation(self, request, scopes)
 
     def release(self, reservation: Reservation) -> None:
+        """Give back what `reserve` held (idempotent)."""
         with self._lock:
-            if reservation.released:
-                return
-            reservation.released = True
-            for target in [self._pending] + [s.pending for s in reservation.scopes]:
-                _shift(target, reservation.usage, -1)
+            self._release(reservation)
+
+    def _release(self, reservation: Reservation) -> None:
+        if reservation.released:
+            return
+        reservation.released = True
+        for target in [self._pending] + [s.pending for s in reservation.scopes]:
+            _shift(target, reservation.usage, -1)
 
     def record(self, record: CallRecord, reservation: Reservation | None = None) -> None:
-        """Add one finished request to the totals and to every open scope."""
-        if reservation is not None:
-            self.release(reservation)
+        """Add one finished request to the totals and every open scope; release its hold."""
         with self._lock:
+            if reservation is not None:
+                self._release(reservation)
             self.records.append(record)
             self.total.add(record)
             for scope in self._scopes:

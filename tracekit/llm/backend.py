@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from .accounting import Accounting, Budget, CallRecord, Usage, estimate_tokens
+from .accounting import Accounting, Budget, CallRecord, Reservation, Usage, estimate_tokens
 from .cache import Cache, CachedReply, cache_key, is_cacheable, resolve_cache
-from .errors import LLMError, LLMRequestError, describe
+from .errors import LLMRequestError, describe
 from .structured import (
     STRUCTURED_MODES,
     StructuredAttempts,
@@ -139,6 +139,10 @@ class Backend:
     def _complete(self, request: Request) -> Completion:
         raise NotImplementedError
 
+    def _is_cacheable(self, params: Mapping[str, Any], rollout_id: str | None) -> bool:
+        """The sampling rule of `cache.is_cacheable`; subclasses may relax it."""
+        return is_cacheable(params, rollout_id)
+
     async def _acomplete(self, request: Request) -> Completion:
         """Default async transport: the sync one in a worker thread."""
         return await asyncio.to_thread(self._complete, request)
@@ -178,11 +182,11 @@ class Backend:
                 try:
                     completion = self._complete(request)
                 except Exception as exc:
-                    self._record_failure(request, start, exc)
+                    self._record_failure(request, start, exc, reservation)
                     raise
+            return self._finish(request, use_cache, start, completion, reservation)
         finally:
-            self.accounting.release(reservation)
-        return self._finish(request, use_cache, start, completion)
+            self.accounting.release(reservation)  # no-op unless interrupted
 
     async def acall(self, messages: Messages, **kwargs: Any) -> str:
         """Async `__call__`."""
@@ -197,11 +201,11 @@ class Backend:
                 try:
                     completion = await self._acomplete(request)
                 except Exception as exc:
-                    self._record_failure(request, start, exc)
+                    self._record_failure(request, start, exc, reservation)
                     raise
+            return self._finish(request, use_cache, start, completion, reservation)
         finally:
-            self.accounting.release(reservation)
-        return self._finish(request, use_cache, start, completion)
+            self.accounting.release(reservation)  # no-op unless interrupted
 
     def structured(
         self,
@@ -318,7 +322,7 @@ class Backend:
             prompt_estimate=sum(estimate_tokens(str(m.get("content") or "")) + 4
                                 for m in normalized),
         )
-        use_cache = use_cache and self.cache is not None and is_cacheable(params, request.rollout_id)
+        use_cache = use_cache and self.cache is not None and self._is_cacheable(params, request.rollout_id)
         if use_cache:
             request.cache_key = cache_key(
                 self.cache_namespace, self.model, normalized, params, request.rollout_id
@@ -345,7 +349,7 @@ class Backend:
         logger.debug("%s: cache hit", self.name)
         return hit.text
 
-    def _reserve(self, request: Request) -> Any:
+    def _reserve(self, request: Request) -> Reservation:
         max_tokens = request.params.get("max_tokens") or request.params.get("max_completion_tokens")
         estimate = self.accounting.estimate(self.model, request.prompt_estimate, max_tokens)
         if self.free:
@@ -359,7 +363,9 @@ class Backend:
             slot = self._async_slots.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
         return slot
 
-    def _record_failure(self, request: Request, start: float, exc: BaseException) -> None:
+    def _record_failure(
+        self, request: Request, start: float, exc: BaseException, reservation: Reservation
+    ) -> None:
         self.accounting.record(
             CallRecord(
                 model=self.model,
@@ -369,15 +375,21 @@ class Backend:
                 cache_hit=False,
                 cost=0.0,
                 error=describe(exc),
-            )
+            ),
+            reservation,
         )
         if not request.probe:
-            logger.warning("%s: call failed: %s", self.name, describe(exc))
+            logger.info("%s: call failed: %s", self.name, describe(exc))
 
-    def _finish(self, request: Request, use_cache: bool, start: float, done: Completion) -> str:
+    def _finish(
+        self,
+        request: Request,
+        use_cache: bool,
+        start: float,
+        done: Completion,
+        reservation: Reservation,
+    ) -> str:
         latency = time.perf_counter() - start
-        if not isinstance(done.text, str):
-            raise LLMError(f"{self.name} returned {type(done.text).__name__}, expected str")
         model = done.model or self.model
         if self.free:
             cost, priced = 0.0, True
@@ -393,7 +405,8 @@ class Backend:
                 cost=cost,
                 priced=priced,
                 tokens_estimated=done.tokens_estimated,
-            )
+            ),
+            reservation,
         )
         if use_cache and self.cache is not None and request.cache_key is not None:
             self.cache.put(

@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import SecretStr
+
 from .accounting import Budget, estimate_tokens
 from .backend import Backend, Completion, Request
 from .cache import Cache
-from .errors import LLMConfigError, LLMConnectionError, LLMRequestError, LLMTimeoutError
+from .errors import LLMConfigError, LLMConnectionError, LLMRequestError, LLMTimeoutError, describe
 from .settings import LLMSettings
 
 # Placeholder for servers that need no key (the openai client insists on one).
@@ -113,7 +115,7 @@ class OpenAICompatible(Backend):
         self.base_url = base_url
         self.timeout = timeout if timeout is not None else settings.timeout
         self.max_retries = max_retries if max_retries is not None else settings.max_retries
-        self.__api_key = secret  # name-mangled: not in vars() dumps by accident
+        self._api_key = SecretStr(secret)  # repr shows '**********', never the key
         self._clients: dict[int, Any] = {}
         self._async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._client_lock = threading.Lock()
@@ -125,7 +127,7 @@ class OpenAICompatible(Backend):
     # -- clients (one per process; one async client per event loop) -------------------------
     def _client_options(self) -> dict[str, Any]:
         return {
-            "api_key": self.__api_key,
+            "api_key": self._api_key.get_secret_value(),
             "base_url": self._resolve_base_url(),
             "timeout": self.timeout,
             "max_retries": self.max_retries,
@@ -240,4 +242,9 @@ class OpenAICompatible(Backend):
                                    f"{str(exc)[:300]}", status_code=status)
         if isinstance(exc, openai.OpenAIError):
             return LLMRequestError(f"{where}: {exc}")
+        if isinstance(exc, ValueError):  # a body that is not JSON
+            return LLMRequestError(
+                f"{where}: the server's reply is not an OpenAI chat completion ({describe(exc)}). "
+                f"Is base_url an OpenAI-compatible endpoint ending in /v1?"
+            )
         return exc

@@ -1,0 +1,430 @@
+"""Building the prompt: the problem as text, within a token budget, in linear time.
+
+The prompt shows what OptoPrime shows — the code of the traced calls, the documentation
+of the functions, the variables with their kinds, bounds, choices and constraints, the
+inputs, intermediate values, outputs and the feedback — in our own wording, and then
+asks for one JSON reply. A large graph is reduced to what matters: calls are ranked by
+their distance to a variable or an output (two linear passes), runs of calls with the
+same shape are collapsed, and what does not fit is counted instead of shown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .problem import Call, MemoryEntry, Problem, Value, Variable
+
+DEFAULT_BUDGET = 4000
+MIN_BUDGET = 300
+CHARS_PER_TOKEN = 3.5  # conservative for English and code: real counts are usually lower
+
+DEFAULT_INSTRUCTION = (
+    "You are improving a program. The variables below are used by the code; the feedback "
+    "says how good its outputs were. Propose new values for the variables so that the "
+    "feedback improves."
+)
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in `text`, estimated from its length (about 3.5 characters per token)."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
+
+
+def _cut(text: str, limit: int) -> str:
+    """Keep the head and tail of `text`, with a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    limit = max(limit, 24)
+    marker_len = 24
+    keep = max(limit - marker_len, 8)
+    head = keep * 2 // 3
+    tail = keep - head
+    omitted = len(text) - head - tail
+    return f"{text[:head]}...[{omitted} chars cut]...{text[len(text) - tail:] if tail else ''}"
+
+
+def shorten(value: Any, limit: int = 200, raw_str: bool = False) -> str:
+    """A one-piece rendering of `value` of at most about `limit` characters.
+
+    Strings are cut in the middle with a marker; lists, tuples, sets and dicts are rendered
+    item by item and stop early (so a huge container costs no more than `limit`); `raw_str`
+    shows a string without quotes (for text variables).
+    """
+    if isinstance(value, str):
+        return _cut(value if raw_str else repr(value), limit)
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        return _cut(_container(value, limit), limit)
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not break the prompt
+        text = f"<{type(value).__name__}: repr failed: {type(exc).__name__}>"
+    return _cut(text, limit)
+
+
+def _container(value: Any, limit: int) -> str:
+    if isinstance(value, dict):
+        opening, closing = "{", "}"
+        items = iter(value.items())
+        render = lambda kv: f"{shorten(kv[0], limit // 2)}: {shorten(kv[1], limit // 2)}"  # noqa: E731
+    else:
+        opening, closing = ("[", "]") if isinstance(value, list) else ("(", ")") if isinstance(value, tuple) else ("{", "}")
+        items = iter(value)
+        render = lambda v: shorten(v, limit // 2)  # noqa: E731
+    parts: list[str] = []
+    used = 2
+    shown = 0
+    for item in items:
+        piece = render(item)
+        if used + len(piece) + 2 > limit and shown:
+            break
+        parts.append(piece)
+        used += len(piece) + 2
+        shown += 1
+    rest = len(value) - shown
+    if rest > 0:
+        parts.append(f"...[+{rest} items]")
+    return opening + ", ".join(parts) + closing
+
+
+# --- the sections -----------------------------------------------------------------------
+def describe_variable(v: Variable, value_chars: int) -> str:
+    """The lines that present one variable: name, kind, limits, description, value."""
+    facts = [v.kind]
+    if v.kind == "numeric":
+        facts.append("integer" if v.value_type == "int" else "number")
+        if v.bounds is not None:
+            facts.append(f"between {v.bounds[0]:g} and {v.bounds[1]:g}")
+    elif v.kind == "categorical":
+        facts.append("one of " + ", ".join(json.dumps(c) if _jsonable(c) else str(c) for c in v.choices or []))
+    elif v.kind == "code":
+        sig = v.signature or ""
+        facts.append(f"Python source of one function; keep the line `{sig}` unchanged" if sig
+                     else "Python source of one function; keep its name and parameters")
+    elif v.value_type in ("list", "dict", "tuple"):
+        facts.append(f"a JSON {'object' if v.value_type == 'dict' else 'list'}")
+    head = f"- {v.name} ({'; '.join(facts)})"
+    lines = [head]
+    if v.description:
+        lines.append(f"  description: {_cut(v.description, 300)}")
+    for c in v.constraints:
+        lines.append(f"  constraint: {_cut(str(c), 200)}")
+    if v.kind in ("code", "text") and isinstance(v.value, str) and ("\n" in v.value or len(v.value) > 60):
+        lines.append("  current value:\n" + _indent(shorten(v.value, value_chars, raw_str=True)))
+    else:
+        rendered = shorten(v.value, value_chars, raw_str=False)
+        lines.append(f"  current value: {rendered}")
+    return "\n".join(lines)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines() or [""])
+
+
+def _jsonable(c: Any) -> bool:
+    return isinstance(c, (str, int, float, bool)) or c is None
+
+
+def value_placeholder(v: Variable) -> str:
+    """What the reply example shows for one variable."""
+    if v.kind == "numeric":
+        lo_hi = f" between {v.bounds[0]:g} and {v.bounds[1]:g}" if v.bounds else ""
+        return f"<{'integer' if v.value_type == 'int' else 'number'}{lo_hi}>"
+    if v.kind == "categorical":
+        return "<one of " + " | ".join(json.dumps(c) if _jsonable(c) else json.dumps(str(c)) for c in v.choices or []) + ">"
+    if v.kind == "code":
+        return '"<the whole new function source, as a JSON string>"'
+    if v.value_type in ("list", "dict", "tuple"):
+        return f"<a JSON {'object' if v.value_type == 'dict' else 'list'}>"
+    return '"<new text>"'
+
+
+def reply_instructions(variables: list[Variable]) -> str:
+    """The closing request: one JSON object with a suggestion per variable."""
+    fields = ", ".join(f"{json.dumps(v.name)}: {value_placeholder(v)}" for v in variables)
+    return (
+        "# Your reply\n"
+        "Reply with only this JSON object, nothing before or after it:\n"
+        f'{{"suggestion": {{{fields}}}, "reasoning": "<one short sentence>"}}\n'
+        "Use exactly the variable names above. Give a value different from the current one "
+        "for every variable you want to change."
+    )
+
+
+@dataclass
+class Prompt:
+    """The built prompt and what it holds: `stats` counts shown and left-out items."""
+
+    messages: list[dict[str, str]]
+    text: str
+    tokens: int
+    budget: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def build_prompt(problem: Problem, budget: int = DEFAULT_BUDGET, *, memory_size: int = 5,
+                 value_chars: int = 240, system: bool = False) -> Prompt:
+    """Render `problem` as chat messages of at most `budget` estimated tokens.
+
+    Time is linear in the number of calls and values. `system=True` puts the fixed
+    instructions in a system message (small local models ignore those: default off).
+    """
+    if budget < MIN_BUDGET:
+        raise ValueError(f"prompt budget {budget} is too small; use at least {MIN_BUDGET} tokens")
+    chars = int(budget * CHARS_PER_TOKEN)
+    for shrink in (1.0, 0.8, 0.6, 0.4, 0.25):
+        text, stats = _assemble(problem, int(chars * shrink), memory_size, value_chars)
+        if estimate_tokens(text) <= budget:
+            break
+    else:  # last resort: cut the middle of the prompt, keeping the reply format at the end
+        tail = reply_instructions(problem.variables)
+        head_room = chars - len(tail) - 60
+        body = text[: len(text) - len(tail)]
+        text = _cut(body, max(head_room, 40)) + "\n\n" + tail
+        text = text[:chars]
+        stats["hard_cut"] = True
+    tokens = estimate_tokens(text)
+    stats["tokens"] = tokens
+    if system:
+        head, _, rest = text.partition("\n\n")
+        messages = [{"role": "system", "content": head}, {"role": "user", "content": rest}]
+    else:
+        messages = [{"role": "user", "content": text}]
+    return Prompt(messages, text, tokens, budget, stats)
+
+
+def _assemble(problem: Problem, chars: int, memory_size: int, value_chars: int) -> tuple[str, dict[str, Any]]:
+    """One attempt at the prompt within `chars` characters."""
+    stats: dict[str, Any] = {}
+    instruction = _cut(problem.instruction or DEFAULT_INSTRUCTION, max(chars // 10, 200))
+    closing = reply_instructions(problem.variables)
+    fixed = len(instruction) + len(closing) + 200
+
+    # Variables: up to half of the room, shared evenly, unused share passed on.
+    var_room = max((chars - fixed) // 2, 120 * max(len(problem.variables), 1))
+    var_lines = []
+    remaining, left = var_room, len(problem.variables)
+    for v in sorted(problem.variables, key=lambda v: len(str(v.value))):  # small first
+        share = max(remaining // max(left, 1), 60)
+        line = describe_variable(v, max(share - 80, 40))
+        var_lines.append((v.name, line))
+        remaining -= len(line)
+        left -= 1
+    order = {v.name: i for i, v in enumerate(problem.variables)}
+    var_lines.sort(key=lambda item: order[item[0]])
+    variables_text = "# Variables (you may change these)\n" + "\n".join(line for _, line in var_lines)
+
+    room = chars - fixed - len(variables_text)
+    # Feedback: up to a fifth of what is left.
+    fb_room = max(room // 5, 200)
+    feedback_items = [f for f in problem.feedback if f] or ["(no feedback text)"]
+    per = max(fb_room // len(feedback_items), 60)
+    shown_fb = feedback_items[: max(fb_room // 60, 1)]
+    feedback_text = "# Feedback\n" + "\n".join(_cut(f, per) for f in shown_fb)
+    if len(shown_fb) < len(feedback_items):
+        feedback_text += f"\n[{len(feedback_items) - len(shown_fb)} more feedback texts left out]"
+    room -= len(feedback_text)
+
+    # Memory: up to a sixth of what is left, newest first.
+    memory_text, mem_stats = _memory(problem.memory[-memory_size:] if memory_size else [],
+                                     max(room // 6, 0))
+    room -= len(memory_text)
+    stats.update(mem_stats)
+
+    graph_text, graph_stats = _graph(problem, max(room, 0), value_chars)
+    stats.update(graph_stats)
+    parts = [instruction, graph_text, variables_text, feedback_text]
+    if memory_text:
+        parts.append(memory_text)
+    parts.append(closing)
+    return "\n\n".join(p for p in parts if p), stats
+
+
+def _memory(entries: list[MemoryEntry], room: int) -> tuple[str, dict[str, Any]]:
+    if not entries or room < 80:
+        return "", {"memory_shown": 0, "memory_left_out": len(entries)}
+    lines = ["# Earlier attempts (values tried and the feedback they got)"]
+    used = len(lines[0])
+    shown = 0
+    per = max(room // len(entries), 80)
+    for entry in reversed(entries):  # newest first
+        values = ", ".join(f"{k}={shorten(v, max(per // 3, 30))}" for k, v in entry.values.items())
+        line = _cut(f"- {values} -> {entry.feedback}", per)
+        if used + len(line) + 1 > room:
+            break
+        lines.append(line)
+        used += len(line) + 1
+        shown += 1
+    if shown == 0:
+        return "", {"memory_shown": 0, "memory_left_out": len(entries)}
+    return "\n".join(lines), {"memory_shown": shown, "memory_left_out": len(entries) - shown}
+
+
+# --- the graph: ranking, collapsing and counting ---------------------------------------------
+def _template(call: Call) -> str:
+    """The shape of a call without its variable names: `add(x, y)`."""
+    code = call.code.split("=", 1)[1].strip() if "=" in call.code else call.code
+    head = code.split("(", 1)[0].strip() if "(" in code else (call.function or "op")
+    if call.function:
+        head = call.function
+    return f"{head}/{len(call.inputs)}"
+
+
+def rank_calls(problem: Problem) -> list[int]:
+    """Call indices, most relevant first (linear time).
+
+    A call's distance is the smaller of its distance from a variable (forward pass) and
+    its distance to an output (backward pass); failed calls come first, then by distance;
+    calls in the middle of a run of same-shaped calls come after all others.
+    """
+    calls = problem.calls
+    n = len(calls)
+    var_names = {v.name for v in problem.variables}
+    outputs = {v.name for v in problem.values if v.role == "output"}
+    producer: dict[str, int] = {}
+    for i, c in enumerate(calls):
+        producer[c.output] = i
+    big = n + 1
+    d_var = [big] * n
+    for i, c in enumerate(calls):
+        best = big
+        for name in c.inputs:
+            if name in var_names:
+                best = 0
+                break
+            j = producer.get(name)
+            if j is not None and j < i and d_var[j] + 1 < best:
+                best = d_var[j] + 1
+        d_var[i] = best
+    d_out = [0 if c.output in outputs else big for c in calls]
+    for i in range(n - 1, -1, -1):
+        if d_out[i] >= big:
+            continue
+        for name in calls[i].inputs:
+            j = producer.get(name)
+            if j is not None and j < i and d_out[i] + 1 < d_out[j]:
+                d_out[j] = d_out[i] + 1
+    # runs of same-shaped consecutive calls: their middles rank last
+    templates = [_template(c) for c in calls]
+    middle = [False] * n
+    start = 0
+    for i in range(1, n + 1):
+        if i == n or templates[i] != templates[start]:
+            if i - start >= 4:
+                for k in range(start + 2, i - 1):
+                    middle[k] = True
+            start = i
+    # bucket sort on (error first, middle last, distance)
+    buckets: list[list[int]] = [[] for _ in range(2 * big + 2)]
+    for i in range(n):
+        d = min(d_var[i], d_out[i])
+        key = 0 if calls[i].error else (1 + d + (big if middle[i] else 0))
+        buckets[min(key, len(buckets) - 1)].append(i)
+    return [i for bucket in buckets for i in bucket]
+
+
+def _graph(problem: Problem, room: int, value_chars: int) -> tuple[str, dict[str, Any]]:
+    calls = problem.calls
+    values = {v.name: v for v in problem.values}
+    var_names = {v.name for v in problem.variables}
+    stats: dict[str, Any] = {"calls_total": len(calls), "values_total": len(values)}
+    # value lines get smaller when there is a lot to show
+    per_value = max(60, min(value_chars, room // max(4 * min(len(calls), 50) + 1, 1)))
+
+    shown_calls: set[int] = set()
+    shown_values: dict[str, str] = {}
+    documented: dict[str, str] = {}
+    used = 0
+    budget = room - 200  # headers and the omission notes
+    # outputs first (up to a quarter of the room), then calls by rank
+    for v in problem.values:
+        if v.role == "output" and v.name not in var_names:
+            text = f"{v.name} ({v.type}) = {shorten(v.value, per_value)}"
+            if used + len(text) + 1 <= budget // 4:
+                shown_values[v.name] = text
+                used += len(text) + 1
+    for i in rank_calls(problem):
+        if used >= budget - 40:
+            break  # full: the rest is counted, not rendered
+        c = calls[i]
+        cost_parts: list[tuple[str, str]] = []
+        line = _cut(c.code, 300) + (f"   # raised {_cut(c.error, 200)}" if c.error else "")
+        cost = len(line) + 1
+        doc = ""
+        if c.function and c.function not in documented and c.doc:
+            doc = f"{c.function}: {_cut(' '.join(c.doc.split()), 300)}"
+            cost += len(doc) + 1
+        for name in [*c.inputs, c.output]:
+            if name in var_names or name in shown_values or name not in values:
+                continue
+            v = values[name]
+            text = f"{name} ({v.type}) = {shorten(v.value, per_value)}"
+            cost_parts.append((name, text))
+            cost += len(text) + 1
+        if used + cost > budget:
+            continue
+        used += cost
+        shown_calls.add(i)
+        if doc:
+            documented[c.function] = doc
+        for name, text in cost_parts:
+            shown_values[name] = text
+    if not calls:  # no trace: show the values given, within the room
+        for v in problem.values:
+            if v.name in shown_values or v.name in var_names:
+                continue
+            text = f"{v.name} ({v.type}) = {shorten(v.value, per_value)}"
+            if used + len(text) + 1 <= budget:
+                shown_values[v.name] = text
+                used += len(text) + 1
+
+    # code section in execution order, with omission notes for the gaps
+    code_lines: list[str] = []
+    gap: Counter[str] = Counter()
+    gap_count = 0
+    for i, c in enumerate(calls):
+        if i in shown_calls:
+            if gap_count:
+                code_lines.append(_gap_note(gap_count, gap))
+                gap.clear()
+                gap_count = 0
+            code_lines.append(_cut(c.code, 300) + (f"   # raised {_cut(c.error, 200)}" if c.error else ""))
+        else:
+            gap[_template(c).split("/")[0]] += 1
+            gap_count += 1
+    if gap_count:
+        code_lines.append(_gap_note(gap_count, gap))
+
+    sections: list[str] = []
+    if code_lines:
+        sections.append("# Code (the calls that ran, in order; `a = f(x=b)` called f with x=b)\n"
+                        + "\n".join(code_lines))
+    if documented:
+        sections.append("# Documentation\n" + "\n".join(documented.values()))
+    groups = {"input": [], "other": [], "output": []}
+    for name, text in shown_values.items():
+        groups[values[name].role if values[name].role in groups else "other"].append(text)
+    titles = {"input": "# Inputs", "other": "# Intermediate values", "output": "# Outputs"}
+    for role in ("input", "other", "output"):
+        if groups[role]:
+            sections.append(titles[role] + "\n" + "\n".join(groups[role]))
+    left_calls = len(calls) - len(shown_calls)
+    left_values = len([v for v in values if v not in shown_values and v not in var_names])
+    if left_calls or left_values:
+        sections.append(f"[Left out to fit the prompt budget: {left_calls} of {len(calls)} calls, "
+                        f"{left_values} values.]")
+    stats.update(calls_shown=len(shown_calls), calls_left_out=left_calls,
+                 values_shown=len(shown_values), values_left_out=left_values)
+    return "\n\n".join(sections), stats
+
+
+def _gap_note(count: int, templates: Counter[str]) -> str:
+    common = ", ".join(f"{n}x {name}(...)" for name, n in templates.most_common(3))
+    more = len(templates) - min(len(templates), 3)
+    return f"# ... {count} calls left out here ({common}{', ...' if more > 0 else ''})"
+
+
+__all__ = ["Prompt", "build_prompt", "estimate_tokens", "rank_calls", "shorten", "Value"]

@@ -1,0 +1,405 @@
+"""The reply: its pydantic model, a lenient parser, and per-kind validation and casting.
+
+The model (built from the variables being updated) gives the backend a JSON schema to
+constrain generation: numbers must be numbers, categorical values one of the choices.
+Replies that do not validate as a whole are still read field by field, so that one bad
+value does not throw away good ones; every value is then checked for its kind. A value
+that fails any check is dropped with a reason — never half-applied.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from .problem import Variable
+
+MAX_REPLY_CHARS = 200_000  # longer replies are cut before parsing (bounded work)
+REASONING_CHARS = 400
+SUGGESTION_KEYS = ("suggestion", "suggestions", "Suggestion", "new_values", "variables", "answer")
+# Names that proposed code may not introduce unless the original function already uses them.
+RISKY_NAMES = frozenset({
+    "eval", "exec", "compile", "__import__", "open", "input", "breakpoint", "globals", "locals",
+    "vars", "setattr", "delattr", "getattr", "os", "sys", "subprocess", "shutil", "socket",
+    "importlib", "builtins", "ctypes", "pickle", "marshal", "signal", "threading", "multiprocessing",
+    "exit", "quit",
+})
+PLACEHOLDERS = ("<new text>", "new text", "<one short sentence>", "...", "<text>", "<value>")
+
+
+class ReplyError(ValueError):
+    """A value or reply that cannot be used; the message says why (it goes in re-asks)."""
+
+
+# --- the model ---------------------------------------------------------------------------
+def _field_type(v: Variable) -> tuple[Any, dict[str, Any]]:
+    """The annotation and Field options of one variable's value."""
+    if v.kind == "numeric":
+        if v.value_type in ("list", "Tensor", "ndarray", "tuple"):
+            return list[Any], {}
+        bounds = {"ge": v.bounds[0], "le": v.bounds[1]} if v.bounds else {}
+        return (int if v.value_type == "int" else float), bounds
+    if v.kind == "categorical":
+        choices = tuple(c if isinstance(c, (str, int, float, bool)) else str(c) for c in v.choices or [])
+        return Literal[choices], {}  # type: ignore[valid-type]
+    if v.value_type == "dict":
+        return dict[str, Any], {}
+    if v.value_type in ("list", "tuple"):
+        return list[Any], {}
+    return str, {"min_length": 1}
+
+
+def _describe(v: Variable) -> str:
+    return (v.description or f"new value of {v.name}")[:200]
+
+
+def reply_model(variables: list[Variable]) -> type[BaseModel]:
+    """A pydantic model of the reply `{"suggestion": {name: value}, "reasoning": str}`.
+
+    One required field per variable (aliased to its name, which need not be an
+    identifier); unknown names are allowed and reported, not applied.
+    """
+    fields: dict[str, Any] = {}
+    for i, v in enumerate(variables):
+        typ, options = _field_type(v)
+        fields[f"v{i}"] = (typ, Field(..., alias=v.name, description=_describe(v), **options))
+    suggestion = create_model(  # type: ignore[call-overload]
+        "Suggestion", __config__=ConfigDict(extra="allow", populate_by_name=False), **fields
+    )
+    return create_model(
+        "OptimizerReply",
+        suggestion=(suggestion, Field(..., description="new value for each variable")),
+        reasoning=(str, Field("", description="one short sentence",
+                              json_schema_extra={"maxLength": REASONING_CHARS})),
+    )
+
+
+def model_values(instance: BaseModel, variables: list[Variable]) -> tuple[dict[str, Any], list[str], str]:
+    """(name -> value, unknown names, reasoning) from a validated reply instance."""
+    suggestion = instance.suggestion  # type: ignore[attr-defined]
+    values = {v.name: getattr(suggestion, f"v{i}") for i, v in enumerate(variables)
+              if getattr(suggestion, f"v{i}", None) is not None}
+    unknown = sorted((suggestion.model_extra or {}).keys())
+    return values, unknown, str(getattr(instance, "reasoning", "") or "")
+
+
+# --- lenient parsing ---------------------------------------------------------------------
+@dataclass
+class Parsed:
+    """What could be read from a reply: raw values by variable name, and why not others."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+    reasoning: str = ""
+    problem: str = ""
+
+
+_FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\s*\n?(.*?)```", re.S)
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON object in `text` (code fences, prose around it and light damage
+    tolerated); None when there is none. Work is bounded for any input."""
+    if not isinstance(text, str):
+        return None
+    text = text[:MAX_REPLY_CHARS].strip()
+    if not text:
+        return None
+    candidates = [text] + [m.group(1) for m in _FENCE.finditer(text)][:3]
+    for chunk in candidates:
+        try:
+            obj = json.loads(chunk)
+            if isinstance(obj, dict):
+                return obj
+        except (ValueError, RecursionError):
+            pass
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    tries = 0
+    while start != -1 and tries < 20:
+        try:
+            obj, _ = decoder.raw_decode(text, start)
+            if isinstance(obj, dict):
+                return obj
+        except (ValueError, RecursionError):
+            pass
+        tries += 1
+        start = text.find("{", start + 1)
+    try:
+        from json_repair import repair_json
+    except ImportError:  # optional: without it, damaged JSON is simply not read
+        return None
+    if "{" not in text:
+        return None
+    try:
+        obj = repair_json(text[text.find("{"):], return_objects=True)
+    except Exception:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def parse_reply(text: Any, variables: list[Variable]) -> Parsed:
+    """Read a reply leniently: find the JSON object, its suggestion, and match names."""
+    out = Parsed()
+    obj = extract_json(text) if isinstance(text, str) else (text if isinstance(text, dict) else None)
+    if obj is None:
+        out.problem = "the reply holds no JSON object"
+        return out
+    reasoning = obj.get("reasoning", "")
+    out.reasoning = reasoning[:REASONING_CHARS] if isinstance(reasoning, str) else ""
+    suggestion: Any = None
+    for key in SUGGESTION_KEYS:
+        if key in obj:
+            suggestion = obj[key]
+            break
+    if isinstance(suggestion, str):
+        inner = extract_json(suggestion)
+        suggestion = inner if inner is not None else suggestion
+    names = {v.name for v in variables}
+    if not isinstance(suggestion, dict):
+        if any(k in names for k in obj):  # names given at the top level
+            suggestion = {k: val for k, val in obj.items() if k not in ("reasoning",)}
+        elif suggestion is None:
+            out.problem = 'the JSON object has no "suggestion" object'
+            return out
+        else:
+            out.problem = f'"suggestion" must be an object mapping names to values, got {type(suggestion).__name__}'
+            return out
+    by_norm: dict[str, list[str]] = {}
+    for v in variables:
+        by_norm.setdefault(_norm(v.name), []).append(v.name)
+    for key, val in suggestion.items():
+        key_s = str(key)
+        if key_s in names:
+            out.values[key_s] = val
+            continue
+        match = by_norm.get(_norm(key_s), [])
+        if len(match) == 1 and match[0] not in out.values:
+            out.values[match[0]] = val
+        else:
+            out.unknown.append(key_s[:60])
+    if not out.values:
+        out.problem = "the suggestion names none of the variables" + (
+            f" (it names {', '.join(repr(u) for u in out.unknown[:5])})" if out.unknown else "")
+    return out
+
+
+# --- validation per kind ---------------------------------------------------------------------
+def check_value(v: Variable, raw: Any, max_text_chars: int | None = None) -> Any:
+    """`raw` cast for the variable's kind, or ReplyError saying what is wrong."""
+    if v.kind == "numeric":
+        value = _check_numeric(v, raw)
+    elif v.kind == "categorical":
+        value = _check_categorical(v, raw)
+    elif v.kind == "code":
+        value = check_code(v, raw)
+    else:
+        value = _check_text(v, raw, max_text_chars)
+    if v.check is not None:
+        try:
+            result = v.check(value)
+        except Exception as exc:
+            raise ReplyError(str(exc)[:300] or type(exc).__name__) from None
+        value = value if result is None else result
+    return value
+
+
+def _number(raw: Any, where: str) -> float:
+    if isinstance(raw, bool) or raw is None:
+        raise ReplyError(f"{where} must be a number, got {json.dumps(raw)}")
+    if isinstance(raw, (int, float)):
+        number = float(raw)
+    elif isinstance(raw, str) and len(raw) < 64:
+        try:
+            number = float(raw.strip().replace("_", ""))
+        except ValueError:
+            raise ReplyError(f"{where} must be a number, got {raw!r}") from None
+    else:
+        raise ReplyError(f"{where} must be a number, got {type(raw).__name__}")
+    if not math.isfinite(number):
+        raise ReplyError(f"{where} must be finite, got {raw!r}")
+    return number
+
+
+def _check_numeric(v: Variable, raw: Any) -> Any:
+    where = f"{v.name}"
+    if isinstance(v.value, (list, tuple)) or v.value_type in ("list", "tuple", "Tensor", "ndarray"):
+        current = v.value
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise ReplyError(f"{where} must be a JSON list of numbers") from None
+        return _check_nested(v, raw, current, where)
+    number = _number(raw, where)
+    if v.bounds is not None and not v.bounds[0] <= number <= v.bounds[1]:
+        raise ReplyError(f"{where} = {number:g} is outside its bounds [{v.bounds[0]:g}, {v.bounds[1]:g}]")
+    if v.value_type == "int":
+        if abs(number - round(number)) > 1e-9:
+            raise ReplyError(f"{where} must be an integer, got {number:g}")
+        return int(round(number))
+    return number
+
+
+def _check_nested(v: Variable, raw: Any, current: Any, where: str) -> Any:
+    if isinstance(current, (list, tuple)):
+        if not isinstance(raw, (list, tuple)) or len(raw) != len(current):
+            n = len(current)
+            raise ReplyError(f"{where} must be a list of {n} items (same shape as the current value)")
+        return [_check_nested(v, r, c, where) for r, c in zip(raw, current)]
+    number = _number(raw, where)
+    if v.bounds is not None and not v.bounds[0] <= number <= v.bounds[1]:
+        raise ReplyError(f"{where} has {number:g}, outside its bounds [{v.bounds[0]:g}, {v.bounds[1]:g}]")
+    return number
+
+
+def _check_categorical(v: Variable, raw: Any) -> Any:
+    choices = v.choices or []
+    for c in choices:
+        if type(c) is type(raw) and c == raw:
+            return c
+    if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
+        text = str(raw).strip().strip("\"'")
+        for c in choices:
+            if str(c) == text:
+                return c
+        lowered = [c for c in choices if str(c).lower() == text.lower()]
+        if len(lowered) == 1:
+            return lowered[0]
+    shown = ", ".join(json.dumps(c) if isinstance(c, (str, int, float, bool)) else str(c) for c in choices)
+    raise ReplyError(f"{v.name} must be one of {shown}; got {_short(raw)}")
+
+
+def _short(raw: Any) -> str:
+    try:
+        text = json.dumps(raw)
+    except (TypeError, ValueError):
+        text = type(raw).__name__
+    return text if len(text) <= 60 else text[:50] + "...]"
+
+
+def _check_text(v: Variable, raw: Any, max_text_chars: int | None) -> Any:
+    where = v.name
+    if v.value_type in ("list", "dict", "tuple"):
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise ReplyError(f"{where} must be a JSON {'object' if v.value_type == 'dict' else 'list'}") from None
+        want = dict if v.value_type == "dict" else (list, tuple)
+        if not isinstance(raw, want) or not raw:
+            raise ReplyError(f"{where} must be a non-empty JSON {'object' if v.value_type == 'dict' else 'list'}")
+        value: Any = tuple(raw) if v.value_type == "tuple" else raw
+        if len(json.dumps(value, default=str)) > (max_text_chars or 10**9):
+            raise ReplyError(f"{where} is too long")
+        return value
+    if not isinstance(raw, str):
+        raise ReplyError(f"{where} must be a string, got {type(raw).__name__}")
+    if not raw.strip():
+        raise ReplyError(f"{where} must not be empty")
+    if raw.strip().lower() in PLACEHOLDERS:
+        raise ReplyError(f"{where} repeats the placeholder from the instructions instead of a new value")
+    if max_text_chars is not None and len(raw) > max_text_chars:
+        raise ReplyError(f"{where} is too long ({len(raw)} characters; at most {max_text_chars})")
+    return raw
+
+
+# --- code ---------------------------------------------------------------------------------------
+def _strip_fences(src: str) -> str:
+    m = _FENCE.search(src)
+    if m and src.strip().startswith("```"):
+        return m.group(1)
+    return src
+
+
+def code_facts(source: str) -> tuple[str, list[str], str]:
+    """(function name, parameter names, `def` line) of the one function in `source`."""
+    tree = ast.parse(textwrap.dedent(source))
+    fdef = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    line = textwrap.dedent(source).splitlines()[fdef.lineno - 1].strip()
+    return fdef.name, _params(fdef.args), line
+
+
+def _params(args: ast.arguments) -> list[str]:
+    names = [a.arg for a in args.posonlyargs + args.args]
+    if args.vararg:
+        names.append("*" + args.vararg.arg)
+    names += [a.arg for a in args.kwonlyargs]
+    if args.kwarg:
+        names.append("**" + args.kwarg.arg)
+    return names
+
+
+def _risky(tree: ast.AST) -> set[str]:
+    """Risky names, imports and dunder attributes used in `tree`."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in RISKY_NAMES:
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr.endswith("__"):
+            found.add("." + node.attr)
+        elif isinstance(node, ast.Import):
+            found.update("import " + a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.add(f"import {node.module}")
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            found.add("global/nonlocal")
+    return found
+
+
+def check_code(v: Variable, raw: Any) -> str:
+    """Proposed source for a code variable: parses, holds exactly one function (nothing
+    else), keeps the name and parameters, compiles, and introduces no risky name
+    (eval, exec, open, os, imports, dunder attributes...) that the original did not use.
+    Nothing is executed here."""
+    where = f"code for {v.name}"
+    if not isinstance(raw, str) or not raw.strip():
+        raise ReplyError(f"{where} must be a non-empty string with the whole function")
+    source = textwrap.dedent(_strip_fences(raw)).strip("\n")
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise ReplyError(f"{where} does not parse: {exc.msg} (line {exc.lineno})") from None
+    except (ValueError, RecursionError, MemoryError):
+        raise ReplyError(f"{where} does not parse") from None
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    others = [n for n in tree.body if n not in defs]
+    if len(defs) != 1 or others:
+        raise ReplyError(f"{where} must be exactly one function definition and nothing else "
+                         f"(found {len(defs)} definitions, {len(others)} other statements)")
+    fdef = defs[0]
+    try:
+        name, params, _ = code_facts(v.value) if isinstance(v.value, str) else ("", [], "")
+    except (SyntaxError, StopIteration, ValueError):
+        name, params = v.function, []
+    name = v.function or name
+    if name and fdef.name != name:
+        raise ReplyError(f"{where} defines {fdef.name!r}; it must define {name!r}")
+    if params and _params(fdef.args) != params:
+        raise ReplyError(f"{where} changes the parameters to {_params(fdef.args)}; keep {params}")
+    if fdef.decorator_list:
+        raise ReplyError(f"{where} must not have decorators")
+    try:
+        original = _risky(ast.parse(textwrap.dedent(v.value))) if isinstance(v.value, str) else set()
+    except (SyntaxError, ValueError):
+        original = set()
+    new = _risky(tree) - original
+    if new:
+        raise ReplyError(f"{where} uses {', '.join(sorted(new))}, which the original does not; "
+                         f"that is not allowed")
+    try:
+        compile(tree, f"<proposal:{v.name}>", "exec")
+    except (SyntaxError, ValueError) as exc:
+        raise ReplyError(f"{where} does not compile: {exc}") from None
+    return source

@@ -1,0 +1,94 @@
+"""Subgraph extraction, networkx export, feedback and backward."""
+
+import pytest
+import torch
+
+import tracekit as tk
+
+
+@tk.bundle()
+def add(a, b):
+    return a + b
+
+
+def test_subgraph_marks_only_nodes_that_depend_on_the_parameters():
+    x = tk.param(1.0, name="x")
+    c = tk.node(5.0, name="c")
+    unrelated = c * 2
+    y = add(x, unrelated)
+    g = tk.subgraph(y)
+    assert g.parameters == [x]
+    assert g.depends_on(y) and not g.depends_on(unrelated) and not g.depends_on(c)
+    assert [n.name for n in g.calls()] == [y.name]
+    assert g.nodes.index(x) < g.nodes.index(y) and g.nodes.index(c) < g.nodes.index(unrelated)
+
+
+def test_subgraph_of_a_long_chain_has_no_recursion_limit():
+    x = tk.param(1.0, name="x")
+    y = tk.node(0.0)
+    for _ in range(50_000):
+        y = y + x
+    g = tk.subgraph(y)
+    assert len(g) == 50_002 and g.parameters == [x]
+    assert y.data == 50_000.0
+
+
+def test_subgraph_for_chosen_parameters():
+    a, b = tk.param(1.0, name="a"), tk.param(2.0, name="b")
+    out = add(a * 3, b)
+    g = tk.subgraph(out, params=[b])
+    assert g.parameters == [b] and not g.depends_on(a)
+
+
+def test_networkx_export_has_nodes_edges_and_arguments():
+    x = tk.param(2.0, name="x")
+    y = x + x
+    z = add(y, 1)
+    g = tk.to_networkx(z)
+    assert g.nodes["x"]["type"] == "parameter" and g.nodes["x"]["kind"] == "numeric"
+    assert g.edges["x", y.name]["args"] == ["x", "y"]
+    assert g.nodes[z.name]["op"] == "add" and g.nodes[z.name]["is_output"]
+    import networkx as nx
+
+    assert nx.is_directed_acyclic_graph(g)
+
+
+def test_backward_accepts_text_numbers_tensors_and_feedback_objects():
+    x = tk.param(1.0, name="x")
+    out = x * 2
+    tk.backward(out, "too small")
+    tk.backward(out, 3.5)
+    tk.backward(out, tk.Feedback(loss=1.0, text="close"))
+    kinds = [(r.feedback.text, r.feedback.loss) for r in x.feedback]
+    assert kinds == [("too small", None), (None, 3.5), ("close", 1.0)]
+    assert "loss = 1" in x.feedback[-1].feedback.describe()
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([1, 2], "feedback must be"),
+    (torch.ones(3), "one number"),
+    (None, "feedback must be"),
+])
+def test_bad_feedback_is_a_clear_error(bad, message):
+    x = tk.param(1.0, name="x")
+    with pytest.raises(tk.errors.FeedbackError, match=message):
+        tk.backward(x * 2, bad)
+
+
+def test_backward_needs_a_node():
+    with pytest.raises(tk.errors.FeedbackError, match="traced output"):
+        tk.backward(3.0, "feedback")
+    with pytest.raises(tk.errors.FeedbackError, match="neither"):
+        tk.Feedback()
+
+
+def test_tensor_loss_gives_gradients_and_nan_loss_is_not_propagated():
+    w = tk.param(torch.tensor([1.0, 2.0]), name="w")
+    pred = torch.sum(w * torch.tensor([3.0, 4.0]))
+    loss = (pred - 10.0) ** 2
+    tk.backward(pred, loss)
+    assert w.data.grad.tolist() == pytest.approx([2 * (11 - 10) * 3, 2 * (11 - 10) * 4])
+    w.data.grad = None
+    bad = torch.sum(w) * float("nan")
+    tk.backward(bad, bad)
+    assert w.data.grad is None and w.feedback[-1].loss_is_finite is False

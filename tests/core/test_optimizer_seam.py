@@ -1,0 +1,142 @@
+"""The Optimizer's dispatch seam: routes, missing solvers, validation, reports."""
+
+import pytest
+import torch
+
+import tracekit as tk
+from tracekit import registry
+from tracekit.optimizer import UNCHANGED, ParamUpdate
+
+
+@pytest.fixture
+def empty_registry(monkeypatch):
+    """No solver registered and no built-in found."""
+    monkeypatch.setattr(registry, "_factories", {})
+    monkeypatch.setattr(registry, "_BUILTIN", {})
+
+
+class ScriptedSolver:
+    """Proposes fixed values: a test double for the seam, not a real optimizer."""
+
+    name = "scripted"
+
+    def __init__(self, params, proposals=None, fail=False, **options):
+        self.proposals = proposals or {}
+        self.fail = fail
+        self.options = options
+        self.calls = 0
+
+    def step(self, params, context):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("solver exploded")
+        return [ParamUpdate(context.name_of(p), self.name,
+                            new_value=self.proposals.get(context.name_of(p), UNCHANGED))
+                for p in params]
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        self.calls = state["calls"]
+
+
+def test_step_without_a_solver_names_the_missing_solver_and_changes_nothing(empty_registry):
+    p = tk.param("Answer.", name="instruction")
+    opt = tk.Optimizer([p])
+    opt.backward(p + "!", "too short")
+    with pytest.raises(tk.MissingSolverError, match=r"text: \['instruction'\].*register_solver"):
+        opt.step()
+    assert p.data == "Answer."
+
+
+def test_registered_solver_gets_its_parameters_and_proposals_are_validated(empty_registry):
+    instruction = tk.param("Answer.", name="instruction")
+    k = tk.param("bm25", name="k", choices=["bm25", "dense"])
+    tk.register_solver("text", lambda params, **o: ScriptedSolver(
+        params, proposals={"instruction": "Answer in one word.", "k": "sparse"}, **o))
+    opt = tk.Optimizer([instruction, k])
+    opt.zero_feedback()
+    opt.backward(instruction + k, "wrong")
+    report = opt.step()
+    assert instruction.data == "Answer in one word."
+    assert k.data == "bm25"  # "sparse" is not a choice: refused, old value kept
+    assert report.changed == ["instruction"]
+    assert "not one of the choices" in report["k"].reason
+    assert "instruction" in str(report)
+
+
+def test_a_failing_solver_changes_nothing_and_says_why(empty_registry):
+    p = tk.param("Answer.", name="instruction")
+    tk.register_solver("text", lambda params, **o: ScriptedSolver(params, fail=True))
+    opt = tk.Optimizer([p])
+    opt.backward(p + "?", "bad")
+    report = opt.step()
+    assert p.data == "Answer." and report.changed == []
+    assert "solver exploded" in report["instruction"].reason
+
+
+def test_routes_by_kind_and_path():
+    from tracekit.optimizer import route_of
+
+    text = tk.param("a", name="a")
+    w = tk.param(torch.zeros(2), name="w")
+    t = tk.param(0.5, name="t")
+    loss = torch.sum(w * 2)
+    tk.backward(loss, loss)
+    tk.backward(t * 2, 1.0)
+    assert route_of(text, False) == "text"
+    assert route_of(w, False) == "gradient"
+    assert route_of(t, True) == "zeroth_order" and route_of(t, False) == "text"
+
+
+def test_parameters_without_feedback_are_reported_unchanged(empty_registry):
+    a, b = tk.param("a", name="a"), tk.param("b", name="b")
+    tk.register_solver("text", lambda params, **o: ScriptedSolver(params, proposals={"a": "A"}))
+    opt = tk.Optimizer([a, b])
+    opt.backward(a + "x", "more")
+    report = opt.step()
+    assert report["b"].reason == "no feedback reached it" and not report["b"].changed
+    assert report["a"].changed
+
+
+def test_clashing_names_are_made_unique_and_groups_carry_options(empty_registry):
+    seen = {}
+
+    def factory(params, **options):
+        seen.setdefault("lrs", []).append(options["lr"])
+        return ScriptedSolver(params, proposals={"p": "one", "p_2": "two"})
+
+    tk.register_solver("text", factory)
+    first, second = tk.param("x", name="p"), tk.param("y", name="p")
+    opt = tk.Optimizer([{"params": [first], "lr": 0.1}, {"params": [second]}], lr=0.5)
+    opt.backward(first + second, "change both")
+    opt.step()
+    assert (first.data, second.data) == ("one", "two")
+    assert sorted(seen["lrs"]) == [0.1, 0.5]
+    state = opt.state_dict()
+    assert state["solvers"]["0:text"] == {"calls": 1}
+    opt.load_state_dict({"solvers": {"0:text": {"calls": 5}}})
+    assert opt._solvers[(0, "text")].calls == 5
+
+
+def test_bad_optimizer_inputs():
+    with pytest.raises(ValueError, match="empty parameter list"):
+        tk.Optimizer([])
+    with pytest.raises(TypeError, match="tk.param"):
+        tk.Optimizer([1.0])
+    p = tk.param("a", name="a")
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        tk.Optimizer([{"params": [p]}, {"params": [p]}])
+    with pytest.raises(ValueError, match="unknown route"):
+        tk.register_solver("magic", lambda params, **o: None)
+
+
+def test_zero_feedback_clears_feedback_and_gradients():
+    w = tk.param(torch.ones(2), name="w")
+    opt = tk.Optimizer([w])
+    loss = torch.sum(w * w)
+    opt.backward(loss, loss)
+    assert w.feedback and w.data.grad is not None
+    opt.zero_feedback()
+    assert not w.feedback and w.data.grad is None

@@ -1,0 +1,271 @@
+"""The "text" route of `tk.Optimizer`: feeds the trace to `solvers.text.TextOptimizer`.
+
+`TextSolver` turns the feedback records' subgraphs into the solver's plain `Problem`
+(one linear pass over each subgraph), runs one optimizer step, and returns one
+`ParamUpdate` per parameter. It updates text, code and categorical parameters, and
+numbers without a gradient path when no objective is given.
+
+Options (passed to `tk.Optimizer(..., **options)` or in a param group):
+`budget` (prompt tokens, default 4000), `n_candidates` (default 1; 4 when an objective
+is given), `temperatures`, `seed`, `max_reasks` (default 2), `memory_size` (default 5),
+`max_workers`, `max_tokens`, `max_text_chars`, `min_improvement`, `instruction`,
+`objective` (overrides the Optimizer's).
+
+The objective is a callable returning a loss (lower is better). With no arguments it is
+called with each candidate written into the parameters and the old values restored
+afterwards (calls are serialized, since they share the parameters); with one argument
+it receives `{parameter name: candidate value}` and must not rely on the parameters, and
+then candidates are evaluated in parallel.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from solvers.text import Call, Problem, TextOptimizer, Value, Variable
+from tracekit.nodes import MessageNode, ParameterNode, _is_tensor
+from tracekit.optimizer import UNCHANGED, ParamUpdate, StepContext
+
+_OPTIONS = ("budget", "n_candidates", "temperatures", "seed", "max_reasks", "memory_size",
+            "max_workers", "max_tokens", "max_text_chars", "min_improvement", "instruction",
+            "use_structured", "system")
+
+
+class TextSolver:
+    """The LLM optimizer for text, code and categorical parameters (see module doc)."""
+
+    name = "text"
+
+    def __init__(self, params: list[ParameterNode], llm: Any = None, **options: Any) -> None:
+        self.llm = llm
+        self.options = {k: options[k] for k in _OPTIONS if k in options and options[k] is not None}
+        if "prompt_tokens" in options:  # an alias that reads well next to the other limits
+            self.options["budget"] = options["prompt_tokens"]
+        self.objective = options.get("objective")
+        self._optimizer: TextOptimizer | None = None
+        self._state: dict[str, Any] | None = None
+        self._backend: Any = None
+        self._eval_lock = threading.Lock()
+
+    # --- the LLM ------------------------------------------------------------------------------
+    def _get_optimizer(self, context: StepContext, has_objective: bool) -> TextOptimizer:
+        if self._optimizer is None:
+            from tracekit import llm as llm_layer
+
+            raw = self.llm if self.llm is not None else context.llm
+            self._backend = llm_layer.as_backend(raw)  # None -> the configured default model
+            options = dict(self.options)
+            options.setdefault("n_candidates", 4 if has_objective else 1)
+            self._optimizer = TextOptimizer(self._backend, **options)
+            if self._state is not None:
+                self._optimizer.load_state_dict(self._state)
+        return self._optimizer
+
+    # --- the step -------------------------------------------------------------------------------
+    def step(self, params: list[ParameterNode], context: StepContext) -> list[ParamUpdate]:
+        """Propose new values for `params` from their feedback; the Optimizer validates them."""
+        objective = self.objective if self.objective is not None else context.objective
+        optimizer = self._get_optimizer(context, objective is not None)
+        names = {id(p): context.name_of(p) for p in params}
+        problem = build_problem(params, context.records(params), names)
+        solver_objective = self._wrap(objective, params, names) if objective is not None else None
+        usage = getattr(getattr(self._backend, "accounting", None), "scope", None)
+        if usage is not None:
+            with usage() as scope:
+                result = optimizer.step(problem, solver_objective)
+            spent = _usage_dict(scope)
+        else:
+            result = optimizer.step(problem, solver_objective)
+            spent = {}
+        info = {
+            "prompt_tokens_estimate": result.prompt_tokens,
+            "prompt": result.prompt_stats,
+            "candidates": len(result.candidates),
+            "valid_candidates": sum(1 for c in result.candidates if c.valid),
+            "chosen": result.chosen,
+            "baseline_loss": result.baseline_loss,
+            "losses": [c.loss for c in result.candidates],
+            "llm_calls": result.llm_calls,
+            "seconds": result.seconds,
+            **spent,
+        }
+        updates = []
+        for p in params:
+            name = names[id(p)]
+            new = result.suggestion.get(name, UNCHANGED)
+            updates.append(ParamUpdate(name, self.name, new_value=new,
+                                       reason=result.reasons.get(name, ""), info=info))
+        return updates
+
+    def _wrap(self, objective: Callable[..., Any], params: list[ParameterNode],
+              names: dict[int, str]) -> Callable[[dict[str, Any]], float]:
+        by_name = {names[id(p)]: p for p in params}
+        if _takes_argument(objective):
+            return lambda values: _as_float(objective(values))
+
+        def evaluate(values: dict[str, Any]) -> float:
+            with self._eval_lock:  # candidates share the parameters: one at a time
+                saved: list[tuple[ParameterNode, Any]] = []
+                try:
+                    for name, value in values.items():
+                        p = by_name[name]
+                        old = p._data.detach().clone() if _is_tensor(p._data) else p._data
+                        p.set(value)
+                        saved.append((p, old))
+                    return _as_float(objective())
+                finally:
+                    for p, old in reversed(saved):
+                        _restore(p, old)
+
+        return evaluate
+
+    # --- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's memory and step count (JSON-friendly)."""
+        if self._optimizer is not None:
+            return self._optimizer.state_dict()
+        return dict(self._state or {})
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._state = dict(state)
+        if self._optimizer is not None:
+            self._optimizer.load_state_dict(self._state)
+
+
+def _restore(p: ParameterNode, old: Any) -> None:
+    if _is_tensor(p._data):
+        import torch
+
+        with torch.no_grad():
+            p._data.copy_(old)
+    else:
+        p._data = old  # the value it held before: already validated
+
+
+def _takes_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in params)
+
+
+def _as_float(loss: Any) -> float:
+    data = getattr(loss, "_data", loss)  # a traced node
+    if _is_tensor(data):
+        return float(data.detach())
+    if hasattr(data, "loss_value"):  # a tk.Feedback
+        return float(data.loss_value)
+    return float(data)
+
+
+def _usage_dict(scope: Any) -> dict[str, Any]:
+    usage = getattr(scope, "usage", scope)
+    out = {}
+    for key in ("calls", "prompt_tokens", "completion_tokens", "cache_hits"):
+        value = getattr(usage, key, None)
+        if value is not None:
+            out[f"llm_{key}" if key != "calls" else "llm_requests"] = value
+    return out
+
+
+# --- the trace as a plain Problem --------------------------------------------------------------
+def _variable(p: ParameterNode, name: str) -> Variable:
+    value = p._data
+    value_type = p.value_type.__name__
+    if _is_tensor(value):
+        value = value.detach().cpu().tolist()
+        value_type = "Tensor"
+    return Variable(name=name, kind=p.kind, value=value, description=p.description or "",
+                    bounds=p.bounds, choices=list(p.choices) if p.choices is not None else None,
+                    constraints=[str(c) for c in p.constraints], value_type=value_type,
+                    check=p.validate)
+
+
+def build_problem(params: list[ParameterNode], records: list[Any], names: dict[int, str]) -> Problem:
+    """The plain description of what the LLM should see, in one pass over each subgraph.
+
+    Parameters being updated appear under their optimizer names; every other node under
+    its Python name (made unique). On-path calls become code lines; their inputs that do
+    not depend on the parameters are inputs; the records' outputs are outputs.
+    """
+    labels: dict[int, str] = dict(names)
+    taken: set[str] = set(names.values())
+
+    def label(n: Any) -> str:
+        key = id(n)
+        found = labels.get(key)
+        if found is not None:
+            return found
+        base = n.py_name
+        lab, k = base, 2
+        while lab in taken:
+            lab = f"{base}_{k}"
+            k += 1
+        taken.add(lab)
+        labels[key] = lab
+        return lab
+
+    calls: list[Call] = []
+    values: dict[int, Value] = {}
+    seen_calls: set[int] = set()
+    feedback: list[str] = []
+    output_ids: set[int] = set()
+    for r in records:
+        for o in r.graph.outputs:
+            output_ids.add(id(o))
+    for r in records:
+        graph = r.graph
+        on_path = graph.on_path
+        for n in graph.nodes:
+            if id(n) not in on_path or not isinstance(n, MessageNode) or id(n) in seen_calls:
+                continue
+            seen_calls.add(id(n))
+            calls.append(_call(n, label, names))
+            for parent in n.parents:
+                if id(parent) in names or id(parent) in values:
+                    continue
+                role = "other" if id(parent) in on_path else "input"
+                values[id(parent)] = Value(label(parent), parent._data, role, _type_name(parent._data))
+            if id(n) not in values:
+                role = "output" if id(n) in output_ids else "other"
+                values[id(n)] = Value(label(n), n._data, role, _type_name(n._data))
+        text = r.feedback.describe()
+        if len(records) > 1:
+            text = f"on {label(r.output)}: {text}"
+        if not r.loss_is_finite:
+            text += " (the loss is not finite)"
+        feedback.append(text)
+        if id(r.output) not in values and id(r.output) not in names:
+            values[id(r.output)] = Value(label(r.output), r.output._data, "output", _type_name(r.output._data))
+    for key, v in values.items():
+        if key in output_ids:
+            v.role = "output"
+    variables = [_variable(p, names[id(p)]) for p in params]
+    return Problem(variables=variables, calls=calls, values=list(values.values()), feedback=feedback)
+
+
+def _type_name(value: Any) -> str:
+    if getattr(value, "is_error", False) or type(value).__name__ == "TracedError":
+        return "error"
+    return "tensor" if _is_tensor(value) else type(value).__name__
+
+
+def _call(n: MessageNode, label: Callable[[Any], str], names: dict[int, str]) -> Call:
+    labels = [label(p) for p in n.parents]
+    op = n.op
+    try:
+        code = f"{label(n)} = {op.code_line(n.argnames, labels)}"
+    except Exception:  # an unusual op: fall back to the node's own rendering
+        code = n.code_line()
+    code_var = [labels[i] for i, a in enumerate(n.argnames) if a == "__code__"]
+    if code_var:
+        code += f"   # runs the code in variable {code_var[0]}"
+    error = str(n._data) if getattr(n, "is_error", False) else ""
+    function = getattr(op, "name", "") or ""
+    return Call(output=label(n), code=code, function=function, doc=getattr(op, "doc", "") or "",
+                inputs=labels, error=error)
