@@ -54,6 +54,7 @@ class AugLagOptions:
     dense_max: int = 150
     unbounded: float = 1e20
     grad_scale: float = 100.0
+    infeasible_tol: float = 1e-6
 
 
 @dataclass
@@ -238,6 +239,22 @@ def _newton(
             if not pending.any():
                 break
             alpha = torch.where(pending, 0.5 * alpha, alpha)
+        # rows that took the full step on a (nearly) flat direction: extrapolate, so that an
+        # unbounded direction is detected in a few steps instead of creeping along it
+        grow = todo & ~pending & (alpha == 1.0)
+        if grow.any():
+            Lbest = al.value_nograd(Xnew)
+            lin = (G * (X - Xnew)).sum(1)  # decrease predicted by the linear model
+            flat = grow & (lin > 0) & (L - Lbest >= 0.9 * lin)
+            beta = 10.0
+            while flat.any() and beta <= 1e12:
+                Xt = _project(X + beta * D, lo, hi)
+                Lt = al.value_nograd(Xt)
+                ok = flat & torch.isfinite(Lt) & (Lt < Lbest) & torch.isfinite(Xt).all(1)
+                Xnew = torch.where(ok[:, None], Xt, Xnew)
+                Lbest = torch.where(ok, Lt, Lbest)
+                flat &= ok
+                beta *= 10.0
         # rows whose line search failed are stuck at the current point
         todo &= ~pending
         X = Xnew
@@ -372,14 +389,22 @@ def auglag(
         rho = torch.where(grow, (rho * opts.rho_growth).clamp(max=opts.rho_max), rho)
         big = rho >= 1e8
         stall = torch.where(running & big & (V >= 0.9 * V_prev), stall + 1, torch.zeros_like(stall))
-        infeasible = running & (m.violation > opts.tol) & ((stall >= 3) | (rho >= opts.rho_max) & grow)
+        stuck = running & (m.violation > opts.tol) & ((stall >= 3) | (rho >= opts.rho_max) & grow)
+        infeasible = stuck & (m.violation > opts.infeasible_tol)
+        for b in torch.nonzero(stuck & ~infeasible).flatten().tolist():
+            status[b] = "not_converged"
+            messages[b] = (
+                f"progress stalled at violation {float(m.violation[b]):.3g} and KKT residual "
+                f"{float(m.kkt[b]):.3g} (penalty {float(rho[b]):.3g}); derivatives may be too "
+                "inaccurate for the requested tol"
+            )
         for b in torch.nonzero(infeasible).flatten().tolist():
             status[b] = "infeasible"
             messages[b] = (
                 f"no feasible point found: the violation stalled at {float(m.violation[b]):.3g} "
                 f"while the penalty grew to {float(rho[b]):.3g}; the constraints may be inconsistent"
             )
-        running &= ~infeasible
+        running &= ~stuck
         V_prev = torch.where(upd, V, V_prev)
         inner_tol = torch.clamp(torch.minimum(0.1 * inner_tol, V.clamp(min=inner_min)), min=inner_min)
     if m is None:

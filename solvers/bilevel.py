@@ -101,6 +101,11 @@ def hypergradient(
     """
     if torch.is_tensor(sol):
         sol = InnerSolution(sol, [], [], None, True, "", 0.0)
+    with torch.enable_grad():
+        return _hypergradient(outer, inner, x, sol, inner_constraints, linear_solver, cg_tol, active_tol)
+
+
+def _hypergradient(outer, inner, x, sol, inner_constraints, linear_solver, cg_tol, active_tol):
     x = x.detach().requires_grad_(True)
     y = sol.y.detach().requires_grad_(True)
     ny = y.numel()

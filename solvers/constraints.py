@@ -86,10 +86,8 @@ def as_bounds(
         hi: Any = inf
     elif hasattr(bounds, "lb") and hasattr(bounds, "ub"):
         lo, hi = bounds.lb, bounds.ub
-    elif isinstance(bounds, Sequence) and len(bounds) == 2 and not (
-        n == 2 and all(isinstance(b, Sequence) and len(b) == 2 for b in bounds)
-    ):
-        lo, hi = bounds
+    elif isinstance(bounds, Sequence) and len(bounds) == 2:
+        lo, hi = bounds  # always (lo, hi), even when n == 2
     elif isinstance(bounds, Sequence) and len(bounds) == n and all(
         isinstance(b, Sequence) and len(b) == 2 for b in bounds
     ):

@@ -117,9 +117,10 @@ def estimate_multipliers(
     gv = g.detach().cpu().numpy()
     xv, lov, hiv = X.detach().cpu().numpy(), lo.cpu().numpy(), hi.cpu().numpy()
     for b in range(B):
-        act_i = np.nonzero(gv[b] > -active_tol * max(1.0, 1.0))[0]
-        at_lo = np.nonzero(xv[b] <= lov + 1e-9 * np.maximum(1, np.abs(lov)))[0]
-        at_hi = np.nonzero(xv[b] >= hiv - 1e-9 * np.maximum(1, np.abs(hiv)))[0]
+        act_i = np.nonzero(gv[b] > -active_tol)[0]
+        with np.errstate(invalid="ignore"):
+            at_lo = np.nonzero(np.isfinite(lov) & (xv[b] <= lov + 1e-9 * np.maximum(1, np.abs(lov))))[0]
+            at_hi = np.nonzero(np.isfinite(hiv) & (xv[b] >= hiv - 1e-9 * np.maximum(1, np.abs(hiv))))[0]
         cols = [J[b, act_i].T, J[b, mI:].T, -np.eye(n)[:, at_lo], np.eye(n)[:, at_hi]]
         A = np.concatenate(cols, axis=1)
         if A.shape[1] == 0 or not np.all(np.isfinite(A)) or not np.all(np.isfinite(gf[b])):

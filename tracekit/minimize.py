@@ -10,6 +10,8 @@ constraints=[...])`` for gradient-trained parameters.
 
 from __future__ import annotations
 
+import sys
+
 from solvers.bilevel import bilevel
 from solvers.constraints import Eq, Ineq, ProblemError
 from solvers.minimize import METHODS, minimize
@@ -27,3 +29,17 @@ __all__ = [
     "ProblemError",
     "METHODS",
 ]
+
+
+class _CallableModule(type(sys.modules[__name__])):
+    """Importing this module makes Python set ``tracekit.minimize`` to the *module*
+    (the package attribute shares the function's name), which would shadow the lazily
+    exported function once ``tk.Ineq`` is touched first. Calling the module therefore
+    forwards to ``minimize`` so that ``tk.minimize(...)`` works in every import order.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return minimize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

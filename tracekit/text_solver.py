@@ -89,6 +89,7 @@ class TextSolver:
             "baseline_loss": result.baseline_loss,
             "losses": [c.loss for c in result.candidates],
             "llm_calls": result.llm_calls,
+            "unknown_names": sorted({u for c in result.candidates for u in c.unknown}),
             "seconds": result.seconds,
             **spent,
         }

@@ -1,0 +1,30 @@
+"""Gradient and zeroth-order solvers on plain tensors (standalone: never imports tracekit).
+
+- `GradientOptimizer`: SGD (momentum, Nesterov), Adam, AdamW (torch's fused kernels) and
+  Lion (fused here), with NaN/inf guards, clipping, schedules, decoupled weight decay,
+  projection onto bounds, JSON-friendly state and device moves.
+- `Lion`: a `torch.optim.Optimizer`; `lion_update` the bare update.
+- `make_schedule`: constant, warmup + linear decay, cosine.
+- `SPSA`: two-point zeroth-order steps with an evaluation budget and integer rounding.
+
+    opt = GradientOptimizer([w], "adam", lr=1e-2, clip_grad_norm=1.0, bounds=(-1, 1))
+    loss = f(w); loss.backward(); stats = opt.step(); opt.zero_grad()
+"""
+
+from solvers.gradient.lion import Lion, lion_update
+from solvers.gradient.optimizer import (
+    ALGORITHMS,
+    GradientOptimizer,
+    StepStats,
+    build_torch_optimizer,
+    resolve_device,
+)
+from solvers.gradient.schedules import Constant, Cosine, WarmupLinear, make_schedule
+from solvers.gradient.spsa import SPSA, SPSAResult
+from solvers.gradient.state import from_jsonable, to_jsonable
+
+__all__ = [
+    "ALGORITHMS", "GradientOptimizer", "StepStats", "build_torch_optimizer", "resolve_device",
+    "Lion", "lion_update", "Constant", "Cosine", "WarmupLinear", "make_schedule",
+    "SPSA", "SPSAResult", "from_jsonable", "to_jsonable",
+]

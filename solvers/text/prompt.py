@@ -20,7 +20,8 @@ from .problem import Call, MemoryEntry, Problem, Value, Variable
 
 DEFAULT_BUDGET = 4000
 MIN_BUDGET = 300
-CHARS_PER_TOKEN = 3.5  # conservative for English and code: real counts are usually lower
+CHARS_PER_TOKEN = 3.5
+RUN_MIDDLES = 4  # calls shown from the middle of a run of same-shaped calls  # conservative for English and code: real counts are usually lower
 
 DEFAULT_INSTRUCTION = (
     "You are improving a program. The variables below are used by the code; the feedback "
@@ -273,12 +274,13 @@ def _template(call: Call) -> str:
     return f"{head}/{len(call.inputs)}"
 
 
-def rank_calls(problem: Problem) -> list[int]:
+def rank_calls(problem: Problem, collapse: bool = True, templates: list[str] | None = None) -> list[int]:
     """Call indices, most relevant first (linear time).
 
     A call's distance is the smaller of its distance from a variable (forward pass) and
     its distance to an output (backward pass); failed calls come first, then by distance;
-    calls in the middle of a run of same-shaped calls come after all others.
+    calls of a shape seen many times (same function and arity) come after all others
+    beyond the first three, and most of them are left out (collapsed into a count).
     """
     calls = problem.calls
     n = len(calls)
@@ -307,19 +309,24 @@ def rank_calls(problem: Problem) -> list[int]:
             j = producer.get(name)
             if j is not None and j < i and d_out[i] + 1 < d_out[j]:
                 d_out[j] = d_out[i] + 1
-    # runs of same-shaped consecutive calls: their middles rank last
-    templates = [_template(c) for c in calls]
-    middle = [False] * n
-    start = 0
-    for i in range(1, n + 1):
-        if i == n or templates[i] != templates[start]:
-            if i - start >= 4:
-                for k in range(start + 2, i - 1):
-                    middle[k] = True
-            start = i
+    # repeated structure: beyond the first three and the last call of a shape (function and
+    # arity), a few more rank last and the rest are collapsed into a count. Calls next to an
+    # output are always eligible.
+    if templates is None:
+        templates = [_template(c) for c in calls]
+    total: Counter[str] = Counter(templates) if collapse else Counter()
+    seen: Counter[str] = Counter()
+    middle = [0] * n  # 0: ranked normally, 1: ranks last, 2: collapsed
+    for i, t in enumerate(templates):
+        k = seen[t]
+        seen[t] += 1
+        if total[t] > 6 and 3 <= k < total[t] - 1 and d_out[i] > 1:
+            middle[i] = 1 if k - 3 < RUN_MIDDLES else 2
     # bucket sort on (error first, middle last, distance)
     buckets: list[list[int]] = [[] for _ in range(2 * big + 2)]
     for i in range(n):
+        if middle[i] == 2 and not calls[i].error:
+            continue
         d = min(d_var[i], d_out[i])
         key = 0 if calls[i].error else (1 + d + (big if middle[i] else 0))
         buckets[min(key, len(buckets) - 1)].append(i)
@@ -327,6 +334,16 @@ def rank_calls(problem: Problem) -> list[int]:
 
 
 def _graph(problem: Problem, room: int, value_chars: int) -> tuple[str, dict[str, Any]]:
+    """The code, documentation and values sections within `room` characters. Everything
+    is shown when it fits; otherwise repeated structure is collapsed first."""
+    if sum(len(c.code) + 1 for c in problem.calls) < room:  # the code alone fits: try all
+        text, stats = _graph_once(problem, room, value_chars, collapse=False)
+        if not stats["calls_left_out"]:
+            return text, stats
+    return _graph_once(problem, room, value_chars, collapse=True)
+
+
+def _graph_once(problem: Problem, room: int, value_chars: int, collapse: bool) -> tuple[str, dict[str, Any]]:
     calls = problem.calls
     values = {v.name: v for v in problem.values}
     var_names = {v.name for v in problem.variables}
@@ -346,7 +363,8 @@ def _graph(problem: Problem, room: int, value_chars: int) -> tuple[str, dict[str
             if used + len(text) + 1 <= budget // 4:
                 shown_values[v.name] = text
                 used += len(text) + 1
-    for i in rank_calls(problem):
+    templates = [_template(c) for c in calls]
+    for i in rank_calls(problem, collapse, templates):
         if used >= budget - 40:
             break  # full: the rest is counted, not rendered
         c = calls[i]
@@ -393,7 +411,7 @@ def _graph(problem: Problem, room: int, value_chars: int) -> tuple[str, dict[str
                 gap_count = 0
             code_lines.append(_cut(c.code, 300) + (f"   # raised {_cut(c.error, 200)}" if c.error else ""))
         else:
-            gap[_template(c).split("/")[0]] += 1
+            gap[templates[i].split("/")[0]] += 1
             gap_count += 1
     if gap_count:
         code_lines.append(_gap_note(gap_count, gap))
@@ -404,9 +422,11 @@ def _graph(problem: Problem, room: int, value_chars: int) -> tuple[str, dict[str
                         + "\n".join(code_lines))
     if documented:
         sections.append("# Documentation\n" + "\n".join(documented.values()))
-    groups = {"input": [], "other": [], "output": []}
-    for name, text in shown_values.items():
-        groups[values[name].role if values[name].role in groups else "other"].append(text)
+    groups: dict[str, list[str]] = {"input": [], "other": [], "output": []}
+    for v in problem.values:  # execution order
+        text = shown_values.get(v.name)
+        if text is not None:
+            groups[v.role if v.role in groups else "other"].append(text)
     titles = {"input": "# Inputs", "other": "# Intermediate values", "output": "# Outputs"}
     for role in ("input", "other", "output"):
         if groups[role]:
@@ -424,7 +444,8 @@ def _graph(problem: Problem, room: int, value_chars: int) -> tuple[str, dict[str
 def _gap_note(count: int, templates: Counter[str]) -> str:
     common = ", ".join(f"{n}x {name}(...)" for name, n in templates.most_common(3))
     more = len(templates) - min(len(templates), 3)
-    return f"# ... {count} calls left out here ({common}{', ...' if more > 0 else ''})"
+    noun = "call" if count == 1 else "calls"
+    return f"# ... {count} {noun} left out here ({common}{', ...' if more > 0 else ''})"
 
 
 __all__ = ["Prompt", "build_prompt", "estimate_tokens", "rank_calls", "shorten", "Value"]

@@ -23,6 +23,8 @@ from .problem import Variable
 
 MAX_REPLY_CHARS = 200_000  # longer replies are cut before parsing (bounded work)
 REASONING_CHARS = 400
+REPAIR_CHARS = 20_000  # damaged JSON longer than this is not repaired (bounded work)
+REPAIR_DEPTH = 32
 SUGGESTION_KEYS = ("suggestion", "suggestions", "Suggestion", "new_values", "variables", "answer")
 # Names that proposed code may not introduce unless the original function already uses them.
 RISKY_NAMES = frozenset({
@@ -71,7 +73,11 @@ def reply_model(variables: list[Variable]) -> type[BaseModel]:
         typ, options = _field_type(v)
         fields[f"v{i}"] = (typ, Field(..., alias=v.name, description=_describe(v), **options))
     suggestion = create_model(  # type: ignore[call-overload]
-        "Suggestion", __config__=ConfigDict(extra="allow", populate_by_name=False), **fields
+        "Suggestion",
+        # extra names are read (and reported), but the schema asks for exactly these names
+        __config__=ConfigDict(extra="allow", populate_by_name=False,
+                              json_schema_extra={"additionalProperties": False}),
+        **fields
     )
     return create_model(
         "OptimizerReply",
@@ -136,13 +142,26 @@ def extract_json(text: str) -> Any:
         from json_repair import repair_json
     except ImportError:  # optional: without it, damaged JSON is simply not read
         return None
-    if "{" not in text:
-        return None
+    chunk = text[text.find("{"):][:REPAIR_CHARS] if "{" in text else ""
+    if not chunk or _depth(chunk) > REPAIR_DEPTH:
+        return None  # nothing to repair, or shaped to make the repairer slow
     try:
-        obj = repair_json(text[text.find("{"):], return_objects=True)
+        obj = repair_json(chunk, return_objects=True)
     except Exception:
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def _depth(text: str) -> int:
+    """The deepest bracket nesting in `text` (strings not excluded: an upper bound)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]":
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def _norm(name: str) -> str:
@@ -197,7 +216,13 @@ def parse_reply(text: Any, variables: list[Variable]) -> Parsed:
 
 # --- validation per kind ---------------------------------------------------------------------
 def check_value(v: Variable, raw: Any, max_text_chars: int | None = None) -> Any:
-    """`raw` cast for the variable's kind, or ReplyError saying what is wrong."""
+    """`raw` cast for the variable's kind, or ReplyError saying what is wrong.
+
+    Text longer than `max_text_chars` (default: 20 times the current value, at least
+    4,000 characters) is refused, so a runaway reply cannot replace a prompt.
+    """
+    if max_text_chars is None:
+        max_text_chars = max(20 * len(str(v.value)), 4000)
     if v.kind == "numeric":
         value = _check_numeric(v, raw)
     elif v.kind == "categorical":

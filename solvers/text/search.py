@@ -228,10 +228,8 @@ class TextOptimizer:
             values[v.name] = value
         return values, problems
 
-    def _text_cap(self, v: Variable) -> int:
-        if self.max_text_chars is not None:
-            return self.max_text_chars
-        return max(20 * len(str(v.value)), 4000)
+    def _text_cap(self, v: Variable) -> int | None:
+        return self.max_text_chars
 
     # --- choosing -----------------------------------------------------------------------------
     def _choose(self, problem: Problem, candidates: list[Candidate], objective: Objective | None

@@ -107,6 +107,7 @@ class EmbeddedServer:
             "--n_threads", str(self.n_threads),
             "--n_threads_batch", str(self.n_threads),
             "--interrupt_requests", "False",
+            "--logits_all", "False",
             "--verbose", "False",
         ]
         if self.seed is not None:

@@ -1,0 +1,293 @@
+"""Numeric-parameter benchmarks; prints one JSON document.
+
+1. overhead: a 1k-parameter regression trained 500 steps with raw torch vs through a traced
+   workflow (`@tk.bundle` + `tk.Optimizer`); goal: ratio <= 1.3.
+2. throughput: one optimizer step over 10M float32 parameters (20 tensors, and 1000 small
+   tensors) for each optimizer we ship vs torch's default Adam, in effective GB/s, next to
+   the measured streaming bandwidth (a large tensor copy); goal: >= 80 % of it.
+3. linear regression y = 15x + 14 from 50 points (OPRO's task): gradients vs the LLM text
+   optimizer on the embedded model, when that optimizer and model are available.
+
+    python benchmarks/numeric.py [--quick] [--skip-llm] [--out results.json]
+
+Timings are the minimum over repeats (the least disturbed run); the machine's other load
+only slows runs down, so the minimum is the closest to the code's own cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tracekit as tk  # noqa: E402
+from solvers.gradient import GradientOptimizer  # noqa: E402
+
+# bytes moved per parameter per step, in units of the element size (reads + writes)
+STREAMS = {
+    "torch_adam_default": 7,  # read p, g, m, v; write p, m, v
+    "sgd": 5,  # momentum: read p, g, buf; write p, buf
+    "adam": 7,
+    "adamw": 7,
+    "lion": 5,  # read p, g, m; write p, m
+}
+
+
+def best_time(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# --- 1. overhead -----------------------------------------------------------------------------
+def overhead(steps: int, repeats: int) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(256, 1000, generator=gen)
+    y = X @ torch.randn(1000, generator=gen) * 0.1
+
+    def raw(fused: bool | None) -> Callable[[], float]:
+        def run() -> float:
+            w = torch.zeros(1000, requires_grad=True)
+            opt = torch.optim.Adam([w], lr=1e-2, fused=fused)
+            for _ in range(steps):
+                loss = torch.mean((X @ w - y) ** 2)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            return float(loss.detach())
+        return run
+
+    @tk.bundle()
+    def predict(w: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        """Linear model."""
+        return X @ w
+
+    @tk.bundle()
+    def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.mean((pred - y) ** 2)
+
+    def traced() -> float:
+        w = tk.param(torch.zeros(1000), name="w")
+        opt = tk.Optimizer([w], numeric="adam", lr=1e-2)
+        xn, yn = tk.node(X, name="X"), tk.node(y, name="y")
+        for _ in range(steps):
+            loss = mse(predict(w, xn), yn)
+            opt.zero_feedback()
+            opt.backward(loss, loss)
+            opt.step()
+        return float(loss.data.detach())
+
+    runs = {"raw_torch_adam_default": raw(None), "raw_torch_adam_fused": raw(True), "traced_tk_optimizer": traced}
+    times: dict[str, float] = {k: float("inf") for k in runs}
+    finals: dict[str, float] = {}
+    for _ in range(repeats):  # interleaved, so that load changes hit every variant alike
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            finals[name] = fn()
+            times[name] = min(times[name], time.perf_counter() - start)
+    fastest_raw = min(times["raw_torch_adam_default"], times["raw_torch_adam_fused"])
+    return {
+        "task": f"linear regression, 1000 parameters, 256 samples, Adam lr=1e-2, {steps} steps",
+        "seconds": {k: round(v, 4) for k, v in times.items()},
+        "per_step_us": {k: round(v / steps * 1e6, 1) for k, v in times.items()},
+        "final_loss": finals,
+        "ratio_vs_raw_default": round(times["traced_tk_optimizer"] / times["raw_torch_adam_default"], 3),
+        "ratio_vs_fastest_raw": round(times["traced_tk_optimizer"] / fastest_raw, 3),
+        "goal": "ratio <= 1.3",
+    }
+
+
+# --- 2. throughput ---------------------------------------------------------------------------
+def bandwidth(n: int, repeats: int) -> dict[str, float]:
+    a = torch.rand(n)
+    b = torch.empty_like(a)
+    t = best_time(lambda: b.copy_(a), repeats)
+    c = torch.rand(n)
+    t3 = best_time(lambda: torch.add(a, c, alpha=0.5, out=b), repeats)
+    return {"copy_GBps": round(2 * a.numel() * 4 / t / 1e9, 2),
+            "add_3stream_GBps": round(3 * a.numel() * 4 / t3 / 1e9, 2)}
+
+
+def throughput(total: int, layouts: list[int], repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    ref_bw = bandwidth(total, repeats)
+    out["streaming_bandwidth"] = ref_bw
+    stream = ref_bw["copy_GBps"]
+    for count in layouts:
+        out[f"{count}_tensors"] = _layout(total, count, repeats, stream)
+    out["note"] = ("GBps = streams x 4 bytes x parameters / step time; streams: "
+                   + ", ".join(f"{k}={v}" for k, v in STREAMS.items())
+                   + "; guarded_step adds one read of the gradients (NaN/inf check and grad norms)")
+    return out
+
+
+def _layout(total: int, count: int, repeats: int, stream: float) -> dict[str, Any]:
+    """Every optimizer on `count` tensors holding `total` float32 parameters in all."""
+    size = total // count
+    params = [torch.randn(size).requires_grad_() for _ in range(count)]
+    grads = [torch.randn(size) for _ in range(count)]
+
+    def measure(step: Callable[[], Any], streams: int) -> dict[str, Any]:
+        for p, g in zip(params, grads):
+            p.grad = g
+        t = best_time(step, repeats)
+        gbps = streams * total * 4 / t / 1e9
+        return {"step_ms": round(t * 1e3, 2), "GBps": round(gbps, 2),
+                "fraction_of_copy_bandwidth": round(gbps / stream, 3)}
+
+    results: dict[str, Any] = {}
+    baseline = torch.optim.Adam(params, lr=1e-4)
+    results["torch_adam_default"] = measure(baseline.step, 7)
+    base_ms = results["torch_adam_default"]["step_ms"]
+    del baseline
+    for algo in ("sgd", "adam", "adamw", "lion"):
+        for p in params:
+            p.grad = None
+        kw = {"momentum": 0.9} if algo == "sgd" else {}
+        opt = GradientOptimizer(params, algo, lr=1e-4, **kw)
+        raw = measure(opt.optimizer.step, STREAMS[algo])  # the update kernel alone
+        guarded = measure(opt.step, STREAMS[algo] + 1)  # + the NaN guard's read of g
+        raw["speedup_vs_torch_adam_default"] = round(base_ms / raw["step_ms"], 2)
+        results[algo] = {"kernel": raw, "guarded_step": guarded, "inner": type(opt.optimizer).__name__,
+                         "fused": bool(opt.optimizer.param_groups[0].get("fused", algo == "lion"))}
+        del opt
+    return results
+
+
+# --- 3. y = 15x + 14: gradients vs the LLM optimizer -----------------------------------------
+def regression_data() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(50, generator=gen, dtype=torch.float64) * 10
+    y = 15 * x + 14 + torch.randn(50, generator=gen, dtype=torch.float64)
+    return x, y
+
+
+def linear_by_gradients(threshold: float, max_steps: int) -> dict[str, Any]:
+    x, y = regression_data()
+    w = tk.param(torch.tensor(0.0, dtype=torch.float64), name="w")
+    b = tk.param(torch.tensor(0.0, dtype=torch.float64), name="b")
+
+    @tk.bundle()
+    def predict(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return w * x + b
+
+    opt = tk.Optimizer([w, b], numeric="adam", lr=1.0, schedule="cosine", total_steps=max_steps)
+    start = time.perf_counter()
+    loss_value = float("inf")
+    steps = 0
+    while steps < max_steps:
+        steps += 1
+        opt.zero_feedback()
+        loss = torch.mean((predict(w, b, tk.node(x)) - y) ** 2)
+        loss_value = float(loss.data.detach())
+        if loss_value < threshold:
+            break
+        opt.backward(loss, loss)
+        opt.step()
+    return {"solver": "gradient (adam, lr=1, cosine)", "steps": steps, "seconds": round(time.perf_counter() - start, 4),
+            "final_loss": loss_value, "reached": loss_value < threshold,
+            "w": float(w.data.detach()), "b": float(b.data.detach())}
+
+
+def linear_by_llm(threshold: float, max_steps: int, timeout_s: float) -> dict[str, Any]:
+    """The same task with Python-number parameters and the text (LLM) optimizer."""
+    try:
+        import tracekit.text_solver  # noqa: F401
+
+        llm = tk.llm.default()
+    except Exception as exc:  # the text optimizer or the embedded model is not available
+        return {"status": "not measured", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+    x, y = regression_data()
+    w = tk.param(0.0, name="w")
+    b = tk.param(0.0, name="b")
+
+    @tk.bundle()
+    def predict(w: float, b: float, x: torch.Tensor) -> torch.Tensor:
+        """Linear model y = w * x + b."""
+        return w * x + b
+
+    opt = tk.Optimizer([w, b], llm=llm)
+    start = time.perf_counter()
+    loss_value, steps, tokens, errors = float("inf"), 0, 0, []
+    while steps < max_steps:
+        steps += 1
+        opt.zero_feedback()
+        pred = predict(w, b, tk.node(x))
+        loss_value = float(torch.mean((pred.data - y) ** 2))
+        if loss_value < threshold or time.perf_counter() - start > timeout_s:
+            break
+        opt.backward(pred, tk.Feedback(loss=loss_value, text=f"mean squared error {loss_value:.4g}"))
+        try:
+            report = opt.step()
+            tokens += report.tokens
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            if len(errors) >= 3:
+                return {"status": "not measured", "reason": "; ".join(errors)}
+    return {"solver": "LLM text optimizer (embedded model)", "steps": steps,
+            "seconds": round(time.perf_counter() - start, 2), "final_loss": loss_value,
+            "reached": loss_value < threshold, "tokens": tokens, "w": w.data, "b": b.data,
+            "errors": errors}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
+    parser.add_argument("--skip-llm", action="store_true", help="do not run the LLM comparison")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice); on a loaded machine "
+                             "1 thread avoids the barrier stalls that make multi-threaded timings noise")
+    parser.add_argument("--only", choices=["overhead", "throughput", "linear"], default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    total = 1_000_000 if args.quick else 10_000_000
+    repeats = 3 if args.quick else 7
+    doc: dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(),
+                    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+                    "load_average_at_start": os.getloadavg()},
+    }
+    if args.only in (None, "overhead"):
+        doc["overhead"] = overhead(100 if args.quick else 500, repeats=2 if args.quick else 5)
+    if args.only in (None, "throughput"):
+        doc["throughput"] = {"parameters": total, **throughput(total, [20, 1000], repeats)}
+    if args.only not in (None, "linear"):
+        print(json.dumps(doc, indent=2, default=str))
+        return doc
+    threshold = 2.0  # the noise variance is 1: a loss of 2 means a close fit
+    llm_part: dict[str, Any] = {"task": "y = 15x + 14 + N(0, 1) noise, 50 points, loss threshold "
+                                        f"{threshold} (MSE)",
+                                "gradient": linear_by_gradients(threshold, 2000)}
+    if args.skip_llm:
+        llm_part["llm"] = {"status": "not measured", "reason": "--skip-llm"}
+    else:
+        llm_part["llm"] = linear_by_llm(threshold, 20 if args.quick else 50, 120 if args.quick else 900)
+    doc["linear_regression"] = llm_part
+    text = json.dumps(doc, indent=2, default=str)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return doc
+
+
+if __name__ == "__main__":
+    main()

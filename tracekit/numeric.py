@@ -1,0 +1,268 @@
+"""Numeric parameters in `tk.Optimizer`: the "gradient" and "zeroth_order" routes.
+
+`GradientSolver` trains tensor parameters whose loss reached them through torch (they
+have `.grad`) with `solvers.gradient.GradientOptimizer`: fused SGD / Adam / AdamW / Lion,
+NaN guards, clipping, schedules, projection onto `bounds`. `ZerothOrderSolver` trains
+numbers (and tensors with no differentiable path) by SPSA, re-running the workflow
+through the `objective=` callable given to `tk.Optimizer`.
+
+Options are read from the param group (`tk.Optimizer(..., weight_decay=0.1, schedule=
+"cosine", total_steps=500)`); unknown options are ignored here (they belong to other
+solvers). See docs/numeric.md.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from solvers.gradient import SPSA, GradientOptimizer
+from tracekit.nodes import Node, ParameterNode
+from tracekit.optimizer import UNCHANGED, ParamUpdate, StepContext
+
+# GradientOptimizer keywords accepted as tk.Optimizer / param-group options
+GRADIENT_OPTIONS = (
+    "weight_decay", "decoupled_weight_decay", "momentum", "nesterov", "dampening", "betas", "eps",
+    "clip_grad_norm", "clip_grad_value", "schedule", "total_steps", "warmup_steps",
+    "final_lr_ratio", "device", "fused", "lion_backend", "check_finite",
+)
+# SPSA options: tk.Optimizer(..., spsa_a=0.1, spsa_c=0.05, spsa_samples=1, ...)
+SPSA_OPTIONS = {"spsa_a": "a", "spsa_c": "c", "spsa_alpha": "alpha", "spsa_gamma": "gamma",
+                "spsa_A": "A", "spsa_samples": "samples", "spsa_guarded": "guarded",
+                "spsa_max_evals": "max_evals", "spsa_seed": "seed"}
+
+
+def _bad_loss(p: ParameterNode) -> bool:
+    return any(not r.loss_is_finite for r in p.feedback)
+
+
+class GradientSolver:
+    """Tensor parameters with gradients -> one guarded gradient step (updated in place)."""
+
+    name = "gradient"
+
+    def __init__(self, params: list[ParameterNode], llm: Any = None, numeric: Any = "adam",
+                 lr: float = 1e-2, **options: Any) -> None:
+        self.nodes = [p for p in params if isinstance(p, ParameterNode) and p.kind == "numeric"
+                      and p.is_tensor and p._data.is_floating_point()]
+        if not self.nodes:
+            raise ValueError("the gradient solver got no floating-point tensor parameter")
+        kwargs = {k: options[k] for k in GRADIENT_OPTIONS if k in options}
+        kwargs.update(options.get("numeric_options") or {})
+        by_bounds: dict[Any, list[torch.Tensor]] = {}
+        for p in self.nodes:
+            by_bounds.setdefault(p.bounds, []).append(p._data)
+        groups = [{"params": ts, "bounds": b} for b, ts in by_bounds.items()]
+        self.numeric = numeric
+        self.optimizer = GradientOptimizer(groups, algorithm=numeric, lr=lr, **kwargs)
+        positions = {id(t): i for i, t in enumerate(self.optimizer.params)}
+        self._index = {id(p): positions[id(p._data)] for p in self.nodes}
+
+    def step(self, params: list[ParameterNode], context: StepContext) -> list[ParamUpdate]:
+        """Step the parameters given (those with a gradient this time); report per parameter."""
+        updates: dict[int, ParamUpdate] = {}
+        eligible: list[ParameterNode] = []
+        for p in params:
+            name = context.name_of(p)
+            if id(p) not in self._index:
+                updates[id(p)] = ParamUpdate(name, self.name, reason="not a floating-point tensor "
+                                             "known to this solver; kept")
+            elif _bad_loss(p):
+                updates[id(p)] = ParamUpdate(name, self.name, reason="NaN/inf loss: skipped, value kept",
+                                             info={"skipped": "non-finite loss"})
+            elif p._data.grad is None:
+                updates[id(p)] = ParamUpdate(name, self.name, reason="no gradient: no differentiable "
+                                             "path to the loss", info={"differentiable": False})
+            else:
+                eligible.append(p)
+        if eligible:
+            stats = self.optimizer.step(only=[p._data for p in eligible])
+            for p in eligible:
+                i = self._index[id(p)]
+                info: dict[str, Any] = {"algorithm": self.optimizer.algorithm, "step": stats.step,
+                                        "lr": stats.lr, "grad_norm": stats.grad_norm[i],
+                                        "differentiable": True}
+                if stats.clipped:
+                    info["clipped"] = True
+                    info["total_grad_norm"] = stats.total_grad_norm
+                if i in stats.skipped:
+                    info["skipped"] = "non-finite gradient"
+                    updates[id(p)] = ParamUpdate(context.name_of(p), self.name, reason=stats.skipped[i],
+                                                 info=info)
+                    continue
+                reason = ""
+                if i in stats.bound_active:
+                    info["bound_active"] = stats.bound_active[i]
+                    reason = f"bound active: {stats.bound_active[i]} entries on a bound {p.bounds}"
+                if stats.grad_norm[i] == 0.0:
+                    reason = (reason + "; " if reason else "") + "zero gradient"
+                updates[id(p)] = ParamUpdate(context.name_of(p), self.name, applied_in_place=True,
+                                             reason=reason, info=info)
+        return [updates[id(p)] for p in params]
+
+    def to(self, device: Any) -> GradientSolver:
+        """Move the tensors and the optimizer state ("auto": CUDA when present)."""
+        self.optimizer.to(device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-friendly (tensors as nested lists): fine for small states; see docs/numeric.md."""
+        return {"names": [p.name for p in self.nodes], "optimizer": self.optimizer.state_dict(json=True)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        names = [p.name for p in self.nodes]
+        if state.get("names") != names:
+            raise ValueError(f"gradient state is for parameters {state.get('names')}, not {names}")
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class ZerothOrderSolver:
+    """Numbers (and tensors without a differentiable path) -> SPSA through `objective`.
+
+    The objective is `objective()` (the parameters hold the candidate values while it
+    runs) or `objective(values)` with `values = {name: candidate}`; it returns a loss
+    (number, scalar tensor, node or tk.Feedback). Budget per step: see `solvers.gradient.spsa`.
+    """
+
+    name = "zeroth_order"
+
+    def __init__(self, params: list[ParameterNode], llm: Any = None, **options: Any) -> None:
+        self.spsa_options = {dst: options[src] for src, dst in SPSA_OPTIONS.items() if src in options}
+        self._spsa: dict[str, SPSA] = {}
+
+    def step(self, params: list[ParameterNode], context: StepContext) -> list[ParamUpdate]:
+        updates: dict[int, ParamUpdate] = {}
+        active: list[ParameterNode] = []
+        for p in params:
+            name = context.name_of(p)
+            if p.kind != "numeric":
+                updates[id(p)] = ParamUpdate(name, self.name, reason=f"{p.kind} parameter: not numeric")
+            elif _bad_loss(p):
+                updates[id(p)] = ParamUpdate(name, self.name, reason="NaN/inf loss: skipped, value kept",
+                                             info={"skipped": "non-finite loss"})
+            elif context.objective is None:
+                updates[id(p)] = ParamUpdate(name, self.name, reason="no objective callable given")
+            else:
+                active.append(p)
+        if active:
+            self._step(active, context, updates)
+        return [updates[id(p)] for p in params]
+
+    def _step(self, params: list[ParameterNode], context: StepContext,
+              updates: dict[int, ParamUpdate]) -> None:
+        names = [context.name_of(p) for p in params]
+        key = "|".join(names)
+        spsa = self._spsa.get(key)
+        if spsa is None:
+            spsa = self._spsa[key] = SPSA(**self.spsa_options)
+        sizes = [p._data.numel() if p.is_tensor else 1 for p in params]
+        x = np.concatenate([_flat(p) for p in params])
+        lower = np.concatenate([np.full(s, p.bounds[0] if p.bounds else -np.inf) for p, s in zip(params, sizes)])
+        upper = np.concatenate([np.full(s, p.bounds[1] if p.bounds else np.inf) for p, s in zip(params, sizes)])
+        integer = np.concatenate([np.full(s, _is_integer(p)) for p, s in zip(params, sizes)])
+        evaluate = _evaluator(params, names, sizes, context.objective)
+        before = spsa.f_current
+        result = spsa.step(evaluate, x, lower=lower, upper=upper, integer=integer)
+        offsets = np.cumsum([0] + sizes)
+        for j, p in enumerate(params):
+            info = {"evals": result.evals, "total_evals": spsa.evals, "iteration": spsa.k,
+                    "loss_before": before, "loss_after": result.f, "accepted": result.accepted,
+                    "differentiable": False,
+                    "path": "no differentiable path (tensor)" if p.is_tensor else "Python number"}
+            value = _unflat(p, result.x[offsets[j]:offsets[j + 1]])
+            reason = result.reason
+            if p.is_tensor:
+                reason = "no differentiable path: SPSA" + (f"; {reason}" if reason else "")
+            if p.bounds is not None and np.any((result.x[offsets[j]:offsets[j + 1]] == p.bounds[0])
+                                               | (result.x[offsets[j]:offsets[j + 1]] == p.bounds[1])):
+                info["bound_active"] = True
+                reason = (reason + "; " if reason else "") + f"bound active {p.bounds}"
+            updates[id(p)] = ParamUpdate(names[j], self.name,
+                                         new_value=value if result.accepted else UNCHANGED,
+                                         reason=reason, info=info)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-friendly: one SPSA state per set of parameters stepped together."""
+        return {key: s.state_dict() for key, s in self._spsa.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, s in state.items():
+            spsa = self._spsa.setdefault(key, SPSA(**self.spsa_options))
+            spsa.load_state_dict(s)
+
+
+def _is_integer(p: ParameterNode) -> bool:
+    if p.is_tensor:
+        return not (p._data.is_floating_point() or p._data.is_complex())
+    return p.value_type is int
+
+
+def _flat(p: ParameterNode) -> np.ndarray:
+    if p.is_tensor:
+        return p._data.detach().to("cpu", torch.float64).reshape(-1).numpy().copy()
+    return np.array([float(p._data)])
+
+
+def _unflat(p: ParameterNode, values: np.ndarray) -> Any:
+    if p.is_tensor:
+        t = p._data
+        return torch.as_tensor(values, dtype=torch.float64).reshape(t.shape).to(t.device, t.dtype)
+    return int(values[0]) if p.value_type is int else float(values[0])
+
+
+def _as_loss(value: Any) -> float:
+    """The objective's result as a float (number, scalar tensor, node or tk.Feedback)."""
+    if isinstance(value, Node):
+        value = value._data
+    loss_value = getattr(value, "loss_value", None)
+    if loss_value is not None and not isinstance(value, (int, float)):
+        return float(loss_value)
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().reshape(-1)[0]) if value.numel() == 1 else math.nan
+    return float(value)
+
+
+def _takes_values(objective: Callable) -> bool:
+    try:
+        sig = inspect.signature(objective)
+    except (TypeError, ValueError):
+        return False
+    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in sig.parameters.values())
+
+
+def _evaluator(params: list[ParameterNode], names: list[str], sizes: list[int],
+               objective: Callable) -> Callable[[np.ndarray], float]:
+    """f(x) for SPSA: run the objective with the parameters at x, then restore them."""
+    by_values = _takes_values(objective)
+    offsets = np.cumsum([0] + sizes)
+
+    def f(x: np.ndarray) -> float:
+        values = [_unflat(p, x[offsets[j]:offsets[j + 1]]) for j, p in enumerate(params)]
+        if by_values:
+            return _as_loss(objective(dict(zip(names, values))))
+        saved = [p._data.detach().clone() if p.is_tensor else p._data for p in params]
+        try:
+            for p, v in zip(params, values):
+                _poke(p, v)
+            with torch.no_grad():
+                return _as_loss(objective())
+        finally:
+            for p, v in zip(params, saved):
+                _poke(p, v)
+
+    return f
+
+
+def _poke(p: ParameterNode, value: Any) -> None:
+    """Write a trial value without validation (SPSA keeps it inside the bounds)."""
+    if p.is_tensor:
+        with torch.no_grad():
+            p._data.copy_(value)
+    else:
+        p._data = value
