@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -32,14 +33,14 @@ PEOPLE = ["Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jun
 CITIES = ["Lima", "Oslo", "Pune", "Kyiv", "Rome"]
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
+def summary(values: list[float], scale: float = 1.0, digits: int = 4) -> dict[str, float]:
+    ordered = sorted(v * scale for v in values)
     return {
-        "mean": round(statistics.fmean(ordered), 4),
-        "median": round(statistics.median(ordered), 4),
-        "p90": round(ordered[int(0.9 * (len(ordered) - 1))], 4),
-        "min": round(ordered[0], 4),
-        "max": round(ordered[-1], 4),
+        "mean": round(statistics.fmean(ordered), digits),
+        "median": round(statistics.median(ordered), digits),
+        "p90": round(ordered[int(0.9 * (len(ordered) - 1))], digits),
+        "min": round(ordered[0], digits),
+        "max": round(ordered[-1], digits),
     }
 
 
@@ -51,6 +52,7 @@ def main() -> None:
 
     from tracekit.llm import EmbeddedLLM, StructuredOutputError
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as cache_dir:
         llm = EmbeddedLLM(cache=cache_dir)
         start = time.perf_counter()
@@ -76,7 +78,7 @@ def main() -> None:
                 llm(messages, max_tokens=args.max_tokens)
                 hit_latencies.append(time.perf_counter() - t0)
 
-        without_reask, valid, structured_latency = 0, 0, []
+        without_reask, valid, correct, structured_latency = 0, 0, 0, []
         with llm.accounting.scope() as structured:
             for i in range(args.calls):
                 text = (f"{PEOPLE[i % 10]} is {20 + i} years old and lives in "
@@ -84,8 +86,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 with llm.accounting.scope() as one:
                     try:
-                        llm.structured(text, Person, max_tokens=64, cache=False)
+                        person = llm.structured(text, Person, max_tokens=64, cache=False)
                         valid += 1
+                        correct += (person.name, person.age, person.city) == (
+                            PEOPLE[i % 10], 20 + i, CITIES[i % 5])
                     except StructuredOutputError:
                         pass
                 structured_latency.append(time.perf_counter() - t0)
@@ -100,16 +104,19 @@ def main() -> None:
         "completion_tokens_per_s": summary(speeds),
         "completion_tokens_total": plain.completion_tokens,
         "prompt_tokens_total": plain.prompt_tokens,
-        "cache_hit_latency_ms": {k: round(v * 1000, 3) for k, v in summary(hit_latencies).items()},
+        "cache_hit_latency_ms": summary(hit_latencies, scale=1000.0, digits=3),
         "cache_hits": hits.cache_hits,
         "structured": {
             "schema": "Person(name: str, age: int, city: str)",
             "valid_without_reask_rate": without_reask / args.calls,
             "valid_after_repair_and_reasks_rate": valid / args.calls,
+            "fields_correct_rate": correct / args.calls,
             "model_calls": structured.calls,
             "latency_per_reply_s": summary(structured_latency),
         },
         "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
     print(json.dumps(result, indent=2))
 

@@ -55,7 +55,7 @@ def main(quick: bool = False) -> None:
 
     text, label = REVIEWS[0]
     prob = model(text)
-    print(f"\nP(positive | {text!r}) = {float(prob.data):.3f}")
+    print(f"\nP(positive | {text!r}) = {float(prob.data.detach()):.3f}")
 
     print("\nThe traced graph (calls on the path from parameters to the output):")
     graph = tk.subgraph(prob)
@@ -88,7 +88,7 @@ def main(quick: bool = False) -> None:
         except tk.MissingSolverError as exc:
             print("\n", exc)
             return
-    accuracy = sum((float(model(r).data) > 0.5) == bool(t) for r, t in REVIEWS) / len(REVIEWS)
+    accuracy = sum((float(model(r).data.detach()) > 0.5) == bool(t) for r, t in REVIEWS) / len(REVIEWS)
     print(f"\nAfter {epochs} gradient steps: mean loss {total / len(REVIEWS):.3f}, accuracy {accuracy:.0%}")
     print("weights:", [round(v, 3) for v in model.weights.data.tolist()])
 

@@ -8,7 +8,7 @@ LLM optimizer (the embedded SmolLM2 model by default) propose new keywords and n
 candidate search keeps a proposal only when it lowers the error count.
 
     .venv/bin/python examples/trainable_agent.py            # 6 steps, 4 candidates each
-    .venv/bin/python examples/trainable_agent.py --quick    # 2 steps, 2 candidates
+    .venv/bin/python examples/trainable_agent.py --quick    # 1 step, 2 candidates
 """
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ def errors(agent: SupportAgent) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="2 steps with 2 candidates")
+    ap.add_argument("--quick", action="store_true", help="1 step with 2 candidates")
     ap.add_argument("--steps", type=int, default=6)
     args = ap.parse_args()
-    steps, candidates = (2, 2) if args.quick else (args.steps, 4)
+    steps, candidates = (1, 2) if args.quick else (args.steps, 4)
 
     agent = SupportAgent()
     params = [agent.keywords, *parse_amount.parameters()]

@@ -32,5 +32,11 @@ if ! "$VPY" -c "import llama_cpp.server" >/dev/null 2>&1; then
     "$VPY" -m pip install "llama-cpp-python[server]>=0.3,<0.4"
 fi
 
+# Optional: graphviz's `dot` draws graphs (tk.render falls back to matplotlib without it).
+if ! command -v dot >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq graphviz) >/dev/null 2>&1 \
+    || echo "note: graphviz not installed; tk.render will use matplotlib"
+fi
+
 rm -f .venv/.setup-*
 touch "$stamp"

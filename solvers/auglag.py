@@ -79,7 +79,7 @@ class _AL:
 
     def __init__(self, ev: Evaluator, sf: torch.Tensor, sg: torch.Tensor, sh: torch.Tensor) -> None:
         self.ev, self.sf, self.sg, self.sh = ev, sf, sg, sh
-        self.hess_mode = "autograd-batched"
+        self.hess_mode = "autograd-batched" if ev.exact_hessian else "fd"
         self.lam = self.mu = self.rho = None  # set per outer iteration
 
     def value(self, X: torch.Tensor) -> torch.Tensor:
@@ -225,27 +225,55 @@ def _newton(
                       stop_on_negative_curvature=True)
         D = D * free - G * (1.0 - free)
         D = torch.where(todo[:, None], D, torch.zeros_like(D))
-        # projected Armijo backtracking, per row
-        alpha = torch.ones(B, dtype=X.dtype, device=X.device)
-        pending = todo.clone()
-        Xnew = X.clone()
-        for _ls in range(50):
-            Xt = _project(X + alpha[:, None] * D, lo, hi)
-            Lt = al.value_nograd(Xt)
-            ok = pending & torch.isfinite(Lt) & (Lt <= L + 1e-4 * (G * (Xt - X)).sum(1))
-            ok &= torch.isfinite(Xt).all(1)
-            Xnew = torch.where(ok[:, None], Xt, Xnew)
-            pending &= ~ok
-            if not pending.any():
-                break
-            alpha = torch.where(pending, 0.5 * alpha, alpha)
+        # curvature along the step: ~0 means a flat (possibly unbounded) direction
+        Df = D * free
+        curv = (Df * (H @ Df[:, :, None])[:, :, 0]).sum(1) if dense else (Df * hvp(Df)).sum(1)
+        flat_dir = curv.abs() <= 1e-12 * (G * D).sum(1).abs()
+        # cap very long steps (near-singular curvature) at 1e3 max(1, |x|)
+        cap = 1e3 * X.abs().amax(1).clamp(min=1.0)
+        dlen = D.abs().amax(1)
+        D = D * torch.where(dlen > cap, cap / dlen.clamp(min=1e-300), torch.ones_like(dlen))[:, None]
+        # Line search, per row. First the projected full step (it may change many active
+        # bounds at once); if it fails Armijo, a feasible-direction search: the free part of
+        # the step, cut at the first bound it meets, then halved (no projection, so the
+        # descent property of the Newton direction is kept on ill-conditioned problems).
+        slack = 1e-14 * (1 + L.abs())  # roundoff in L: accept steps that only lose that much
+        Xt = _project(X + D, lo, hi)
+        Lt = al.value_nograd(Xt)
+        ok = todo & torch.isfinite(Lt) & (Lt <= L + 1e-4 * (G * (Xt - X)).sum(1) + slack)
+        ok &= torch.isfinite(Xt).all(1)
+        Xnew = torch.where(ok[:, None], Xt, X)
+        pending = todo & ~ok
+        alpha = torch.where(ok, torch.ones_like(L), torch.zeros_like(L))
+        if pending.any():
+            Df = D * free
+            out_lo = (X <= lo) & (Df < 0)
+            out_hi = (X >= hi) & (Df > 0)
+            Df = torch.where(out_lo | out_hi, torch.zeros_like(Df), Df)
+            room = torch.where(Df > 0, (hi - X) / Df.clamp(min=1e-300),
+                               torch.where(Df < 0, (lo - X) / Df.clamp(max=-1e-300), torch.full_like(Df, float("inf"))))
+            amax = room.amin(1).clamp(min=0.0, max=1.0)
+            a = torch.where(amax > 0, amax, torch.ones_like(amax))
+            # variables held near a bound move onto it (a fraction a of the way)
+            to_bound = torch.where(X >= hi - eps, hi - X, lo - X)
+            Df = torch.where(fixed, to_bound, Df)
+            for _ls in range(50):
+                Xt = _project(X + a[:, None] * Df, lo, hi)
+                Lt = al.value_nograd(Xt)
+                ok = pending & torch.isfinite(Lt) & (Lt <= L + 1e-4 * (G * (Xt - X)).sum(1) + slack)
+                ok &= torch.isfinite(Xt).all(1)
+                Xnew = torch.where(ok[:, None], Xt, Xnew)
+                pending &= ~ok
+                if not pending.any():
+                    break
+                a = torch.where(pending, 0.5 * a, a)
         # rows that took the full step on a (nearly) flat direction: extrapolate, so that an
         # unbounded direction is detected in a few steps instead of creeping along it
-        grow = todo & ~pending & (alpha == 1.0)
+        grow = todo & ~pending & (alpha == 1.0) & flat_dir
         if grow.any():
             Lbest = al.value_nograd(Xnew)
             lin = (G * (X - Xnew)).sum(1)  # decrease predicted by the linear model
-            flat = grow & (lin > 0) & (L - Lbest >= 0.9 * lin)
+            flat = grow & (lin > 1e-6 * (1 + L.abs()))
             beta = 10.0
             while flat.any() and beta <= 1e12:
                 Xt = _project(X + beta * D, lo, hi)
@@ -387,9 +415,9 @@ def auglag(
         # penalty update and infeasibility detection
         grow = running & (V > opts.decrease * V_prev) & (m.violation > opts.tol)
         rho = torch.where(grow, (rho * opts.rho_growth).clamp(max=opts.rho_max), rho)
-        big = rho >= 1e8
+        big = rho >= 1e6
         stall = torch.where(running & big & (V >= 0.9 * V_prev), stall + 1, torch.zeros_like(stall))
-        stuck = running & (m.violation > opts.tol) & ((stall >= 3) | (rho >= opts.rho_max) & grow)
+        stuck = running & (m.violation > opts.tol) & ((stall >= 2) | (rho >= opts.rho_max) & grow)
         infeasible = stuck & (m.violation > opts.infeasible_tol)
         for b in torch.nonzero(stuck & ~infeasible).flatten().tolist():
             status[b] = "not_converged"

@@ -212,7 +212,7 @@ def bilevel(
     constraints: Sequence[Ineq | Eq] | None = None,
     bounds: Any = None,
     *,
-    method: str = "auto",
+    method: str = "auglag",
     inner_method: str = "auglag",
     inner_tol: float = 1e-11,
     linear_solver: str = "auto",
@@ -223,7 +223,10 @@ def bilevel(
 ) -> OptimizeResult:
     """Solve ``min_x F(x, y*(x))`` s.t. outer ``constraints``/``bounds`` on ``x``.
 
-    ``outer(x, y)`` and ``inner(x, y)`` return scalars; ``inner_constraints`` are
+    ``outer(x, y)`` and ``inner(x, y)`` return scalars; the outer problem is solved by
+    ``method`` (default ``"auglag"``: its stationarity test is on the hypergradient
+    itself, whereas SLSQP stops on a small change in ``F`` and often leaves a 1e-5
+    gradient); ``inner_constraints`` are
     ``Ineq``/``Eq`` of ``(x, y)``; ``constraints`` are ``Ineq``/``Eq`` of ``x``. The result
     is that of the outer ``minimize`` with ``y`` (the inner solution at ``res.x``) added;
     ``res.info`` holds the last hypergradient and inner-solve diagnostics.
@@ -265,7 +268,11 @@ def bilevel(
             state["hypergradient_info"] = info
             return grad_out * g
 
-    res = minimize(lambda x: _Hyper.apply(x), x0, constraints=constraints, bounds=bounds, method=method,
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        return _Hyper.apply(x)
+
+    objective.autograd_hessian = False  # the hypergradient is not differentiated again
+    res = minimize(objective, x0, constraints=constraints, bounds=bounds, method=method,
                    tol=tol, feas_tol=feas_tol, kkt_tol=kkt_tol, max_iter=max_iter)
     final = solve_at(res.x)
     res.y = final.y

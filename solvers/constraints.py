@@ -321,11 +321,20 @@ class Evaluator:
     def has_fd(self) -> bool:
         return any(self._fd)
 
+    @property
+    def exact_hessian(self) -> bool:
+        """False when a function is finite-differenced or declares
+        ``fn.autograd_hessian = False`` (its backward is not itself differentiable, e.g. a
+        custom ``autograd.Function``); solvers then difference gradients for curvature."""
+        return not self.has_fd and all(getattr(fn, "autograd_hessian", True) for fn in self._fns)
+
     def _call(self, k: int, X: torch.Tensor) -> torch.Tensor:
         if k == 0:
             self.nfev += 1
         if self._fd[k]:
             def call(Z: torch.Tensor, k: int = k) -> torch.Tensor:
+                if k == 0:
+                    self.nfev += 1
                 with torch.no_grad():
                     return self._convert(self._fns[k](self._unflatten(Z)), k)
             return _FiniteDifference.apply(X, call)

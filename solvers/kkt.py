@@ -117,19 +117,29 @@ def estimate_multipliers(
     gv = g.detach().cpu().numpy()
     xv, lov, hiv = X.detach().cpu().numpy(), lo.cpu().numpy(), hi.cpu().numpy()
     for b in range(B):
-        act_i = np.nonzero(gv[b] > -active_tol)[0]
-        with np.errstate(invalid="ignore"):
-            at_lo = np.nonzero(np.isfinite(lov) & (xv[b] <= lov + 1e-9 * np.maximum(1, np.abs(lov))))[0]
-            at_hi = np.nonzero(np.isfinite(hiv) & (xv[b] >= hiv - 1e-9 * np.maximum(1, np.abs(hiv))))[0]
-        cols = [J[b, act_i].T, J[b, mI:].T, -np.eye(n)[:, at_lo], np.eye(n)[:, at_hi]]
-        A = np.concatenate(cols, axis=1)
-        if A.shape[1] == 0 or not np.all(np.isfinite(A)) or not np.all(np.isfinite(gf[b])):
+        best = None
+        # interior-point methods stop slightly inside: try widening active thresholds and
+        # keep the multipliers with the smallest KKT residual
+        for thr in (active_tol, 1e-4, 1e-3):
+            act_i = np.nonzero(gv[b] > -thr)[0]
+            with np.errstate(invalid="ignore"):
+                at_lo = np.nonzero(np.isfinite(lov) & (xv[b] <= lov + thr * np.maximum(1, np.abs(lov))))[0]
+                at_hi = np.nonzero(np.isfinite(hiv) & (xv[b] >= hiv - thr * np.maximum(1, np.abs(hiv))))[0]
+            cols = [J[b, act_i].T, J[b, mI:].T, -np.eye(n)[:, at_lo], np.eye(n)[:, at_hi]]
+            A = np.concatenate(cols, axis=1)
+            if A.shape[1] == 0 or not np.all(np.isfinite(A)) or not np.all(np.isfinite(gf[b])):
+                continue
+            k1, k2 = len(act_i), len(act_i) + mE
+            lb = np.full(A.shape[1], 0.0)
+            lb[k1:k2] = -np.inf
+            sol = lsq_linear(A, -gf[b], bounds=(lb, np.full(A.shape[1], np.inf)), method="bvls")
+            y = sol.x
+            score = max(np.abs(A @ y + gf[b]).max(), np.abs(y[:k1] * gv[b, act_i]).max() if k1 else 0.0)
+            if best is None or score < best[0] * 0.5:
+                best = (score, act_i, y[:k1], y[k1:k2])
+        if best is None:
             continue
-        k1, k2 = len(act_i), len(act_i) + mE
-        lb = np.full(A.shape[1], 0.0)
-        lb[k1:k2] = -np.inf
-        sol = lsq_linear(A, -gf[b], bounds=(lb, np.full(A.shape[1], np.inf)), method="bvls")
-        y = sol.x
-        lam[b, torch.as_tensor(act_i, dtype=torch.long)] = torch.as_tensor(y[:k1], dtype=X.dtype, device=X.device)
-        mu[b] = torch.as_tensor(y[k1:k2], dtype=X.dtype, device=X.device)
+        _, act_i, yi, ye = best
+        lam[b, torch.as_tensor(act_i, dtype=torch.long)] = torch.as_tensor(yi, dtype=X.dtype, device=X.device)
+        mu[b] = torch.as_tensor(ye, dtype=X.dtype, device=X.device)
     return lam, mu

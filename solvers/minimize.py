@@ -235,6 +235,8 @@ def minimize(
                         path = f"{path}, {tag} not better"
                     if best.solver == "auglag" and float(best.m.violation[0]) <= feas_tol and float(best.m.kkt[0]) <= kkt_tol:
                         break
+                    if cand.status[0] in ("infeasible", "unbounded"):
+                        break  # a second start would most likely conclude the same
             method_used = path
     elif method == "auglag":
         best = _run_auglag(ev, X0, lo, hi, lam0, mu0, tol, max_iter, options)

@@ -41,7 +41,7 @@ class _RowView:
     def __init__(self, ev: Evaluator, X: torch.Tensor, b: int) -> None:
         self.ev, self.X, self.b = ev, X.detach().clone(), b
         self._key: bytes | None = None
-        self.exact_hessian = not ev.has_fd
+        self.exact_hessian = ev.exact_hessian
 
     def _full(self, x: np.ndarray) -> torch.Tensor:
         X = self.X.clone()

@@ -42,6 +42,19 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Ineq": ("tracekit.minimize", "Ineq"),
     "Eq": ("tracekit.minimize", "Eq"),
     "OptimizeResult": ("tracekit.minimize", "OptimizeResult"),
+    # training
+    "Trainer": ("tracekit.training", "Trainer"),
+    "TrainResult": ("tracekit.training", "TrainResult"),
+    "Score": ("tracekit.training", "Score"),
+    "Executor": ("tracekit.training.executors", "Executor"),
+    "ThreadExecutor": ("tracekit.training.executors", "ThreadExecutor"),
+    "AsyncExecutor": ("tracekit.training.executors", "AsyncExecutor"),
+    "SerialExecutor": ("tracekit.training.executors", "SerialExecutor"),
+    "RayExecutor": ("tracekit.training.executors", "RayExecutor"),
+    "training": ("tracekit.training", None),
+    # pictures
+    "render": ("tracekit.render", "render"),
+    "plot_run": ("tracekit.render", "plot_run"),
     # LLM layer (a subpackage)
     "llm": ("tracekit.llm", None),
 }
@@ -57,9 +70,15 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'tracekit' has no attribute {name!r}") from None
     module = importlib.import_module(module_name)
     value = module if attribute is None else getattr(module, attribute)
+    if module_name == f"{__name__}.{name}" and callable(module):
+        # `bundle`, `minimize`, `render`: the submodule shares the function's name and is
+        # callable (it forwards to the function), so keep the module as the attribute;
+        # then `tk.render(...)` and `import tracekit.render` agree in every import order.
+        value = module
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
     return __all__
+

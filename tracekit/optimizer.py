@@ -115,6 +115,8 @@ def route_of(p: ParameterNode, has_objective: bool) -> str:
         return "text"
     if p.is_tensor and (p._data.grad is not None or not p.feedback):
         return "gradient"
+    if p.is_tensor and p._data.is_floating_point() and any(not r.loss_is_finite for r in p.feedback):
+        return "gradient"  # NaN/inf loss: the gradient solver skips it, keeps the value, says why
     if p.is_tensor and p._data.is_floating_point() and any(r.feedback.loss is not None for r in p.feedback):
         # a tensor whose loss did not reach it through torch: no differentiable path
         return "zeroth_order" if has_objective else "text"
@@ -196,6 +198,8 @@ class Optimizer:
         """Update every parameter that received feedback with its route's solver."""
         start = time.perf_counter()
         plan = self._plan()
+        if any(route == "text" for _, route in plan):
+            self._resolve_llm()
         usage_before = _llm_usage(self.llm)
         changes: list[ParamChange] = []
         for (group_index, route), params in plan.items():
@@ -233,6 +237,13 @@ class Optimizer:
                 f"for that route. Nothing was changed."
             )
         return plan
+
+    def _resolve_llm(self) -> None:
+        """Make `self.llm` a tracekit backend (the default one when None) so that every
+        call is cached and counted, and the report can show its usage."""
+        from tracekit.llm import as_backend
+
+        self.llm = as_backend(self.llm)
 
     def _solver(self, group_index: int, group: dict[str, Any], route: str) -> Any:
         key = (group_index, route)

@@ -9,7 +9,8 @@ Options (passed to `tk.Optimizer(..., **options)` or in a param group):
 `budget` (prompt tokens, default 4000), `n_candidates` (default 1; 4 when an objective
 is given), `temperatures`, `seed`, `max_reasks` (default 2), `memory_size` (default 5),
 `max_workers`, `max_tokens`, `max_text_chars`, `min_improvement`, `instruction`,
-`objective` (overrides the Optimizer's).
+`constrain_code` (default: on for the embedded model), `objective` (overrides the
+Optimizer's).
 
 The objective is a callable returning a loss (lower is better). With no arguments it is
 called with each candidate written into the parameters and the old values restored
@@ -31,7 +32,7 @@ from tracekit.optimizer import UNCHANGED, ParamUpdate, StepContext
 
 _OPTIONS = ("budget", "n_candidates", "temperatures", "seed", "max_reasks", "memory_size",
             "max_workers", "max_tokens", "max_text_chars", "min_improvement", "instruction",
-            "use_structured", "system")
+            "use_structured", "system", "constrain_code", "avoid_tried")
 
 
 class TextSolver:
@@ -59,6 +60,8 @@ class TextSolver:
             self._backend = llm_layer.as_backend(raw)  # None -> the configured default model
             options = dict(self.options)
             options.setdefault("n_candidates", 4 if has_objective else 1)
+            # tiny local models write function-shaped code only when the schema insists
+            options.setdefault("constrain_code", type(self._backend).__name__ == "EmbeddedLLM")
             self._optimizer = TextOptimizer(self._backend, **options)
             if self._state is not None:
                 self._optimizer.load_state_dict(self._state)

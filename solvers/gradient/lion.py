@@ -66,7 +66,6 @@ class Lion(torch.optim.Optimizer):
                             backend=group.get("backend", "auto"))
         return loss
 
-
     @torch.no_grad()
     def guarded_step(self) -> dict[int, float] | None:
         """Check every gradient and update in one fused pass (CPU C kernel).
@@ -96,7 +95,7 @@ class Lion(torch.optim.Optimizer):
             for same in by_dtype.values():
                 total = sum(p.numel() for p in same)
                 threads = torch.get_num_threads() if total >= _PARALLEL_MIN else 1
-                result = _ckernel.lion_step([p.detach() for p in same], [p.grad for p in same],
+                result = _ckernel.lion_step(same, [p.grad for p in same],
                                             [self.state[p]["exp_avg"] for p in same], float(group["lr"]),
                                             float(group["weight_decay"]), float(beta1), float(beta2),
                                             threads, check=True)
@@ -139,7 +138,7 @@ def lion_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs:
         total = sum(p.numel() for p in ps)
         # below a few chunks, waking threads costs more than the work
         threads = torch.get_num_threads() if total >= _PARALLEL_MIN else 1
-        _ckernel.lion_step([p.detach() for p in ps], gs, ms, lr, weight_decay, beta1, beta2, threads)
+        _ckernel.lion_step(ps, gs, ms, lr, weight_decay, beta1, beta2, threads)
     if rest[0]:
         _lion_foreach(*rest, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay)
 

@@ -22,7 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from .problem import Variable
 
 MAX_REPLY_CHARS = 200_000  # longer replies are cut before parsing (bounded work)
-REASONING_CHARS = 400
+REASONING_CHARS = 200
+SMALL_INT_RANGE = 64
+CODE_PATTERN_LINES = 3  # the last one a return statement  # integer ranges up to this size can be enums
 REPAIR_CHARS = 20_000  # damaged JSON longer than this is not repaired (bounded work)
 REPAIR_DEPTH = 32
 SUGGESTION_KEYS = ("suggestion", "suggestions", "Suggestion", "new_values", "variables", "answer")
@@ -41,36 +43,86 @@ class ReplyError(ValueError):
 
 
 # --- the model ---------------------------------------------------------------------------
-def _field_type(v: Variable) -> tuple[Any, dict[str, Any]]:
-    """The annotation and Field options of one variable's value."""
+def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: bool = False
+                ) -> tuple[Any, dict[str, Any]]:
+    """The annotation and Field options of one variable's value.
+
+    With `exclude`, a categorical value (or an integer with a small range) is an enum
+    without those values (when some remain), so a schema-constrained reply proposes
+    something new.
+    """
+    def keep(options: tuple[Any, ...]) -> tuple[Any, ...]:
+        if exclude is None:
+            return options
+        left = tuple(o for o in options if not any(type(o) is type(x) and o == x for x in exclude))
+        return left or options
+
     if v.kind == "numeric":
         if v.value_type in ("list", "Tensor", "ndarray", "tuple"):
             return list[Any], {}
+        if (exclude is not None and v.value_type == "int" and v.bounds is not None
+                and v.bounds[1] - v.bounds[0] <= SMALL_INT_RANGE):
+            values = keep(tuple(range(math.ceil(v.bounds[0]), math.floor(v.bounds[1]) + 1)))
+            if values:
+                return Literal[values], {}  # type: ignore[valid-type]
         bounds = {"ge": v.bounds[0], "le": v.bounds[1]} if v.bounds else {}
         return (int if v.value_type == "int" else float), bounds
     if v.kind == "categorical":
         choices = tuple(c if isinstance(c, (str, int, float, bool)) else str(c) for c in v.choices or [])
-        return Literal[choices], {}  # type: ignore[valid-type]
+        return Literal[keep(choices)], {}  # type: ignore[valid-type]
     if v.value_type == "dict":
         return dict[str, Any], {}
     if v.value_type in ("list", "tuple"):
         return list[Any], {}
+    if v.kind == "code" and constrain_code:
+        pattern = code_pattern(v)
+        if pattern:  # shown to the server's grammar only; validation is check_code's job
+            return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
     return str, {"min_length": 1}
+
+
+def code_pattern(v: Variable) -> str:
+    """A regular expression for the schema (used with `constrain_code`): a constrained reply
+    starts with the original `def` line and continues with at most a few indented lines
+    that do not end inside an open bracket or after a colon, the last a `return`. Grammar-based servers match patterns
+    against the raw JSON text, so a double quote is allowed only escaped, and braces (which
+    tiny models use to close the JSON early) are left out."""
+    line = v.signature
+    if not line and isinstance(v.value, str):
+        try:
+            line = code_facts(v.value)[2]
+        except (SyntaxError, StopIteration, ValueError):
+            return ""
+    if not line or any(ch in line for ch in '"\\{}\n'):
+        return ""
+    body = '([^\\n"\\\\{}]|\\\\")'
+    last = '[^\\n"\\\\{}(\\[,: ]'
+    head = re.escape(line).replace(chr(92) + " ", " ")
+    line_re = f"{body}{{0,99}}{last}"
+    return f"^{head}(\\n    {line_re}){{0,{CODE_PATTERN_LINES - 1}}}\\n    return {line_re}$"
 
 
 def _describe(v: Variable) -> str:
     return (v.description or f"new value of {v.name}")[:200]
 
 
-def reply_model(variables: list[Variable]) -> type[BaseModel]:
+def reply_model(variables: list[Variable], exclude_current: bool = False,
+                constrain_code: bool = False, exclude: dict[str, list[Any]] | None = None
+                ) -> type[BaseModel]:
     """A pydantic model of the reply `{"suggestion": {name: value}, "reasoning": str}`.
 
     One required field per variable (aliased to its name, which need not be an
-    identifier); unknown names are allowed and reported, not applied.
+    identifier); unknown names are allowed and reported, not applied. `exclude_current`
+    leaves the current value out of categorical (and small integer) enums, and `exclude`
+    (name -> values) leaves those out too, as long as some value remains;
+    `constrain_code` adds `code_pattern` to code fields (for small local models).
     """
     fields: dict[str, Any] = {}
     for i, v in enumerate(variables):
-        typ, options = _field_type(v)
+        left_out = list((exclude or {}).get(v.name, []))
+        if exclude_current:
+            left_out.append(v.value)
+        typ, options = _field_type(v, left_out if (exclude_current or left_out) else None, constrain_code)
         fields[f"v{i}"] = (typ, Field(..., alias=v.name, description=_describe(v), **options))
     suggestion = create_model(  # type: ignore[call-overload]
         "Suggestion",
@@ -121,12 +173,12 @@ def extract_json(text: str) -> Any:
     candidates = [text] + [m.group(1) for m in _FENCE.finditer(text)][:3]
     for chunk in candidates:
         try:
-            obj = json.loads(chunk)
+            obj = json.loads(chunk, strict=False)  # raw newlines inside strings are common
             if isinstance(obj, dict):
                 return obj
         except (ValueError, RecursionError):
             pass
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)
     start = text.find("{")
     tries = 0
     while start != -1 and tries < 20:
@@ -383,15 +435,57 @@ def _risky(tree: ast.AST) -> set[str]:
     return found
 
 
+def code_variants(source: str) -> list[str]:
+    """Light repairs of a proposed function, tried in order after the source itself fails:
+    comments removed; a flat body re-indented to four spaces; one body line dropped (for
+    each line). Bounded: at most a dozen variants, each checked in full like the original."""
+    lines = source.split("\n")
+    if len(lines) < 2 or len(lines) > 40:
+        return []
+    head, body = lines[0], lines[1:]
+    variants: list[str] = []
+    no_comments = [ln for ln in body if not ln.strip().startswith("#")]
+    no_comments = [re.sub(r"\s+#[^'\"]*$", "", ln) for ln in no_comments]
+    if no_comments and no_comments != body:
+        variants.append("\n".join([head, *no_comments]))
+    flat = [ln.strip() for ln in no_comments if ln.strip()]
+    if flat and not any(ln.endswith(":") for ln in flat):
+        variants.append("\n".join([head, *("    " + ln for ln in flat)]))
+    for i in range(len(flat) - 1, -1, -1):
+        rest = flat[:i] + flat[i + 1:]
+        if rest and not any(ln.endswith(":") for ln in rest):
+            variants.append("\n".join([head, *("    " + ln for ln in rest)]))
+    seen: set[str] = {source}
+    out = []
+    for variant in variants[:12]:
+        if variant not in seen:
+            seen.add(variant)
+            out.append(variant)
+    return out
+
+
 def check_code(v: Variable, raw: Any) -> str:
     """Proposed source for a code variable: parses, holds exactly one function (nothing
     else), keeps the name and parameters, compiles, and introduces no risky name
     (eval, exec, open, os, imports, dunder attributes...) that the original did not use.
-    Nothing is executed here."""
-    where = f"code for {v.name}"
+    When the source fails, light repairs (`code_variants`) are checked the same way and
+    the first that passes is returned. Nothing is executed here."""
     if not isinstance(raw, str) or not raw.strip():
-        raise ReplyError(f"{where} must be a non-empty string with the whole function")
+        raise ReplyError(f"code for {v.name} must be a non-empty string with the whole function")
     source = textwrap.dedent(_strip_fences(raw)).strip("\n")
+    try:
+        return _check_code_once(v, source)
+    except ReplyError as first:
+        for variant in code_variants(source):
+            try:
+                return _check_code_once(v, variant)
+            except ReplyError:
+                continue
+        raise first from None
+
+
+def _check_code_once(v: Variable, source: str) -> str:
+    where = f"code for {v.name}"
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:

@@ -62,7 +62,10 @@ class TextOptimizer:
     `max_reasks` (per candidate), `memory_size`, `max_workers` (threads for proposals
     and evaluations), `max_tokens` (reply cap; by default sized from the values),
     `max_text_chars`, `min_improvement` (a candidate must beat the current loss by more),
-    `instruction`, `use_structured`, `system`.
+    `instruction`, `use_structured`, `system`, `constrain_code` (a schema pattern that keeps
+    code replies function-shaped; helps tiny local models, limits capable ones),
+    `avoid_tried` (when one enumerable variable is updated, values the objective already
+    judged are left out of the schema's enum, so candidates explore instead of repeating).
     """
 
     def __init__(self, llm: Callable[..., Any], *, budget: int = DEFAULT_BUDGET, n_candidates: int = 1,
@@ -70,7 +73,7 @@ class TextOptimizer:
                  max_reasks: int = 2, memory_size: int = 5, max_workers: int = 4,
                  max_tokens: int | None = None, max_text_chars: int | None = None,
                  min_improvement: float = 0.0, instruction: str = "", use_structured: bool = True,
-                 system: bool = False) -> None:
+                 system: bool = False, constrain_code: bool = False, avoid_tried: bool = True) -> None:
         if not callable(llm):
             raise TypeError(f"llm must be a callable llm(messages, **kwargs) -> str, got {type(llm).__name__}")
         if n_candidates < 1:
@@ -93,6 +96,9 @@ class TextOptimizer:
         self.instruction = instruction
         self.use_structured = use_structured
         self.system = system
+        self.constrain_code = constrain_code
+        self.avoid_tried = avoid_tried
+        self.tried: dict[str, list[Any]] = {}  # values an objective already judged, per name
         self.memory: deque[MemoryEntry] = deque(maxlen=max(4 * memory_size, 1))
         self.steps = 0
         self._accepts = _accepted(llm)
@@ -110,7 +116,13 @@ class TextOptimizer:
             problem.memory = list(self.memory)
         if self.instruction and not problem.instruction:
             problem.instruction = self.instruction
-        model = reply_model(problem.variables)
+        # one variable: the schema leaves its current value out where it can (enums), so a
+        # constrained reply always proposes something new
+        single = len(problem.variables) == 1
+        tried = {v.name: list(self.tried.get(v.name, [])) for v in problem.variables} \
+            if (single and self.avoid_tried) else None
+        model = reply_model(problem.variables, exclude_current=single,
+                            constrain_code=self.constrain_code, exclude=tried)
         structured = self.use_structured and callable(getattr(self.llm, "structured", None))
         schema_tokens = estimate_tokens(json.dumps(model.model_json_schema(), separators=(",", ":"))) + 20 \
             if structured else 0
@@ -139,11 +151,13 @@ class TextOptimizer:
     def state_dict(self) -> dict[str, Any]:
         """Memory and step count, JSON-friendly (values are stored shortened when not JSON)."""
         return {"steps": self.steps,
+                "tried": {k: [_jsonable(x) for x in v] for k, v in self.tried.items()},
                 "memory": [{"values": {k: _jsonable(v) for k, v in e.values.items()}, "feedback": e.feedback}
                            for e in self.memory]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = int(state.get("steps", 0))
+        self.tried = {k: list(v) for k, v in state.get("tried", {}).items()}
         self.memory.clear()
         for e in state.get("memory", []):
             self.memory.append(MemoryEntry(dict(e["values"]), str(e["feedback"])))
@@ -287,6 +301,10 @@ class TextOptimizer:
         scored = dict(zip(unique, results[1:]))
         for c in valid:
             c.loss, c.eval_error = scored[_key(c.values)]
+            for name, value in c.values.items():
+                seen = self.tried.setdefault(name, [])
+                if value not in seen and len(seen) < 256:
+                    seen.append(value)
         best = min(valid, key=lambda c: (c.loss, c.index))  # ties: the earliest (coolest) one
         if best.loss < baseline - self.min_improvement or (math.isinf(baseline) and math.isfinite(best.loss)):
             return baseline, best

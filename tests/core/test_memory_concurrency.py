@@ -109,3 +109,16 @@ def test_import_does_not_import_torch_openai_or_cvxpy():
     seconds, torch_loaded = out.stdout.split()
     assert torch_loaded == "False"
     assert float(seconds) > 0
+
+
+def test_public_functions_work_whatever_the_import_order():
+    # importing a submodule that shares a public function's name must not break the call
+    code = ("import tracekit as tk; tk.Module; import tracekit.bundle, tracekit.minimize; "
+            "import tracekit.render\n"
+            "@tk.bundle\ndef f(a):\n    return a + 1\n"
+            "g = tk.bundle(trainable=True)(lambda a: a)\n"
+            "r = tk.minimize(lambda x: (x ** 2).sum(), [1.0, 2.0], method='slsqp')\n"
+            "print(f(tk.node(1)).data, type(g).__name__, abs(float(r.fun)) < 1e-8)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "BundledFunction", "True"]

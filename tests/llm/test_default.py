@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,18 @@ def test_server_command_uses_context_and_seed():
     command = EmbeddedServer(n_ctx=4096, seed=7).command(Path("m.gguf"), 1234)
     joined = " ".join(command)
     assert "--n_ctx 4096" in joined and "--seed 7" in joined and "--host 127.0.0.1" in joined
+
+
+def test_start_up_timeout_stops_the_server_and_says_so(tmp_path, monkeypatch):
+    import tracekit.llm.embedded as embedded
+
+    monkeypatch.setattr(embedded, "find_model_file", lambda path=None: tmp_path / "m.gguf")
+    monkeypatch.setattr(
+        EmbeddedServer, "command",
+        lambda self, model, port: [sys.executable, "-c", "import time; time.sleep(30)"],
+    )
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: object())
+    server = EmbeddedServer(startup_timeout=0.5)
+    with pytest.raises(EmbeddedModelError, match="did not answer within 0.5s"):
+        server.ensure_started()
+    assert not server.running

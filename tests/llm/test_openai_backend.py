@@ -230,3 +230,10 @@ def test_async_budget_is_reserved_for_calls_in_flight(fake_server, tmp_path):
     results = asyncio.run(main())
     assert sum(isinstance(r, BudgetExceeded) for r in results) == 2
     assert len(fake_server.requests) == 3
+
+
+def test_urls_in_cache_keys_and_logs_carry_no_credentials():
+    from tracekit.llm.openai_backend import redact_url
+
+    assert redact_url("https://user:pw@host:8000/v1/?key=abc#x") == "https://host:8000/v1"
+    assert redact_url(None) == "https://api.openai.com/v1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "numeric_calibratio
 
 
 def test_numeric_calibration_example_quick():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny tensors: threads only add sync cost
     proc = subprocess.run([sys.executable, str(EXAMPLE), "--quick"], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
     assert result["loss_last"] < 0.05 * result["loss_first"]

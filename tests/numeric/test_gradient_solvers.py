@@ -195,19 +195,26 @@ def test_bounds_are_projected_and_reported():
     assert float(y.detach()) == -95.0  # unbounded group
 
 
-def test_nan_gradient_skips_that_tensor_only_and_keeps_state():
+@pytest.mark.parametrize("algo,extra", [("adam", {}), ("sgd", {"momentum": 0.9}),
+                                        ("lion", {}),  # the fused check-and-update C pass
+                                        ("lion", {"clip_grad_norm": 1e6}),  # the generic check
+                                        ("lion", {"lion_backend": "foreach"})])
+def test_nan_gradient_skips_that_tensor_only_and_keeps_state(algo, extra):
     a = torch.ones(3, requires_grad=True)
-    b = torch.ones(3, requires_grad=True)
-    opt = GradientOptimizer([a, b], "adam", lr=0.1)
+    b = torch.ones(70000, requires_grad=True)
+    opt = GradientOptimizer([a, b], algo, lr=0.1, **extra)
     a.grad = torch.tensor([1.0, float("nan"), 1.0])
-    b.grad = torch.ones(3)
+    b.grad = torch.ones(70000)
     stats = opt.step()
-    assert torch.equal(a.detach(), torch.ones(3)) and not torch.equal(b.detach(), torch.ones(3))
+    assert torch.equal(a.detach(), torch.ones(3)) and not torch.equal(b.detach(), torch.ones(70000))
     assert 0 in stats.skipped and "NaN" in stats.skipped[0] and stats.updated == [False, True]
     assert a.grad is not None and math.isnan(float(a.grad[1]))  # restored, not swallowed
-    assert "step" not in opt.optimizer.state.get(a, {})
+    assert stats.grad_norm[1] == pytest.approx(math.sqrt(70000))
+    state = opt.optimizer.state.get(a, {})
+    assert "step" not in state and not any(torch.count_nonzero(v) for v in state.values())
     a.grad = torch.tensor([1.0, float("inf"), 1.0])
     assert 0 in opt.step().skipped
+    assert torch.equal(a.detach(), torch.ones(3))
 
 
 def test_only_restricts_the_update():

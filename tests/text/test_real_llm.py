@@ -65,10 +65,10 @@ def test_code_parameter_updated_from_feedback(real_llm):
         return text.split(":")[0]
 
     code = parse.parameters()[0]
-    opt = tk.Optimizer([code], llm=real_llm, max_reasks=2, n_candidates=2)
+    opt = tk.Optimizer([code], llm=real_llm, max_reasks=1, n_candidates=2)
     original = code.data
     changed = False
-    for _ in range(3):
+    for _ in range(2):
         out = parse("total: 12")
         opt.zero_feedback()
         opt.backward(out, f"parse returned {out.data!r}; it should return 12")
@@ -76,7 +76,7 @@ def test_code_parameter_updated_from_feedback(real_llm):
         if report.changed:
             changed = True
             break
-    assert changed, f"no valid code in 3 steps: {report}"
+    assert changed, f"no valid code in 2 steps: {report}"
     assert code.data != original and code.data.lstrip().startswith("def parse(text)")
     compile(code.data, "<new>", "exec")  # the accepted code compiles; the bundle runs it
     result = parse("total: 12")
@@ -87,10 +87,10 @@ def test_candidate_search_never_makes_the_objective_worse(real_llm):
     keywords = tk.param("hello, thanks", name="keywords",
                         description="comma-separated words; a message containing any of them is spam")
     opt = tk.Optimizer([{"params": [keywords], "objective": lambda: spam_errors(keywords.data)}],
-                       llm=real_llm, n_candidates=3, max_reasks=1)
+                       llm=real_llm, n_candidates=2, max_reasks=1)
     losses = [spam_errors(keywords.data)]
     valid = 0
-    for _ in range(2):
+    for _ in range(1):
         opt.zero_feedback()
         for message, label in MESSAGES:
             out = classify(message, keywords)

@@ -148,7 +148,7 @@ def test_structured_text_values():
 @pytest.mark.parametrize("src,problem", [
     ("def parse(text):\n    return (", "does not parse"),
     ("x = 1\n" + GOOD_CODE, "exactly one function"),
-    (GOOD_CODE + "\n" + GOOD_CODE, "exactly one function"),
+    (GOOD_CODE + "\n\ndef helper(y):\n    if y:\n        return 1", "exactly one function"),
     ("def other(text):\n    return text", "must define 'parse'"),
     ("def parse(text, extra):\n    return text", "changes the parameters"),
     ("def parse(*text):\n    return text", "changes the parameters"),
@@ -158,7 +158,7 @@ def test_structured_text_values():
     ("def parse(text):\n    return open('/etc/passwd').read()", "open"),
     ("def parse(text):\n    return ().__class__.__bases__", ".__class__"),
     ("def parse(text):\n    return __import__('os').name", "__import__"),
-    ("def parse(text):\n    global X\n    X = 1", "global"),
+    ("def parse(text):\n    global X\n    if X:\n        X = 1", "global"),
     ("print('hi')", "exactly one function"),
     ("", "non-empty"),
 ])
@@ -166,6 +166,19 @@ def test_code_checks(src, problem):
     v = Variable("parse", "code", PARSE_SRC)
     with pytest.raises(ReplyError, match=problem.replace("(", r"\(").replace(".", r"\.")):
         check_code(v, src)
+
+
+def test_code_repairs_are_light_and_fully_checked():
+    v = Variable("parse", "code", PARSE_SRC)
+    # a missing colon on a helper line: that line is dropped, the rest is kept
+    assert check_code(v, "def parse(text):\n    def helper() # note\n    return text.split()[0]") == \
+        "def parse(text):\n    return text.split()[0]"
+    # uneven indentation of a flat body is normalized
+    assert check_code(v, "def parse(text):\n       x = 1\n    return x") == "def parse(text):\n    x = 1\n    return x"
+    # a repair drops the risky line or fails; it never lets one through
+    assert "global" not in check_code(v, "def parse(text):\n    global X\n    X = 1\n    return X")
+    with pytest.raises(ReplyError):
+        check_code(v, "def parse(text):\n    import os\n    return os.system('x')")
 
 
 def test_code_accepts_fenced_and_risky_names_the_original_uses():
@@ -350,3 +363,32 @@ def test_hostile_replies_corrupt_nothing_in_the_standalone_optimizer():
             assert check_value(v, value) == value  # what is suggested always re-validates
             usable += 1
     assert usable > 0
+
+
+def test_code_pattern_keeps_constrained_replies_function_shaped():
+    import re
+
+    from solvers.text.reply import code_pattern
+    v = Variable("parse", "code", PARSE_SRC)
+    pattern = code_pattern(v)
+    assert re.match(pattern, "def parse(text):\n    x = text.split(':')\n    return x[1]")
+    assert re.match(pattern, 'def parse(text):\n    return text.split(\\":\\")[1]')  # raw JSON escapes
+    assert not re.match(pattern, "def parse(text):\n    return text.split(")  # ends inside a bracket
+    assert not re.match(pattern, "def other(text):\n    return 1")
+    assert not re.match(pattern, "def parse(text):\n    x = 1")  # must end with a return
+    assert code_pattern(Variable("f", "code", 'def f(a="x"):\n    return a')) == ""  # quotes: no pattern
+    schema = reply_model([v], constrain_code=True).model_json_schema()
+    assert schema["$defs"]["Suggestion"]["properties"]["parse"]["pattern"] == pattern
+    assert "pattern" not in json.dumps(reply_model([v]).model_json_schema())
+
+
+def test_single_variable_enums_leave_out_the_current_value():
+    op = Variable("op", "categorical", "add", choices=["add", "sub", "mul"])
+    props = reply_model([op], exclude_current=True).model_json_schema()["$defs"]["Suggestion"]["properties"]
+    assert props["op"]["enum"] == ["sub", "mul"]
+    x = Variable("x", "numeric", 3, bounds=(0, 5))
+    props = reply_model([x], exclude_current=True).model_json_schema()["$defs"]["Suggestion"]["properties"]
+    assert props["x"]["enum"] == [0, 1, 2, 4, 5]
+    wide = Variable("x", "numeric", 3, bounds=(0, 1000))
+    props = reply_model([wide], exclude_current=True).model_json_schema()["$defs"]["Suggestion"]["properties"]
+    assert props["x"]["type"] == "integer" and props["x"]["maximum"] == 1000

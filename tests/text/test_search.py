@@ -251,3 +251,19 @@ def test_feedback_directly_on_a_parameter():
     opt.backward(p, "too vague")
     assert opt.step().changed == ["instruction"]
     assert "too vague" in llm.prompts[0] and "# Code" not in llm.prompts[0]
+
+
+def test_values_judged_by_the_objective_leave_the_enum():
+    op = Variable("op", "categorical", "add", choices=["add", "sub", "mul", "div"])
+    schemas = []
+
+    def llm(messages, **kwargs):
+        schemas.append(messages[-1]["content"])
+        return reply({"op": "sub"})
+    opt = TextOptimizer(tk.llm.as_backend(llm), n_candidates=1)  # structured: the schema is sent
+    opt.step(Problem([op], feedback=["f"]), objective=lambda v: 1.0)  # sub judged, not better
+    assert opt.tried == {"op": ["sub"]}
+    opt.step(Problem([op], feedback=["f"]), objective=lambda v: 1.0)
+    assert '"enum":["sub","mul","div"]' in schemas[0].replace(" ", "")
+    assert '"enum":["mul","div"]' in schemas[1].replace(" ", "")
+    assert TextOptimizer(llm, avoid_tried=False).avoid_tried is False

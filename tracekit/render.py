@@ -1,0 +1,508 @@
+"""Pictures of traced graphs (`render`) and of training runs (`plot_run`).
+
+`render` draws the graph linking parameters to outputs: parameters are green boxes,
+traced calls blue ellipses, constants and inputs grey, exception nodes red octagons,
+outputs have a double border, and nodes not on a parameter-to-output path are faded.
+It uses Graphviz's `dot` program when it is on the PATH (Debian package `graphviz`;
+the Python `graphviz` package is not needed) and a matplotlib + networkx drawing
+otherwise. The file format follows the path's suffix: `.svg` or `.png` (`dot` also
+writes `.pdf`, and matplotlib `.pdf` too).
+
+`plot_run` plots a run log, one JSON record per step (see its docstring for the keys).
+
+matplotlib and networkx are imported only when a picture is drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["render", "plot_run", "read_run_log", "graph_to_dot", "MORE_NODE"]
+
+MORE_NODE = "__more__"  # key of the "+N more" marker vertex in a capped graph
+
+# type -> (dot shape, fill colour, border colour)
+_STYLE: dict[str, tuple[str, str, str]] = {
+    "parameter": ("box", "#d9f2d9", "#2e7d32"),
+    "call": ("ellipse", "#dce8fb", "#1f4e9e"),
+    "constant": ("note", "#f2f2f2", "#7a7a7a"),
+    "exception": ("octagon", "#ffd9d6", "#c62828"),
+    "more": ("box", "#ffffff", "#9e9e9e"),
+}
+_FADED = ("#fafafa", "#bdbdbd")
+_LEGEND = [("parameter", "parameter"), ("call", "traced call"), ("constant", "constant / input"),
+           ("exception", "exception")]
+
+
+# --------------------------------------------------------------------------------------
+# graph preparation
+# --------------------------------------------------------------------------------------
+def _as_nx(graph_or_output: Any) -> Any:
+    """A networkx DiGraph from a node, a list of nodes, a Subgraph or a DiGraph."""
+    import networkx as nx
+
+    if isinstance(graph_or_output, nx.DiGraph):
+        return graph_or_output
+    from tracekit.graph import to_networkx
+
+    return to_networkx(graph_or_output)
+
+
+def _cap(g: Any, max_nodes: int) -> Any:
+    """Keep at most `max_nodes` vertices and collapse the rest into one "+N more" marker.
+
+    Outputs, exceptions and parameters are kept first; the remaining room goes to the
+    vertices nearest the parameters (the start of the topological order) and nearest the
+    outputs (its end), alternately, so a long chain shows its head, "+N more", its tail.
+    """
+    if max_nodes <= 0 or g.number_of_nodes() <= max_nodes:
+        return g
+    order = list(g)  # tk.to_networkx adds vertices in topological order
+    rank = {n: i for i, n in enumerate(order)}
+    budget = max(1, max_nodes - 1)  # one place for the marker
+    attrs = g.nodes
+    seeds = ([n for n in order if attrs[n].get("is_output")]
+             + [n for n in order if attrs[n].get("type") == "exception"]
+             + [n for n in order if attrs[n].get("type") == "parameter"])
+    keep: dict[Any, None] = {}
+    for n in seeds:
+        if len(keep) >= budget:
+            break
+        keep.setdefault(n, None)
+    head, tail = 0, len(order) - 1
+    take_head = True
+    while len(keep) < budget and head <= tail:
+        if take_head:
+            keep.setdefault(order[head], None)
+            head += 1
+        else:
+            keep.setdefault(order[tail], None)
+            tail -= 1
+        take_head = not take_head
+    hidden = [n for n in order if n not in keep]
+    if not hidden:
+        return g
+    h = g.subgraph(keep).copy()
+    for n in h:
+        h.nodes[n]["rank"] = rank[n]
+    h.add_node(MORE_NODE, type="more", value="", on_path=True, is_output=False,
+               hidden=len(hidden), rank=rank[hidden[0]] - 0.5)
+    hidden_set = set(hidden)
+    for u, v in g.edges():
+        if u in hidden_set and v in keep:
+            h.add_edge(MORE_NODE, v, args=[])
+        elif u in keep and v in hidden_set:
+            h.add_edge(u, MORE_NODE, args=[])
+    return h
+
+
+def _ranks(g: Any) -> dict[Any, float]:
+    """Position of each vertex in the original topological order."""
+    return {n: a.get("rank", i) for i, (n, a) in enumerate(g.nodes(data=True))}
+
+
+def _clip(text: str, limit: int) -> str:
+    text = str(text).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _label_lines(key: Any, a: Mapping[str, Any], value_chars: int) -> list[str]:
+    kind = a.get("type", "constant")
+    if kind == "more":
+        return [f"+{a.get('hidden', 0)} more nodes"]
+    lines = [_clip(str(key), 32)]
+    if kind == "parameter":
+        lines[0] += f"  [{a.get('kind', '?')}]"
+    elif kind in ("call", "exception") and a.get("op") and a.get("op") != str(key).rstrip("0123456789_"):
+        lines.append(_clip(f"op: {a['op']}", 32))
+    value = a.get("value", "")
+    if value_chars and value != "":
+        lines.append(_clip(str(value), value_chars))
+    return lines
+
+
+def _layers(g: Any) -> dict[Any, int]:
+    """Longest-path depth of each vertex (sources at 0), counting only the edges that go
+    forward in topological order (edges through a "+N more" marker may not)."""
+    rank = _ranks(g)
+    depth: dict[Any, int] = {}
+    for n in sorted(g, key=rank.__getitem__):
+        depth[n] = max((depth[p] + 1 for p in g.predecessors(n) if rank[p] < rank[n]), default=0)
+    return depth
+
+
+# --------------------------------------------------------------------------------------
+# Graphviz backend
+# --------------------------------------------------------------------------------------
+def _dot_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def graph_to_dot(graph_or_output: Any, max_nodes: int = 40, value_chars: int = 40,
+                 title: str | None = None, rankdir: str = "LR") -> str:
+    """The Graphviz DOT source of a traced graph (as drawn by `render`)."""
+    g = _cap(_as_nx(graph_or_output), max_nodes)
+    ids = {n: f"n{i}" for i, n in enumerate(g)}
+    out = ["digraph tracekit {",
+           f"  rankdir={rankdir}; bgcolor=white; nodesep=0.3; ranksep=0.45;",
+           '  node [fontname="Helvetica", fontsize=11, style="filled", penwidth=1.4];',
+           '  edge [fontname="Helvetica", fontsize=9, color="#555555", fontcolor="#555555", arrowsize=0.7];']
+    if title:
+        out.append(f"  labelloc=t; fontname=\"Helvetica\"; fontsize=14; label={_dot_str(title)};")
+    for n, a in g.nodes(data=True):
+        kind = a.get("type", "constant")
+        shape, fill, border = _STYLE.get(kind, _STYLE["constant"])
+        if not a.get("on_path", True) and kind not in ("exception", "more"):
+            fill, border = _FADED
+        label = "\\n".join(_dot_str(line)[1:-1] for line in _label_lines(n, a, value_chars))
+        extra = ""
+        if a.get("is_output"):
+            extra += ", peripheries=2"
+        if kind == "more":
+            extra += ', style="dashed"'
+        tooltip = a.get("code") or a.get("value", "")
+        out.append(f'  {ids[n]} [label="{label}", shape={shape}, fillcolor="{fill}", '
+                   f'color="{border}"{extra}, tooltip={_dot_str(_clip(str(tooltip), 200))}];')
+    rank = _ranks(g)
+    for u, v, a in g.edges(data=True):
+        opts = []
+        args = ", ".join(a.get("args") or [])
+        if args:
+            opts.append(f"label={_dot_str(_clip(args, 24))}")
+        if rank[u] > rank[v]:  # an edge through the "+N more" marker that points back
+            opts.append("constraint=false")
+        lab = f" [{', '.join(opts)}]" if opts else ""
+        out.append(f"  {ids[u]} -> {ids[v]}{lab};")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _render_dot(dot_source: str, path: Path, fmt: str, dpi: int, dot: str) -> None:
+    args = [dot, f"-T{fmt}", "-o", str(path)]
+    if fmt == "png":
+        args.insert(1, f"-Gdpi={dpi}")
+    proc = subprocess.run(args, input=dot_source.encode(), capture_output=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dot failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[:500]}")
+
+
+# --------------------------------------------------------------------------------------
+# matplotlib backend
+# --------------------------------------------------------------------------------------
+_BOXSTYLE = {"parameter": "square,pad=0.45", "call": "round4,pad=0.45", "constant": "square,pad=0.4",
+             "exception": "sawtooth,pad=0.6", "more": "round,pad=0.4"}
+
+
+def _mpl_escape(text: str) -> str:
+    """Keep `$` literal (matplotlib would read `$...$` as math)."""
+    return text.replace("$", r"\$")
+
+
+def _render_matplotlib(g: Any, path: Path, fmt: str, dpi: int, value_chars: int,
+                       title: str | None) -> None:
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    depth = _layers(g)
+    columns: dict[int, list[Any]] = {}
+    for n in g:  # keep graph order (topological for traced graphs) inside each column
+        columns.setdefault(depth[n], []).append(n)
+    # order each column by the mean row of its parents (fewer crossings)
+    row: dict[Any, float] = {}
+    for d in sorted(columns):
+        col = columns[d]
+        if d > 0:
+            col.sort(key=lambda n: (sum(row.get(p, 0.0) for p in g.predecessors(n)) / max(1, g.in_degree(n))))
+        for i, n in enumerate(col):
+            row[n] = i - (len(col) - 1) / 2
+    labels = {n: _mpl_escape("\n".join(_label_lines(n, a, value_chars))) for n, a in g.nodes(data=True)}
+    widest = max((max(len(s) for s in lab.split("\n")) for lab in labels.values()), default=10)
+    col_w = max(1.6, 0.066 * widest + 0.75)  # inches per column (text ~0.066 in per char)
+    row_h = 0.85  # inches per row
+    n_cols = max(columns) + 1 if columns else 1
+    n_rows = max((len(c) for c in columns.values()), default=1)
+    top = 0.55 if title else 0.15
+    bottom = 0.45  # legend
+    fig_w = min(60.0, max(5.0, n_cols * col_w))
+    fig_h = min(60.0, n_rows * row_h + top + bottom)
+    x0 = (fig_w - n_cols * col_w) / 2
+    mid = bottom + (fig_h - top - bottom) / 2
+    # data coordinates are inches: x to the right, y up
+    pos = {n: (x0 + depth[n] * col_w + col_w / 2, mid - row[n] * row_h) for n in g}
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.family": "DejaVu Sans"}):
+        fig = Figure(figsize=(fig_w, fig_h))
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_axis_off()
+        ax.set_xlim(0, fig_w)
+        ax.set_ylim(0, fig_h)
+        texts = {}
+        for n, a in g.nodes(data=True):
+            kind = a.get("type", "constant")
+            _, fill, border = _STYLE.get(kind, _STYLE["constant"])
+            faded = not a.get("on_path", True) and kind not in ("exception", "more")
+            if faded:
+                fill, border = _FADED
+            texts[n] = ax.text(
+                pos[n][0], pos[n][1], labels[n], ha="center", va="center", fontsize=8, zorder=3,
+                color="#8a8a8a" if faded else "#212121",
+                bbox={"boxstyle": _BOXSTYLE.get(kind, "square,pad=0.4"), "facecolor": fill,
+                      "edgecolor": border, "linewidth": 2.6 if a.get("is_output") else 1.2,
+                      "linestyle": "--" if kind == "more" else "-"})
+        # measure the boxes, then draw edges from the right side of one to the left of the next
+        fig.draw_without_rendering()
+        to_data = ax.transData.inverted()
+        extent = {}
+        for n, t in texts.items():
+            (x_lo, y_lo), (x_hi, y_hi) = to_data.transform(t.get_bbox_patch().get_window_extent())
+            extent[n] = (x_lo, x_hi)
+        for u, v, a in g.edges(data=True):
+            start = (extent[u][1], pos[u][1])
+            end = (extent[v][0], pos[v][1])
+            if end[0] <= start[0]:  # same column (should not happen): go centre to centre
+                start, end = pos[u], pos[v]
+            ax.annotate("", xy=end, xytext=start, zorder=2,
+                        arrowprops={"arrowstyle": "-|>,head_length=0.5,head_width=0.25",
+                                    "color": "#616161", "lw": 1.0, "shrinkA": 1, "shrinkB": 1})
+            args = ", ".join(a.get("args") or [])
+            if args:
+                mx = start[0] + 0.5 * (end[0] - start[0])
+                my = start[1] + 0.5 * (end[1] - start[1])
+                ax.text(mx, my, _mpl_escape(_clip(args, 20)), fontsize=6.5, color="#424242", ha="center",
+                        va="center", zorder=4,
+                        bbox={"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none",
+                              "alpha": 0.9})
+        handles = []
+        for kind, text in _LEGEND:
+            _, fill, border = _STYLE[kind]
+            handles.append(Patch(facecolor=fill, edgecolor=border, label=text))
+        handles.append(Patch(facecolor="white", edgecolor="#212121", linewidth=2.6, label="output"))
+        ax.legend(handles=handles, loc="lower center", fontsize=7, frameon=False, ncol=5,
+                  bbox_to_anchor=(0.5, 0.0), handlelength=1.4, columnspacing=1.2)
+        if title:
+            ax.text(fig_w / 2, fig_h - 0.12, _mpl_escape(title), ha="center", va="top", fontsize=11)
+        fig.savefig(path, format=fmt, dpi=dpi, facecolor="white")
+
+
+# --------------------------------------------------------------------------------------
+# public: render
+# --------------------------------------------------------------------------------------
+def render(graph_or_output: Any, path: str | os.PathLike, *, engine: str = "auto",
+           max_nodes: int = 40, value_chars: int = 40, title: str | None = None,
+           dpi: int = 150, rankdir: str = "LR") -> Path:
+    """Draw a traced graph to `path` (`.svg` or `.png`, also `.pdf`) and return the path.
+
+    `graph_or_output`: an output node, a list of outputs, a `tk.Subgraph`, or a networkx
+    DiGraph made by `tk.to_networkx`. `engine`: "auto" (Graphviz `dot` when installed,
+    else matplotlib), "dot" or "matplotlib". Graphs with more than `max_nodes` vertices
+    keep the outputs, parameters, exceptions and their nearest neighbours, and show the
+    rest as one "+N more nodes" box. `value_chars` caps the value preview in each box
+    (0 hides values).
+    """
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("svg", "png", "pdf"):
+        raise ValueError(f"render writes .svg, .png or .pdf files, got {path.name!r}")
+    if engine not in ("auto", "dot", "matplotlib"):
+        raise ValueError(f"engine must be 'auto', 'dot' or 'matplotlib', got {engine!r}")
+    dot = shutil.which("dot")
+    if engine == "dot" and dot is None:
+        raise RuntimeError("engine='dot' needs Graphviz's `dot` program on the PATH "
+                           "(Debian/Ubuntu: apt-get install graphviz); or use engine='matplotlib'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    g = _cap(_as_nx(graph_or_output), max_nodes)
+    if g.number_of_nodes() == 0:
+        raise ValueError("the graph is empty: nothing to draw")
+    if dot is not None and engine in ("auto", "dot"):
+        _render_dot(graph_to_dot(g, max_nodes=0, value_chars=value_chars, title=title,
+                                 rankdir=rankdir), path, fmt, dpi, dot)
+    else:
+        _render_matplotlib(g, path, fmt, dpi, value_chars, title)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# public: run logs
+# --------------------------------------------------------------------------------------
+SCORE_KEYS = ("train_score", "val_score", "best_score", "score", "train_loss", "val_loss", "loss")
+
+
+def read_run_log(log: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Records of a run log: a JSONL file path (one JSON object per line; blank and
+    malformed lines are skipped), a run directory holding `log.jsonl` (as written by
+    `tk.Trainer(run_dir=...)`), or an iterable of dicts."""
+    if isinstance(log, (str, os.PathLike)):
+        if Path(log).is_dir():
+            log = Path(log) / "log.jsonl"
+        records = []
+        with open(log, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a half-written last line of a live run
+                if isinstance(obj, dict):
+                    records.append(obj)
+        return records
+    return [dict(r) for r in log]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _tokens_of(r: Mapping[str, Any]) -> float | None:
+    t = _number(r.get("tokens"))
+    if t is None and ("prompt_tokens" in r or "completion_tokens" in r):
+        parts = [_number(r.get("prompt_tokens")), _number(r.get("completion_tokens"))]
+        t = sum(p for p in parts if p is not None)
+    return t
+
+
+def run_series(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
+    """Series found in run records: name -> (steps, values), only those with a value."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for i, r in enumerate(records):
+        step = _number(r.get("step"))
+        step = float(i) if step is None else step
+        values = {k: _number(r.get(k)) for k in SCORE_KEYS}
+        values["tokens"] = _tokens_of(r)
+        values["cost"] = _number(r.get("cost"))
+        for k, v in values.items():
+            if v is not None:
+                xs, ys = series.setdefault(k, ([], []))
+                xs.append(step)
+                ys.append(v)
+    return series
+
+
+def plot_run(log_path_or_records: str | os.PathLike | Iterable[Mapping[str, Any]],
+             path: str | os.PathLike, *, title: str | None = None, dpi: int = 150) -> Path:
+    """Plot a run log to `path` (`.png`, `.svg` or `.pdf`) and return the path.
+
+    The log is a JSONL file with one JSON object per step, a run directory holding
+    `log.jsonl` (the trainer's `run_dir`), or a list of such dicts.
+    Keys read, each optional: `step` (else the record's position); the metrics
+    `train_score`, `val_score`, `best_score`, `score` (higher is better) and
+    `train_loss`, `val_loss`, `loss`; `tokens` LLM tokens spent in the step (else
+    `prompt_tokens` + `completion_tokens`); `cost` the step's cost. Other keys are ignored, as are records
+    without any of these (e.g. a header line). Panels: scores per step; losses per step;
+    tokens per step (bars) with the running total; cost per step with the running total
+    (left out when every cost is 0, as on the local model). The title gives the totals.
+    """
+    records = read_run_log(log_path_or_records)
+    series = run_series(records)
+    score_keys = [k for k in SCORE_KEYS if k in series and "score" in k]
+    loss_keys = [k for k in SCORE_KEYS if k in series and "loss" in k]
+    panels: list[str] = []
+    if score_keys:
+        panels.append("score")
+    if loss_keys:
+        panels.append("loss")
+    if "tokens" in series:
+        panels.append("tokens")
+    if "cost" in series and any(v != 0 for v in series["cost"][1]):
+        panels.append("cost")  # a run on the free local model has no cost panel
+    if not panels:
+        raise ValueError("the run log has no step with a metric (train_score, val_score, score, "
+                         "loss, ...), tokens or cost to plot")
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("svg", "png", "pdf"):
+        raise ValueError(f"plot_run writes .svg, .png or .pdf files, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig = Figure(figsize=(7.5, 2.3 * len(panels) + 0.6), layout="constrained")
+        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+        colors = {"train_score": "#1f77b4", "val_score": "#d62728", "best_score": "#7f7f7f",
+                  "score": "#2ca02c",
+                  "train_loss": "#1f77b4", "val_loss": "#d62728", "loss": "#2ca02c"}
+        for ax, panel in zip(axes, panels):
+            ax.grid(True, alpha=0.3)
+            if panel in ("score", "loss"):
+                for k in score_keys if panel == "score" else loss_keys:
+                    xs, ys = series[k]
+                    best = k == "best_score"
+                    ax.plot(xs, ys, marker="" if best else "o", ms=3, lw=1.2 if best else 1.6,
+                            ls="--" if best else "-", color=colors[k], label=k,
+                            drawstyle="steps-post" if best else "default")
+                ax.set_ylabel(panel + (" (higher is better)" if panel == "score" else " (lower is better)"),
+                              fontsize=9)
+                ax.legend(fontsize=8, loc="best")
+            else:
+                xs, ys = series[panel]
+                color = "#9467bd" if panel == "tokens" else "#ff7f0e"
+                width = _bar_width(xs)
+                ax.bar(xs, ys, width=width, color=color, alpha=0.55, label=f"{panel} per step")
+                ax.set_ylabel(f"{panel} / step" if panel == "tokens" else "cost / step")
+                twin = ax.twinx()
+                running = _cumsum(ys)
+                twin.plot(xs, running, color=color, lw=1.8, label="running total")
+                twin.set_ylabel("total")
+                twin.set_ylim(bottom=0)
+                h1, l1 = ax.get_legend_handles_labels()
+                h2, l2 = twin.get_legend_handles_labels()
+                ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+        axes[-1].set_xlabel("step")
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        totals = []
+        if "tokens" in series:
+            totals.append(f"{int(sum(series['tokens'][1])):,} tokens")
+        if "cost" in series:
+            totals.append(f"cost {sum(series['cost'][1]):.4g}")
+        heading = title or "training run"
+        if totals:
+            heading += "  (" + ", ".join(totals) + ")"
+        fig.suptitle(_mpl_escape(heading), fontsize=12)
+        fig.savefig(path, format=fmt, dpi=dpi, facecolor="white")
+    return path
+
+
+def _bar_width(xs: Sequence[float]) -> float:
+    gaps = [b - a for a, b in zip(xs, xs[1:]) if b > a]
+    return 0.7 * (min(gaps) if gaps else 1.0)
+
+
+def _cumsum(values: Sequence[float]) -> list[float]:
+    out, total = [], 0.0
+    for v in values:
+        total += v
+        out.append(total)
+    return out
+
+
+
+class _CallableModule(type(sys.modules[__name__])):
+    """Importing ``tracekit.render`` makes Python set the package attribute ``render`` to
+    this *module* (it shares the function's name), which would shadow the exported
+    ``tk.render`` function. Calling the module therefore forwards to ``render``, so that
+    ``tk.render(...)`` works in every import order (as ``tracekit.minimize`` does)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Path:
+        return render(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,48 @@
+"""Training a whole workflow: the `Trainer` loop, executors, checkpoints and run logs.
+
+    from tracekit.training import Trainer       # also `tk.Trainer`
+    result = Trainer(agent, opt, metric, train=train, val=val, run_dir="runs/a").fit()
+
+See docs/training.md.
+"""
+
+from __future__ import annotations
+
+from tracekit.training.checkpoint import load_checkpoint, read_log
+from tracekit.training.executors import (
+    AsyncExecutor,
+    Executor,
+    Outcome,
+    RayExecutor,
+    SerialExecutor,
+    ThreadExecutor,
+    get_executor,
+)
+from tracekit.training.trainer import (
+    EvalResult,
+    ExampleResult,
+    Score,
+    Trainer,
+    TrainResult,
+    aggregate_feedback,
+    as_score,
+)
+
+__all__ = [
+    "AsyncExecutor",
+    "EvalResult",
+    "ExampleResult",
+    "Executor",
+    "Outcome",
+    "RayExecutor",
+    "Score",
+    "SerialExecutor",
+    "ThreadExecutor",
+    "TrainResult",
+    "Trainer",
+    "aggregate_feedback",
+    "as_score",
+    "get_executor",
+    "load_checkpoint",
+    "read_log",
+]
