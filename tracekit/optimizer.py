@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracekit.errors import MissingSolverError
-from tracekit.feedback import FeedbackRecord, backward
-from tracekit.nodes import Node, ParameterNode, short_repr
+from tracekit.feedback import Feedback, FeedbackRecord, as_feedback, backward
+from tracekit.nodes import Node, ParameterNode, _is_tensor, short_repr
 from tracekit.registry import solver_factory
 
 UNCHANGED = object()  # ParamUpdate.new_value when the solver proposes nothing
@@ -58,6 +58,7 @@ class StepReport:
     completion_tokens: int = 0
     cost: float = 0.0
     seconds: float = 0.0
+    max_violation: float | None = None  # of the optimizer's constraints, after the step
 
     @property
     def changed(self) -> list[str]:
@@ -76,6 +77,8 @@ class StepReport:
     def __str__(self) -> str:
         lines = [f"step: {len(self.changed)}/{len(self.changes)} parameters changed in "
                  f"{self.seconds:.3f}s; LLM calls {self.llm_calls}, tokens {self.tokens}, cost {self.cost:.4g}"]
+        if self.max_violation is not None:
+            lines.append(f" constraints: max violation {self.max_violation:.3g}")
         for c in self.changes:
             mark = "*" if c.changed else " "
             detail = f"{c.old} -> {c.new}" if c.changed else f"kept {c.old}"
@@ -130,11 +133,16 @@ class Optimizer:
     `llm`: any callable `llm(messages, **kwargs) -> str` or a tracekit backend.
     `numeric`: "sgd" | "adam" | "adamw" | "lion" or an optimizer object for tensors.
     `objective`: a callable returning a loss, used by the zeroth-order solver.
-    `constraints`: `tk.Ineq` / `tk.Eq` over parameter values.
+    `constraints`: `tk.Ineq(g)` / `tk.Eq(h)`; `g` and `h` get the parameter values in
+    the order given here. Tensor parameters see them through an augmented-Lagrangian term
+    added to a tensor loss in `backward`; other parameters get the violated constraints as
+    text feedback in `step`. `report.max_violation` tracks feasibility; multipliers are
+    updated every `constraint_update_every` steps, with penalty `constraint_rho`.
     """
 
     def __init__(self, params: Iterable[Any], llm: Any = None, numeric: Any = "adam",
                  lr: float = 1e-2, constraints: list | None = None, objective: Any = None,
+                 constraint_update_every: int = 25, constraint_rho: float = 10.0,
                  **options: Any) -> None:
         self.defaults: dict[str, Any] = {"numeric": numeric, "lr": lr, **options}
         self.param_groups: list[dict[str, Any]] = []
@@ -145,6 +153,11 @@ class Optimizer:
         self.llm = llm
         self.objective = objective
         self.constraints = list(constraints or [])
+        self._penalty = _make_penalty(self.constraints, constraint_rho) if self.constraints else None
+        # Multipliers move after the inner problem has had a few steps (method of
+        # multipliers); updating them every step with a first-order optimizer overshoots.
+        self.constraint_update_every = max(1, int(constraint_update_every))
+        self._steps = 0
         self._solvers: dict[tuple[int, str], Any] = {}
         self.history: list[StepReport] = []
 
@@ -191,12 +204,39 @@ class Optimizer:
     zero_grad = zero_feedback
 
     def backward(self, output: Node, feedback: Any, retain_graph: bool = False) -> Any:
-        """Attach feedback on `output` to this optimizer's parameters (see tk.backward)."""
+        """Attach feedback on `output` to this optimizer's parameters (see tk.backward).
+
+        With `constraints=`, a tensor loss gets the augmented-Lagrangian term added, so
+        tensor parameters are pushed towards feasibility by their gradients.
+        """
+        if self._penalty is not None:
+            fb = as_feedback(feedback)
+            if _is_tensor(fb.loss) and fb.loss.requires_grad:
+                feedback = Feedback(loss=fb.loss + self._penalty.term(*self._values()), text=fb.text)
         return backward(output, feedback, params=self.params, retain_graph=retain_graph)
+
+    def _values(self) -> list[Any]:
+        """Parameter values in optimizer order: the arguments of constraint functions."""
+        return [p._data for p in self.params]
+
+    def _constraint_feedback(self) -> None:
+        """State violated constraints as text feedback to the non-tensor parameters."""
+        import torch
+
+        with torch.no_grad():
+            lines = self._penalty.describe(*self._values())
+        if not lines:
+            return
+        text = "Constraints violated by the current values: " + "; ".join(lines)
+        for p in self.params:
+            if not p.is_tensor and p.trainable:
+                backward(p, text, params=[p])
 
     def step(self) -> StepReport:
         """Update every parameter that received feedback with its route's solver."""
         start = time.perf_counter()
+        if self._penalty is not None:
+            self._constraint_feedback()
         plan = self._plan()
         if any(route == "text" for _, route in plan):
             self._resolve_llm()
@@ -212,6 +252,14 @@ class Optimizer:
         usage = _llm_usage(self.llm)
         report = StepReport(changes, seconds=time.perf_counter() - start,
                             **{k: usage[k] - usage_before[k] for k in usage})
+        self._steps += 1
+        if self._penalty is not None:
+            import torch
+
+            with torch.no_grad():
+                if self._steps % self.constraint_update_every == 0:
+                    self._penalty.update(*self._values())  # multipliers and adaptive penalty
+                report.max_violation = float(self._penalty.violation(*self._values()))
         self.history.append(report)
         return report
 
@@ -300,13 +348,38 @@ class Optimizer:
     # --- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Solver states keyed by group and route (JSON-friendly where the solver allows)."""
-        return {"solvers": {f"{gi}:{route}": s.state_dict() for (gi, route), s in self._solvers.items()}}
+        state: dict[str, Any] = {
+            "solvers": {f"{gi}:{route}": s.state_dict() for (gi, route), s in self._solvers.items()},
+            "steps": self._steps,
+        }
+        if self._penalty is not None:
+            pen = self._penalty.state_dict()
+            pen["multipliers"] = [None if m is None else m.tolist() for m in pen["multipliers"]]
+            state["constraints"] = pen
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._steps = int(state.get("steps", self._steps))
+        if self._penalty is not None and "constraints" in state:
+            import torch
+
+            pen = dict(state["constraints"])
+            pen["multipliers"] = [None if m is None else torch.as_tensor(m, dtype=torch.float64)
+                                  for m in pen["multipliers"]]
+            self._penalty.load_state_dict(pen)
         for key, solver_state in state.get("solvers", {}).items():
             gi, route = key.split(":", 1)
             solver = self._solver(int(gi), self.param_groups[int(gi)], route)
             solver.load_state_dict(solver_state)
+
+
+def _make_penalty(constraints: list, rho: float) -> Any:
+    """A fixed-penalty augmented Lagrangian: with stochastic first-order steps the
+    violation does not shrink monotonically, so growing the penalty on that signal would
+    blow it up; the multipliers do the work."""
+    from tracekit.minimize import ALPenalty
+
+    return ALPenalty(constraints, rho=rho, growth=1.0)
 
 
 def _as_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
