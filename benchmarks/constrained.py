@@ -155,44 +155,26 @@ def select_problems(quick: bool, full: bool = False) -> list[str]:
 METHODS = ["auglag", "auto", "slsqp", "trust-constr"]
 
 
-def run_problem(name: str) -> dict:
-    """All methods on one problem (runs in a worker process)."""
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    try:
-        f, cons, bounds, x0, n, m = load_s2mpj(name)
-    except Exception as exc:  # noqa: BLE001 - a broken problem file is skipped, and said so
-        return {"problem": name, "error": f"load: {type(exc).__name__}: {exc}"[:200]}
-    if True:
-        row = {"problem": name, "n": n, "m": m, "runs": {}}
-        for method in METHODS:
-            t0 = time.perf_counter()
-            try:
-                res = tk.minimize(f, torch.tensor(x0), cons, bounds=bounds, method=method,
-                                  max_iter=300 if method == "trust-constr" else None)
-                run = {"fun": float(res.fun), "violation": float(res.max_violation),
-                       "kkt": float(res.kkt_residual), "status": res.status, "solver": res.solver}
-            except Exception as exc:  # noqa: BLE001 - recorded as a failure
-                run = {"fun": float("nan"), "violation": float("nan"), "error": f"{type(exc).__name__}: {exc}"[:200]}
-            run["time"] = time.perf_counter() - t0
-            row["runs"][method] = run
-        feas = [r["fun"] for r in row["runs"].values()
-                if math.isfinite(r["fun"]) and math.isfinite(r["violation"]) and r["violation"] < 1e-6]
-        ref = min(feas) if feas else float("nan")
-        row["reference"] = ref
-        for r in row["runs"].values():
-            err = abs(r["fun"] - ref) / max(1.0, abs(ref)) if math.isfinite(ref) else float("nan")
-            r["rel_err"] = err
-            r["pass"] = bool(math.isfinite(err) and err < 1e-6 and r["violation"] < 1e-6)
-        print(name, {k: (v["pass"], round(v["time"], 3)) for k, v in row["runs"].items()}, file=sys.stderr)
-    return row
+def grade_row(row: dict) -> None:
+    """Reference = best objective among points with violation <= 1e-8 found by any method
+    (<= 1e-6 if none is that feasible): a point that violates by 1e-7 can undercut the true
+    optimum by about multiplier x 1e-7, so it is not a trustworthy reference."""
+    runs = row["runs"].values()
+    ref = float("nan")
+    for level in (1e-8, 1e-6):
+        feas = [r["fun"] for r in runs
+                if math.isfinite(r["fun"]) and math.isfinite(r["violation"]) and r["violation"] <= level]
+        if feas:
+            ref = min(feas)
+            break
+    row["reference"] = ref
+    for r in runs:
+        err = abs(r["fun"] - ref) / max(1.0, abs(ref)) if math.isfinite(ref) else float("nan")
+        r["rel_err"] = err
+        r["pass"] = bool(math.isfinite(err) and err < 1e-6 and r["violation"] < 1e-6)
 
 
-def run_suite(names: list[str], workers: int = 2) -> dict:
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(workers) as pool:
-        rows = list(pool.map(run_problem, names))
+def summarize(rows: list[dict]) -> dict:
     graded = [r for r in rows if "runs" in r]
     summary = {}
     for method in METHODS:
@@ -207,6 +189,40 @@ def run_suite(names: list[str], workers: int = 2) -> dict:
         }
     hs = [r for r in graded if r["problem"].startswith("HS")]
     summary["hs_only"] = {m: f"{sum(r['runs'][m]['pass'] for r in hs)}/{len(hs)}" for m in METHODS}
+    return summary
+
+
+def run_problem(name: str) -> dict:
+    """All methods on one problem (runs in a worker process)."""
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    try:
+        f, cons, bounds, x0, n, m = load_s2mpj(name)
+    except Exception as exc:  # noqa: BLE001 - a broken problem file is skipped, and said so
+        return {"problem": name, "error": f"load: {type(exc).__name__}: {exc}"[:200]}
+    row = {"problem": name, "n": n, "m": m, "runs": {}}
+    for method in METHODS:
+        t0 = time.perf_counter()
+        try:
+            res = tk.minimize(f, torch.tensor(x0), cons, bounds=bounds, method=method,
+                              max_iter=300 if method == "trust-constr" else None)
+            run = {"fun": float(res.fun), "violation": float(res.max_violation),
+                   "kkt": float(res.kkt_residual), "status": res.status, "solver": res.solver}
+        except Exception as exc:  # noqa: BLE001 - recorded as a failure
+            run = {"fun": float("nan"), "violation": float("nan"), "error": f"{type(exc).__name__}: {exc}"[:200]}
+        run["time"] = time.perf_counter() - t0
+        row["runs"][method] = run
+    grade_row(row)
+    print(name, {k: (v["pass"], round(v["time"], 3)) for k, v in row["runs"].items()}, file=sys.stderr)
+    return row
+
+
+def run_suite(names: list[str], workers: int = 2) -> dict:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        rows = list(pool.map(run_problem, names))
+    summary = summarize(rows)
     return {"summary": summary, "skipped": [r for r in rows if "error" in r], "problems": rows}
 
 
@@ -365,7 +381,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
-        "criteria": "pass = rel objective error < 1e-6 vs best feasible value found by any method, and violation < 1e-6",
+        "criteria": ("pass = violation < 1e-6 and |f - f_ref| / max(1, |f_ref|) < 1e-6, f_ref = best "
+                     "objective found by any method among points with violation <= 1e-8 (1e-6 if none)"),
     }
     t0 = time.perf_counter()
     if not args.skip_suite:

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer assets and frontier points")
     args = ap.parse_args(argv)
-    n, points = (6, 6) if args.quick else (30, 200)
+    n, points = (6, 4) if args.quick else (10, 24)
     cap = 0.4
     mu, S = make_market(n)
 

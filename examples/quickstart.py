@@ -82,7 +82,7 @@ def main(quick: bool = False) -> None:
             p = model(review)
             loss = torch.nn.functional.binary_cross_entropy(p.data, torch.tensor(target))
             opt.backward(p, loss)
-            total += float(loss)
+            total += float(loss.detach())
         try:
             opt.step()
         except tk.MissingSolverError as exc:

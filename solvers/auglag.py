@@ -18,8 +18,8 @@ Method (in the spirit of ALGENCAN / LANCELOT, Powell-Hestenes-Rockafellar form):
   gradients if a function is not twice differentiable), its eigenvalues are replaced by
   their absolute values (floored) so that the step is a descent direction even where
   ``L`` is not convex, and a projected Armijo backtracking line search keeps iterates in
-  the box. Above ``dense_max`` variables the step is truncated Newton-CG on
-  Hessian-vector products instead. Newton converges quadratically, which is what makes
+  the box. Above ``dense_max`` (400) variables the step is truncated Newton-CG on
+  Hessian-vector products instead (experimental: known to stall on some problems). Newton converges quadratically, which is what makes
   1e-8 accuracy affordable where first-order AL stalls near 1e-5.
 * Stop per instance when ``max_violation <= tol`` and ``kkt_residual <= tol`` (see
   ``solvers.kkt``). ``infeasible``: the violation stopped decreasing while ``rho`` was
@@ -51,7 +51,7 @@ class AugLagOptions:
     rho_max: float = 1e12
     rho_growth: float = 10.0
     decrease: float = 0.25
-    dense_max: int = 150
+    dense_max: int = 400
     unbounded: float = 1e20
     grad_scale: float = 100.0
     infeasible_tol: float = 1e-6
@@ -216,7 +216,7 @@ def _newton(
             emod = torch.maximum(e.abs(), floor)
             D = -(V @ ((V.transpose(1, 2) @ Gf[:, :, None]) / emod[:, :, None]))[:, :, 0]
         else:
-            def op(P: torch.Tensor) -> torch.Tensor:
+            def op(P: torch.Tensor, hvp=hvp, free=free) -> torch.Tensor:
                 return hvp(P * free) * free + P * (1.0 - free)
 
             gnorm = Gf.norm(dim=1)
@@ -224,6 +224,12 @@ def _newton(
             D, _ = cg(op, -Gf, rtol=max(rtol, 1e-12), maxiter=min(2 * n, 500),
                       stop_on_negative_curvature=True)
         D = D * free - G * (1.0 - free)
+        # a free variable sitting on a bound whose Newton component points out of the box
+        # while its gradient points in would never move: give it a scaled gradient step
+        wrong = ((X <= lo) & (D < 0) & (G < 0)) | ((X >= hi) & (D > 0) & (G > 0))
+        if wrong.any():
+            hdiag = torch.diagonal(H, dim1=1, dim2=2).abs().clamp(min=1e-8) if dense else torch.ones_like(G)
+            D = torch.where(wrong, -G / hdiag, D)
         D = torch.where(todo[:, None], D, torch.zeros_like(D))
         # curvature along the step: ~0 means a flat (possibly unbounded) direction
         Df = D * free

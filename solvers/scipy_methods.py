@@ -68,7 +68,7 @@ class _RowView:
                     rows.append(torch.zeros(X.shape[1], dtype=X.dtype, device=X.device))
         J = torch.stack(rows).detach().cpu().numpy()
         vals = c.detach().cpu().numpy()
-        mI, mE = self.ev.m_ineq, self.ev.m_eq
+        mI = self.ev.m_ineq
         self.f, self.gf = float(vals[0]), J[0]
         self.g, self.Jg = vals[1 : 1 + mI], J[1 : 1 + mI]
         self.h, self.Jh = vals[1 + mI :], J[1 + mI :]

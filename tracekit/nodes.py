@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import operator
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -24,7 +25,8 @@ _uids = itertools.count()  # next() on itertools.count is atomic under the GIL
 
 def _is_tensor(value: Any) -> bool:
     """True for a torch tensor, without importing torch when it was never imported."""
-    return type(value).__module__.startswith("torch") and hasattr(value, "requires_grad")
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def _is_ndarray(value: Any) -> bool:

@@ -24,7 +24,7 @@ def test_batched_matches_per_instance_slsqp():
     for i in (0, 7, B - 1):
         ai = float(a[i])
         one = tk.minimize(lambda x: x[0] * x[3] * (x[0] + x[1] + x[2]) + x[2], [1.0, 5.0, 5.0, 1.0],
-                          [tk.Ineq(lambda x: ai - x.prod()), tk.Eq(lambda x: (x * x).sum() - 40)],
+                          [tk.Ineq(lambda x, ai=ai: ai - x.prod()), tk.Eq(lambda x: (x * x).sum() - 40)],
                           bounds=(1.0, 5.0), method="slsqp")
         assert one.success
         assert float(res.fun[i]) <= one.fun + 1e-6 * abs(one.fun)

@@ -211,3 +211,20 @@ def test_import_order_keeps_minimize_callable():
     assert callable(tk.Ineq) and callable(tk.minimize)
     res = tk.minimize(lambda x: (x - 3) ** 2, 0.0, [tk.Ineq(lambda x: x - 1)])
     assert isinstance(res, tk.OptimizeResult) and float(res.x) == pytest.approx(1.0, abs=1e-8)
+
+
+@pytest.mark.xfail(reason="known issue: the truncated Newton-CG inner path (n > dense_max) stalls; "
+                   "a 30-variable check did not finish in 5 minutes", run=False)
+def test_newton_cg_path_matches_dense_path():
+    g = torch.Generator().manual_seed(3)
+    M = torch.randn(30, 30, generator=g, dtype=torch.float64)
+    Q = M @ M.T / 30 + torch.eye(30, dtype=torch.float64)
+    c = torch.randn(30, generator=g, dtype=torch.float64)
+    f = lambda x: 0.5 * x @ Q @ x + c @ x  # noqa: E731
+    cons = [tk.Eq(lambda x: x.sum() - 1), tk.Ineq(lambda x: (x**2).sum() - 2)]
+    dense = tk.minimize(f, torch.zeros(30, dtype=torch.float64), cons, bounds=(-0.3, 0.3), method="auglag")
+    krylov = tk.minimize(f, torch.zeros(30, dtype=torch.float64), cons, bounds=(-0.3, 0.3), method="auglag",
+                         options={"dense_max": 5})  # force truncated Newton-CG on Hessian-vector products
+    assert dense.success and krylov.success, krylov.message
+    assert abs(dense.fun - krylov.fun) < 1e-8 * max(1, abs(dense.fun))
+    assert torch.allclose(dense.x, krylov.x, atol=1e-6)
