@@ -6,7 +6,7 @@ import torch
 
 import tracekit as tk
 from tracekit import registry
-from tracekit.optimizer import UNCHANGED, ParamUpdate
+from tracekit.optimizer import ParamUpdate
 
 
 def test_tensor_parameters_reach_the_constrained_optimum():
