@@ -7,8 +7,13 @@ are `tk.param` tensors with physical bounds, and `tk.Optimizer` gets their exact
 gradients through the whole simulation (no LLM guessing numbers); bounds keep them
 physical, and each step's report carries the gradient norm and any active bound.
 
-    python examples/numeric_calibration.py            # full run (2000 steps)
+The same calibration is then handed to the LLM optimizer (the parameters as plain floats,
+so there is no gradient: the LLM reads the trace and the loss and guesses new numbers), to
+compare both ways on loss, steps, time and tokens.
+
+    python examples/numeric_calibration.py            # full run (2000 steps; 8 LLM steps)
     python examples/numeric_calibration.py --quick    # a reduced run for tests / CI
+    python examples/numeric_calibration.py --llm-steps 0   # gradients only
 """
 
 from __future__ import annotations
@@ -71,10 +76,40 @@ def observations(t: torch.Tensor, noise: float = 0.02, seed: int = 0) -> torch.T
     return clean + noise * torch.randn(clean.shape, generator=gen, dtype=clean.dtype)
 
 
+def llm_guess(t: torch.Tensor, observed: torch.Tensor, steps: int) -> dict:
+    """Let the LLM optimizer guess (k, c, F) from the trace and the loss: no gradients."""
+    start = {"stiffness": 1.0, "damping": 1.0, "drive": 0.5}
+    bounds = {"stiffness": (0.1, 20.0), "damping": (0.0, 5.0), "drive": (0.0, 10.0)}
+    params = {n: tk.param(v, name=n, bounds=bounds[n]) for n, v in start.items()}
+
+    def loss_of(values: dict) -> float:
+        with torch.no_grad(), tk.no_trace():
+            pred = simulate(*(torch.tensor(float(values[n]), dtype=torch.float64) for n in start), t)
+            return float(torch.mean((pred - observed) ** 2))
+
+    # the objective in the param group keeps these floats on the LLM route and lets the
+    # candidate search keep a proposal only when it lowers the loss
+    opt = tk.Optimizer([{"params": list(params.values()), "objective": loss_of}], llm=None,
+                       n_candidates=2)
+    began, tokens, losses = time.perf_counter(), 0, []
+    for _ in range(steps):
+        opt.zero_feedback()
+        loss = mse(simulate(*params.values(), tk.node(t, name="t")), tk.node(observed, name="observed"))
+        value = float(loss.data)
+        losses.append(value)
+        opt.backward(loss, tk.Feedback(loss=value, text="Make the simulated trajectory match the observations."))
+        tokens += opt.step().tokens
+    final = loss_of({n: p.data for n, p in params.items()})
+    return {"steps": steps, "seconds": round(time.perf_counter() - began, 3), "loss_first": losses[0] if losses else final,
+            "loss_last": final, "tokens": tokens, "estimates": {n: p.data for n, p in params.items()}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a reduced run (fewer samples and steps)")
     parser.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw", "lion"])
+    parser.add_argument("--llm-steps", type=int, default=None,
+                        help="steps of the LLM comparison (default 1 with --quick, else 8; 0 skips it)")
     args = parser.parse_args(argv)
     n_points, steps = (40, 150) if args.quick else (200, 2000)
     t = torch.linspace(0.0, 10.0, n_points, dtype=torch.float64)
@@ -103,6 +138,13 @@ def main(argv: list[str] | None = None) -> dict:
         "truth": TRUE,
         "last_report": {c.name: c.info for c in report.changes},
     }
+    llm_steps = args.llm_steps if args.llm_steps is not None else (1 if args.quick else 8)
+    if llm_steps > 0:
+        result["llm_guess"] = llm_guess(t, observed, llm_steps)
+        print(f"\ngradients: loss {first:.4f} -> {last:.5f} in {steps} steps, {result['seconds']} s, 0 tokens")
+        g = result["llm_guess"]
+        print(f"LLM guess: loss {g['loss_first']:.4f} -> {g['loss_last']:.5f} in {g['steps']} steps, "
+              f"{g['seconds']} s, {g['tokens']} tokens")
     print(json.dumps({k: v for k, v in result.items() if k != "last_report"}, indent=2))
     return result
 

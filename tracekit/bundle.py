@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tracekit.codeparam import CodeVersions, source_of
-from tracekit.context import tracing_enabled, used_nodes
+from tracekit.context import used_nodes
 from tracekit.nodes import (
     ExceptionNode,
     MessageNode,
@@ -125,15 +125,19 @@ class BundledFunction:
         return self._call(None, args, kwargs)
 
     def _call(self, instance: Any, args: tuple, kwargs: dict) -> Any:
-        code_param = self.code_param_for(instance) if self.trainable else None
-        fn = self.fn if code_param is None else self.versions.function_for(code_param._data)
+        if self.trainable:
+            code_param = self.code_param_for(instance)
+            fn = self.versions.function_for(code_param._data)
+        else:
+            code_param, fn = None, self.fn
         outer = used_nodes.get()
-        if outer is not None or not tracing_enabled.get():
+        if outer is not None:  # nested in another bundle, or under tk.no_trace()
             return self._plain_call(fn, instance, args, kwargs, code_param, outer)
         parents, argnames, values, kwvalues, error = self._bind(args, kwargs, code_param)
         if error:
             return _propagate_error(self, tuple(parents), tuple(argnames))
-        token = used_nodes.set([])
+        collected: list = []
+        token = used_nodes.set(collected)
         try:
             result = fn(instance, *values, **kwvalues) if instance is not None else fn(*values, **kwvalues)
         except Exception as exc:
@@ -141,20 +145,25 @@ class BundledFunction:
                 raise
             return ExceptionNode(self._error(exc, fn), tuple(parents), tuple(argnames), self)
         finally:
-            collected = used_nodes.get()
             used_nodes.reset(token)
+        if not collected and not isinstance(result, Node):  # the common case
+            return MessageNode(result, tuple(parents), tuple(argnames), self)
         return self._record(result, parents, argnames, collected)
 
     async def _acall(self, instance: Any, args: tuple, kwargs: dict) -> Any:
-        code_param = self.code_param_for(instance) if self.trainable else None
-        fn = self.fn if code_param is None else self.versions.function_for(code_param._data)
+        if self.trainable:
+            code_param = self.code_param_for(instance)
+            fn = self.versions.function_for(code_param._data)
+        else:
+            code_param, fn = None, self.fn
         outer = used_nodes.get()
-        if outer is not None or not tracing_enabled.get():
+        if outer is not None:
             return await self._plain_call(fn, instance, args, kwargs, code_param, outer)
         parents, argnames, values, kwvalues, error = self._bind(args, kwargs, code_param)
         if error:
             return _propagate_error(self, tuple(parents), tuple(argnames))
-        token = used_nodes.set([])
+        collected: list = []
+        token = used_nodes.set(collected)
         try:
             coro = fn(instance, *values, **kwvalues) if instance is not None else fn(*values, **kwvalues)
             result = await coro
@@ -163,7 +172,6 @@ class BundledFunction:
                 raise
             return ExceptionNode(self._error(exc, fn), tuple(parents), tuple(argnames), self)
         finally:
-            collected = used_nodes.get()
             used_nodes.reset(token)
         return self._record(result, parents, argnames, collected)
 

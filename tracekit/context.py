@@ -10,16 +10,31 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-# A list that ParameterNode.data appends to while a bundled function runs, or None.
-used_nodes: ContextVar[list | None] = ContextVar("tracekit_used_nodes", default=None)
-tracing_enabled: ContextVar[bool] = ContextVar("tracekit_tracing_enabled", default=True)
+
+class _Discard:
+    """The collector under `no_trace`: reads are not recorded."""
+
+    __slots__ = ()
+
+    def append(self, node: object) -> None:
+        pass
+
+
+# What Node.data appends to while a bundled function runs: a list (traced call),
+# a _Discard (no_trace), or None (top level: the next bundled call is traced).
+used_nodes: ContextVar[list | _Discard | None] = ContextVar("tracekit_used_nodes", default=None)
 
 
 @contextlib.contextmanager
 def no_trace() -> Iterator[None]:
     """Run code without recording a graph: bundled functions return plain values."""
-    token = tracing_enabled.set(False)
+    token = used_nodes.set(_Discard())
     try:
         yield
     finally:
-        tracing_enabled.reset(token)
+        used_nodes.reset(token)
+
+
+def is_tracing() -> bool:
+    """True when a bundled function called here would record a node."""
+    return used_nodes.get() is None

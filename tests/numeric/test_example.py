@@ -20,3 +20,7 @@ def test_numeric_calibration_example_quick():
     assert result["loss_last"] < 0.05 * result["loss_first"]
     for name, truth in result["truth"].items():
         assert abs(result["estimates"][name] - truth) < 0.1 * truth + 0.05, name
+    guess = result["llm_guess"]  # the comparison with letting the LLM guess the numbers ran
+    assert guess["steps"] == 1
+    assert guess["loss_last"] <= guess["loss_first"] + 1e-12  # never worse: candidates are checked
+    assert result["loss_last"] < guess["loss_last"]  # gradients beat guessing on this task

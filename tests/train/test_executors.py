@@ -11,7 +11,7 @@ import pytest
 import tracekit as tk
 from tests.train.helpers import DATA, accuracy, register_plan
 from tracekit.bundle import bundle
-from tracekit.context import tracing_enabled
+from tracekit.context import is_tracing
 from tracekit.training import AsyncExecutor, SerialExecutor, ThreadExecutor, Trainer
 
 
@@ -79,7 +79,7 @@ def test_async_executor_runs_coroutines_concurrently_with_a_limit():
 
 def test_threads_inherit_the_callers_context():
     with tk.no_trace():
-        outcomes = ThreadExecutor(4).map(lambda _: tracing_enabled.get(), range(4))
+        outcomes = ThreadExecutor(4).map(lambda _: is_tracing(), range(4))
     assert [o.value for o in outcomes] == [False] * 4
 
 
