@@ -127,6 +127,8 @@ def _retained_after_drop(api: dict, n: int, shape: str) -> int:
 
 
 def worker(lib: str, sizes: list[int]) -> None:
+    for shape in ("op", "bundle"):  # warm-up: lazy imports and first-call costs
+        _measure(lib, 10, shape)
     results = [_measure(lib, n, shape) for shape in ("op", "bundle") for n in sizes]
     print(json.dumps(results))
 

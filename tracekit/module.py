@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tracekit.bundle import BundledFunction
 from tracekit.errors import StateDictError
+from tracekit.fileio import atomic_write_json
 from tracekit.nodes import ParameterNode, _is_tensor
 
 STATE_FORMAT = "tracekit.state/1"
@@ -173,21 +173,3 @@ def decode_value(encoded: Any, like: Any = None) -> Any:
     if isinstance(encoded, dict) and "__tuple__" in encoded:
         return tuple(decode_value(v) for v in encoded["__tuple__"])
     return encoded
-
-
-def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Write JSON to `path` so that a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tracekit.fileio import atomic_write_json, atomic_write_text
 from tracekit.nodes import ParameterNode, _is_tensor
 
 CHECKPOINT_FORMAT = "tracekit.checkpoint/1"
@@ -54,29 +55,8 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write text so that a crash leaves either the old file or the new one, never half."""
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """`atomic_write_json` of a JSON-ready copy of `payload`."""
-    from tracekit.module import atomic_write_json  # lazy: keeps `tk.bundle` the decorator
 
     return atomic_write_json(path, jsonable(payload))
 
