@@ -108,11 +108,6 @@ class BundledFunction:
         param = self.code_param_for(None)
         return [param] if param is not None else []
 
-    def current_function(self, code_param: ParameterNode | None) -> Callable:
-        if code_param is None:
-            return self.fn
-        return self.versions.function_for(code_param._data)
-
     # --- Op interface used by MessageNode -------------------------------------------
     def code_line(self, argnames: Any, labels: Any) -> str:
         pairs = ", ".join(f"{n}={v}" for n, v in zip(argnames, labels) if n != "__code__")
@@ -124,12 +119,15 @@ class BundledFunction:
             return self._acall(None, args, kwargs)
         return self._call(None, args, kwargs)
 
-    def _call(self, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def _resolve(self, instance: Any) -> tuple[ParameterNode | None, Callable]:
+        """The code parameter (if trainable) and the function version to run."""
         if self.trainable:
             code_param = self.code_param_for(instance)
-            fn = self.versions.function_for(code_param._data)
-        else:
-            code_param, fn = None, self.fn
+            return code_param, self.versions.function_for(code_param._data)
+        return None, self.fn
+
+    def _call(self, instance: Any, args: tuple, kwargs: dict) -> Any:
+        code_param, fn = self._resolve(instance)
         outer = used_nodes.get()
         if outer is not None:  # nested in another bundle, or under tk.no_trace()
             return self._plain_call(fn, instance, args, kwargs, code_param, outer)
@@ -151,11 +149,7 @@ class BundledFunction:
         return self._record(result, parents, argnames, collected)
 
     async def _acall(self, instance: Any, args: tuple, kwargs: dict) -> Any:
-        if self.trainable:
-            code_param = self.code_param_for(instance)
-            fn = self.versions.function_for(code_param._data)
-        else:
-            code_param, fn = None, self.fn
+        code_param, fn = self._resolve(instance)
         outer = used_nodes.get()
         if outer is not None:
             return await self._plain_call(fn, instance, args, kwargs, code_param, outer)

@@ -120,9 +120,7 @@ def route_of(p: ParameterNode, has_objective: bool) -> str:
         return "gradient"
     if p.is_tensor and p._data.is_floating_point() and any(not r.loss_is_finite for r in p.feedback):
         return "gradient"  # NaN/inf loss: the gradient solver skips it, keeps the value, says why
-    if p.is_tensor and p._data.is_floating_point() and any(r.feedback.loss is not None for r in p.feedback):
-        # a tensor whose loss did not reach it through torch: no differentiable path
-        return "zeroth_order" if has_objective else "text"
+    # a number, or a tensor whose loss did not reach it through torch: no gradient path
     return "zeroth_order" if has_objective else "text"
 
 
