@@ -34,9 +34,7 @@ class WarmupLinear:
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return _warmup(step, self.warmup_steps)
-        span = max(1, self.total_steps - self.warmup_steps)
-        frac = min(1.0, (step - self.warmup_steps) / span)
-        return 1.0 + (self.final - 1.0) * frac
+        return 1.0 + (self.final - 1.0) * _decay_fraction(step, self.warmup_steps, self.total_steps)
 
 
 @dataclass(frozen=True)
@@ -50,9 +48,13 @@ class Cosine:
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return _warmup(step, self.warmup_steps)
-        span = max(1, self.total_steps - self.warmup_steps)
-        frac = min(1.0, (step - self.warmup_steps) / span)
+        frac = _decay_fraction(step, self.warmup_steps, self.total_steps)
         return self.final + (1.0 - self.final) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def _decay_fraction(step: int, warmup_steps: int, total_steps: int) -> float:
+    """How far past the warmup `step` is, from 0 to 1 at `total_steps`."""
+    return min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
 
 
 def _warmup(step: int, warmup_steps: int) -> float:

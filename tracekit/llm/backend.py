@@ -267,16 +267,27 @@ class Backend:
                 logger.info("%s: structured output uses %s", self.name, mode)
                 self.structured_mode = mode
 
-    def _structured_call(self, attempts: StructuredAttempts[Any], kwargs: dict[str, Any]) -> str:
+    def _format_trials(self, attempts: StructuredAttempts[Any]) -> list[tuple[str, dict[str, Any], bool]]:
+        """(mode, extra request arguments, probing?) for each structured-output mode to try:
+        every mode but the last is a probe that may be refused by the server."""
         modes = self._structured_modes()
+        trials = []
         for index, mode in enumerate(modes):
             fmt = response_format(mode, attempts.schema)
-            extra = {"response_format": fmt} if fmt is not None else {}
-            probing = index < len(modes) - 1
+            trials.append((mode, {"response_format": fmt} if fmt is not None else {}, index < len(modes) - 1))
+        return trials
+
+    @staticmethod
+    def _refused_probe(exc: LLMRequestError, probing: bool) -> bool:
+        """A probe the server answered with 'unsupported format': try the next mode."""
+        return probing and exc.status_code in _UNSUPPORTED_FORMAT_STATUS
+
+    def _structured_call(self, attempts: StructuredAttempts[Any], kwargs: dict[str, Any]) -> str:
+        for mode, extra, probing in self._format_trials(attempts):
             try:
                 reply = self(attempts.messages, **kwargs, **extra, _probe=probing)
             except LLMRequestError as exc:
-                if probing and exc.status_code in _UNSUPPORTED_FORMAT_STATUS:
+                if self._refused_probe(exc, probing):
                     continue
                 raise
             if probing:
@@ -287,15 +298,11 @@ class Backend:
     async def _astructured_call(
         self, attempts: StructuredAttempts[Any], kwargs: dict[str, Any]
     ) -> str:
-        modes = self._structured_modes()
-        for index, mode in enumerate(modes):
-            fmt = response_format(mode, attempts.schema)
-            extra = {"response_format": fmt} if fmt is not None else {}
-            probing = index < len(modes) - 1
+        for mode, extra, probing in self._format_trials(attempts):
             try:
                 reply = await self.acall(attempts.messages, **kwargs, **extra, _probe=probing)
             except LLMRequestError as exc:
-                if probing and exc.status_code in _UNSUPPORTED_FORMAT_STATUS:
+                if self._refused_probe(exc, probing):
                     continue
                 raise
             if probing:
