@@ -301,16 +301,8 @@ class ParameterNode(Node):
     def _default_prefix(self) -> str:
         return "param"
 
-    @property
-    def data(self) -> Any:
-        collector = used_nodes.get()
-        if collector is not None:
-            collector.append(self)
-        return self._data
-
-    @data.setter
-    def data(self, value: Any) -> None:
-        self.set(value)
+    # same getter as Node.data (records reads inside bundles); assignment validates
+    data = property(Node.data.fget, lambda self, value: self.set(value), doc=Node.data.__doc__)
 
     @property
     def is_tensor(self) -> bool:
