@@ -9,8 +9,8 @@ Options (passed to `tk.Optimizer(..., **options)` or in a param group):
 `budget` (prompt tokens, default 4000), `n_candidates` (default 1; 4 when an objective
 is given), `temperatures`, `seed`, `max_reasks` (default 2), `memory_size` (default 5),
 `max_workers`, `max_tokens`, `max_text_chars`, `min_improvement`, `instruction`,
-`constrain_code` (default: on for the embedded model), `objective` (overrides the
-Optimizer's).
+`constrain_code` and `constrain_text` (default: on for the embedded model),
+`objective` (overrides the Optimizer's).
 
 The objective is a callable returning a loss (lower is better). With no arguments it is
 called with each candidate written into the parameters and the old values restored
@@ -32,7 +32,8 @@ from tracekit.optimizer import UNCHANGED, ParamUpdate, StepContext
 
 _OPTIONS = ("budget", "n_candidates", "temperatures", "seed", "max_reasks", "memory_size",
             "max_workers", "max_tokens", "max_text_chars", "min_improvement", "instruction",
-            "use_structured", "system", "constrain_code", "avoid_tried")
+            "use_structured", "system", "constrain_code", "constrain_text",
+            "avoid_tried")
 
 
 class TextSolver:
@@ -61,7 +62,9 @@ class TextSolver:
             options = dict(self.options)
             options.setdefault("n_candidates", 4 if has_objective else 1)
             # tiny local models write function-shaped code only when the schema insists
-            options.setdefault("constrain_code", type(self._backend).__name__ == "EmbeddedLLM")
+            grammar_server = type(self._backend).__name__ == "EmbeddedLLM"
+            options.setdefault("constrain_code", grammar_server)
+            options.setdefault("constrain_text", grammar_server)
             self._optimizer = TextOptimizer(self._backend, **options)
             if self._state is not None:
                 self._optimizer.load_state_dict(self._state)

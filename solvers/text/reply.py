@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from .exclude import exclusion_pattern
 from .problem import Variable
 
 MAX_REPLY_CHARS = 200_000  # longer replies are cut before parsing (bounded work)
@@ -43,13 +44,14 @@ class ReplyError(ValueError):
 
 
 # --- the model ---------------------------------------------------------------------------
-def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: bool = False
-                ) -> tuple[Any, dict[str, Any]]:
+def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: bool = False,
+                constrain_text: bool = False) -> tuple[Any, dict[str, Any]]:
     """The annotation and Field options of one variable's value.
 
     With `exclude`, a categorical value (or an integer with a small range) is an enum
     without those values (when some remain), so a schema-constrained reply proposes
-    something new.
+    something new; with `constrain_text` too, a text value gets a pattern that leaves
+    those strings (and the instructions' placeholders) out (see `exclude.py`).
     """
     def keep(options: tuple[Any, ...]) -> tuple[Any, ...]:
         if exclude is None:
@@ -77,6 +79,10 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
     if v.kind == "code" and constrain_code:
         pattern = code_pattern(v)
         if pattern:  # shown to the server's grammar only; validation is check_code's job
+            return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
+    if v.kind == "text" and constrain_text and exclude is not None:
+        pattern = exclusion_pattern([x for x in exclude if isinstance(x, str)] + list(PLACEHOLDERS))
+        if pattern:  # for the server's grammar only; _check_text and the optimizer still check
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
     return str, {"min_length": 1}
 
@@ -107,22 +113,24 @@ def _describe(v: Variable) -> str:
 
 
 def reply_model(variables: list[Variable], exclude_current: bool = False,
-                constrain_code: bool = False, exclude: dict[str, list[Any]] | None = None
-                ) -> type[BaseModel]:
+                constrain_code: bool = False, exclude: dict[str, list[Any]] | None = None,
+                constrain_text: bool = False) -> type[BaseModel]:
     """A pydantic model of the reply `{"suggestion": {name: value}, "reasoning": str}`.
 
     One required field per variable (aliased to its name, which need not be an
     identifier); unknown names are allowed and reported, not applied. `exclude_current`
     leaves the current value out of categorical (and small integer) enums, and `exclude`
     (name -> values) leaves those out too, as long as some value remains;
-    `constrain_code` adds `code_pattern` to code fields (for small local models).
+    `constrain_code` adds `code_pattern` to code fields and `constrain_text` an exclusion
+    pattern to text fields (both for small local models behind grammar servers).
     """
     fields: dict[str, Any] = {}
     for i, v in enumerate(variables):
         left_out = list((exclude or {}).get(v.name, []))
         if exclude_current:
             left_out.append(v.value)
-        typ, options = _field_type(v, left_out if (exclude_current or left_out) else None, constrain_code)
+        typ, options = _field_type(v, left_out if (exclude_current or left_out) else None,
+                                   constrain_code, constrain_text)
         fields[f"v{i}"] = (typ, Field(..., alias=v.name, description=_describe(v), **options))
     suggestion = create_model(  # type: ignore[call-overload]
         "Suggestion",

@@ -73,7 +73,8 @@ class TextOptimizer:
                  max_reasks: int = 2, memory_size: int = 5, max_workers: int = 4,
                  max_tokens: int | None = None, max_text_chars: int | None = None,
                  min_improvement: float = 0.0, instruction: str = "", use_structured: bool = True,
-                 system: bool = False, constrain_code: bool = False, avoid_tried: bool = True) -> None:
+                 system: bool = False, constrain_code: bool = False, constrain_text: bool = False,
+                 avoid_tried: bool = True) -> None:
         if not callable(llm):
             raise TypeError(f"llm must be a callable llm(messages, **kwargs) -> str, got {type(llm).__name__}")
         if n_candidates < 1:
@@ -97,6 +98,7 @@ class TextOptimizer:
         self.use_structured = use_structured
         self.system = system
         self.constrain_code = constrain_code
+        self.constrain_text = constrain_text
         self.avoid_tried = avoid_tried
         self.tried: dict[str, list[Any]] = {}  # values an objective already judged, per name
         self.memory: deque[MemoryEntry] = deque(maxlen=max(4 * memory_size, 1))
@@ -122,7 +124,8 @@ class TextOptimizer:
         tried = {v.name: list(self.tried.get(v.name, [])) for v in problem.variables} \
             if (single and self.avoid_tried) else None
         model = reply_model(problem.variables, exclude_current=single,
-                            constrain_code=self.constrain_code, exclude=tried)
+                            constrain_code=self.constrain_code, exclude=tried,
+                            constrain_text=self.constrain_text)
         structured = self.use_structured and callable(getattr(self.llm, "structured", None))
         schema_tokens = estimate_tokens(json.dumps(model.model_json_schema(), separators=(",", ":"))) + 20 \
             if structured else 0

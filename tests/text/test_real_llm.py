@@ -58,6 +58,25 @@ def test_text_parameter_updated_from_feedback(real_llm):
     assert keywords.data != "hello, thanks"
 
 
+def test_every_reply_is_a_new_valid_text_value(real_llm):
+    """With the exclusion pattern (on by default for the embedded model) the grammar cannot
+    produce the current value, a tried value or a placeholder: no call is wasted."""
+    keywords = tk.param("hello, thanks", name="keywords",
+                        description="comma-separated words; a message containing any of them is spam")
+    opt = tk.Optimizer([{"params": [keywords], "objective": lambda: spam_errors(keywords.data)}],
+                       llm=real_llm, n_candidates=3, max_reasks=1)
+    for _ in range(2):
+        opt.zero_feedback()
+        for message, label in MESSAGES:
+            out = classify(message, keywords)
+            opt.backward(out, f"{message!r} was labeled {out.data}; expected {label}")
+        info = opt.step()["keywords"].info
+        assert info["valid_candidates"] == info["candidates"] == info["llm_calls"] == 3, info
+    solver = next(iter(opt._solvers.values()))._optimizer
+    tried = solver.tried["keywords"]
+    assert "hello, thanks" not in tried and len(tried) >= 2
+
+
 def test_code_parameter_updated_from_feedback(real_llm):
     @tk.bundle(trainable=True)
     def parse(text):

@@ -53,19 +53,21 @@ def response_format(mode: StructuredMode, schema: type[BaseModel]) -> dict[str, 
     return None
 
 
-def _without_titles(node: Any) -> Any:
-    """The schema without its generated "title" strings (noise for small models)."""
+def _for_reading(node: Any) -> Any:
+    """The schema as the model reads it: without generated "title" strings (noise for
+    small models) and without "pattern" regexes, which constrain generation through the
+    server's grammar and can be long (tracekit's text optimizer builds them)."""
     if isinstance(node, dict):
-        return {k: _without_titles(v) for k, v in node.items()
-                if not (k == "title" and isinstance(v, str))}
+        return {k: _for_reading(v) for k, v in node.items()
+                if not (k in ("title", "pattern") and isinstance(v, str))}
     if isinstance(node, list):
-        return [_without_titles(v) for v in node]
+        return [_for_reading(v) for v in node]
     return node
 
 
 def instruction(schema: type[BaseModel]) -> str:
     """The text that asks for a JSON reply matching `schema`."""
-    compact = json.dumps(_without_titles(json_schema_of(schema)), separators=(",", ":"))
+    compact = json.dumps(_for_reading(json_schema_of(schema)), separators=(",", ":"))
     return f"Reply with only a JSON object that matches this JSON schema: {compact}"
 
 

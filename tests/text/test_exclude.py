@@ -1,0 +1,91 @@
+"""The exclusion pattern: every JSON string except the excluded ones, in llama.cpp's regex subset."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from solvers.text.exclude import MAX_TOKENS_PER_VALUE, exclusion_pattern, json_tokens
+from solvers.text.problem import Variable
+from solvers.text.reply import PLACEHOLDERS, reply_model
+
+EXCLUDED = ["hello, thanks", "hello", "defs,", 'say "hi"\nthen \\ stop', "naïve café ✓", "a-b]c^[d"]
+
+
+def matches(pattern: str, text: str) -> bool:
+    """Grammar servers match the raw JSON text between the quotes."""
+    return re.fullmatch(pattern[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]) is not None
+
+
+def test_excluded_strings_and_the_empty_string_do_not_match():
+    pattern = exclusion_pattern(EXCLUDED)
+    for text in EXCLUDED + [""]:
+        assert not matches(pattern, text), text
+
+
+@pytest.mark.parametrize("text", ["hello, thanks!", "hello,", "hell", "h", "Hello, thanks", "defs",
+                                  "defs,,", 'say "hi"\nthen \\ stop.', 'say "hi"\tthen', "naïve café",
+                                  "a-b]c^[d e", "free, prize", "x\ny", 'quote " inside', "✓"])
+def test_everything_else_matches(text):
+    assert matches(exclusion_pattern(EXCLUDED), text)
+
+
+def test_random_strings_match_exactly_when_not_excluded():
+    rng = random.Random(0)
+    alphabet = 'ab, "\\\n-]^[é'
+    excluded = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(30)]
+    pattern = exclusion_pattern(excluded)
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7)))
+        assert matches(pattern, text) == (text not in excluded and text != ""), repr(text)
+
+
+def test_control_characters_and_unicode_escapes():
+    assert json_tokens("a\u0001b") is None  # needs \\u0001: never generated, so not excluded
+    assert exclusion_pattern(["a\u0001b"]) == ""
+    pattern = exclusion_pattern(["x"])
+    assert not re.fullmatch(pattern[1:-1], "a\u0001")  # raw control characters are not JSON
+    assert not re.fullmatch(pattern[1:-1], 'a"b')  # nor unescaped quotes
+    assert re.fullmatch(pattern[1:-1], 'a\\"b')
+
+
+def test_budget_limits():
+    long = "x" * (MAX_TOKENS_PER_VALUE + 1)
+    assert exclusion_pattern([long]) == ""  # too deep for the converters: left to the checks
+    pattern = exclusion_pattern([long, "short"])
+    assert matches(pattern, long) and not matches(pattern, "short")
+    assert exclusion_pattern([]) == "" and exclusion_pattern([3, None]) == ""
+
+
+def test_text_field_gets_the_pattern_only_when_asked():
+    v = Variable(name="keywords", kind="text", value="hello, thanks")
+    plain = reply_model([v], exclude_current=True).model_json_schema()
+    assert "pattern" not in json.dumps(plain)
+    schema = reply_model([v], exclude_current=True, constrain_text=True,
+                         exclude={"keywords": ["spam"]}).model_json_schema()
+    pattern = json.dumps(schema)
+    field = next(iter(schema["$defs"]["Suggestion"]["properties"].values()))
+    for text in ["hello, thanks", "spam", *PLACEHOLDERS]:
+        assert not matches(field["pattern"], text)
+    assert matches(field["pattern"], "free, prize") and "pattern" in pattern
+
+
+def test_the_pattern_is_not_shown_to_the_model():
+    from tracekit.llm.structured import instruction
+
+    v = Variable(name="keywords", kind="text", value="hello, thanks")
+    model = reply_model([v], exclude_current=True, constrain_text=True)
+    text = instruction(model)
+    assert "pattern" not in text and "keywords" in text
+
+
+def test_llama_cpp_converts_the_pattern_to_a_grammar():
+    gbnf = pytest.importorskip("llama_cpp.llama_grammar")
+    v = Variable(name="keywords", kind="text", value='say "hi"\nthen stop, ok? [x] - y ^ z ✓')
+    schema = reply_model([v], exclude_current=True, constrain_text=True,
+                         exclude={"keywords": ["free", "x" * MAX_TOKENS_PER_VALUE]}).model_json_schema()
+    grammar = gbnf.json_schema_to_gbnf(json.dumps(schema))
+    assert "keywords" in grammar and len(grammar) < 200_000
