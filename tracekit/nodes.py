@@ -7,6 +7,7 @@ outputs of a workflow frees its whole graph.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -328,6 +329,28 @@ class ParameterNode(Node):
                 self._data.copy_(value)
         else:
             self._data = value
+
+    @contextlib.contextmanager
+    def trial(self, value: Any) -> Iterator[None]:
+        """Hold a validated `value` inside the `with` block, then put the old value back
+        (also on errors): how candidate values are tried without being kept."""
+        if _is_tensor(self._data):
+            import torch
+
+            old = self._data.detach().clone()
+            self.set(value)
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    self._data.copy_(old)
+        else:
+            old = self._data
+            self.set(value)
+            try:
+                yield
+            finally:
+                self._data = old  # the value it held before: already validated
 
     def _check_in_bounds(self, value: Any) -> None:
         lo, hi = self.bounds

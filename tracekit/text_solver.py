@@ -21,6 +21,7 @@ then candidates are evaluated in parallel.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 from collections.abc import Callable
@@ -114,18 +115,10 @@ class TextSolver:
             return lambda values: _as_float(objective(values))
 
         def evaluate(values: dict[str, Any]) -> float:
-            with self._eval_lock:  # candidates share the parameters: one at a time
-                saved: list[tuple[ParameterNode, Any]] = []
-                try:
-                    for name, value in values.items():
-                        p = by_name[name]
-                        old = p._data.detach().clone() if _is_tensor(p._data) else p._data
-                        p.set(value)
-                        saved.append((p, old))
-                    return _as_float(objective())
-                finally:
-                    for p, old in reversed(saved):
-                        _restore(p, old)
+            with self._eval_lock, contextlib.ExitStack() as trials:  # shared parameters: one at a time
+                for name, value in values.items():
+                    trials.enter_context(by_name[name].trial(value))
+                return _as_float(objective())
 
         return evaluate
 
@@ -140,16 +133,6 @@ class TextSolver:
         self._state = dict(state)
         if self._optimizer is not None:
             self._optimizer.load_state_dict(self._state)
-
-
-def _restore(p: ParameterNode, old: Any) -> None:
-    if _is_tensor(p._data):
-        import torch
-
-        with torch.no_grad():
-            p._data.copy_(old)
-    else:
-        p._data = old  # the value it held before: already validated
 
 
 def _takes_argument(fn: Callable[..., Any]) -> bool:

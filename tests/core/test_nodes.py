@@ -147,3 +147,21 @@ def test_torch_functions_on_nodes_are_traced_with_autograd():
 def test_iterating_a_non_iterable_is_a_clear_error():
     with pytest.raises(TypeError, match="not iterable"):
         list(tk.node(3))
+
+
+def test_trial_holds_a_value_then_restores_it():
+    p = tk.param(3, name="n", bounds=(0, 10))
+    with p.trial(7):
+        assert p.data == 7
+    assert p.data == 3
+    with pytest.raises(RuntimeError), p.trial(5):
+        raise RuntimeError("objective failed")
+    assert p.data == 3  # restored on errors too
+    with pytest.raises(tk.InvalidValueError), p.trial(11):
+        pass  # out of bounds: refused before anything changes
+    assert p.data == 3
+    w = tk.param(torch.zeros(3), name="w")
+    tensor = w.data
+    with w.trial(torch.ones(3)):
+        assert float(w.data.sum()) == 3.0
+    assert w.data is tensor and float(w.data.sum()) == 0.0  # same tensor object, old values
