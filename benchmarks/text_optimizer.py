@@ -258,6 +258,7 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
         options = {"n_candidates": 1, "temperatures": (0.7,), "seed": seed}
     opt = tk.Optimizer([{"params": params, **options}], llm=backend)
     calls = prompt_tokens = completion_tokens = replies = valid = candidates = 0
+    problems: list[str] = []
     seconds = 0.0
     solved_at = None
     done_steps = 0
@@ -282,12 +283,13 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
         replies += info.get("llm_calls", 0)
         valid += info.get("valid_candidates", 0)
         candidates += info.get("candidates", 0)
+        problems += info.get("reply_problems", [])
     if solved_at is None and task["solved"]():
         solved_at = done_steps
     return {"task": task_name, "method": method, "seed": seed, "solved": solved_at is not None,
             "steps": done_steps, "llm_calls": calls, "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens, "seconds": seconds, "replies": replies,
-            "valid_replies": valid, "candidates": candidates,
+            "valid_replies": valid, "candidates": candidates, "reply_problems": problems,
             "final": {p.name: p.data for p in params}}
 
 

@@ -97,6 +97,8 @@ class TextSolver:
             "losses": [c.loss for c in result.candidates],
             "llm_calls": result.llm_calls,
             "unknown_names": sorted({u for c in result.candidates for u in c.unknown}),
+            # why replies were re-asked or dropped (a candidate keeps its last problem)
+            "reply_problems": [c.error for c in result.candidates if c.error],
             "seconds": result.seconds,
             **spent,
         }

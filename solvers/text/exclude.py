@@ -25,6 +25,9 @@ ESCAPE_LETTERS = '"\\/bfnrt'
 _PLAIN_OUT = '"\\\\\\x00-\\x1f'  # left out of plain characters: quote, backslash, controls
 _ESCAPE_CLASS = "".join(f"\\x{ord(c):02x}" for c in ESCAPE_LETTERS)
 ANY_TOKEN = f"([^{_PLAIN_OUT}]|\\\\[{_ESCAPE_CLASS}])"
+# a reply may not start with whitespace, so that it is never blank (str.isspace characters)
+_SPACE_CLASS = "\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+_SPACE_ESCAPES = "nrtf"
 MAX_TOKENS_PER_VALUE = 300  # the trie's depth becomes nested groups; converters recurse on them
 MAX_TOTAL_TOKENS = 6000  # bounds the pattern's size (about 120 characters per trie node)
 _END = ""  # trie key marking the end of an excluded string (no token is empty)
@@ -63,18 +66,19 @@ def _literal(token: str) -> str:
     return token if token.isascii() and token.isalnum() else f"[{_hex(token)}]"
 
 
-def _leave(children: list[str]) -> str:
-    """A token that is none of `children`."""
+def _leave(children: list[str], first: bool = False) -> str:
+    """A token that is none of `children` (and, as the `first`, not whitespace)."""
     plain = "".join(_hex(t) for t in children if len(t) == 1)
     taken = {t[1] for t in children if len(t) == 2}
-    other = f"[^{_PLAIN_OUT}{plain}]"
-    letters = "".join(_hex(c) for c in ESCAPE_LETTERS if c not in taken)
+    other = f"[^{_PLAIN_OUT}{plain}{_SPACE_CLASS if first else ''}]"
+    letters = "".join(_hex(c) for c in ESCAPE_LETTERS
+                      if c not in taken and not (first and c in _SPACE_ESCAPES))
     return f"({other}|\\\\[{letters}])" if letters else other
 
 
 def exclusion_pattern(excluded: Iterable[str]) -> str:
     """A `^...$` pattern matching the JSON text of every string except those in `excluded`
-    (the empty string is always excluded). Strings longer than `MAX_TOKENS_PER_VALUE`
+    and those that start with whitespace (so never a blank one). Strings longer than `MAX_TOKENS_PER_VALUE`
     tokens, or past `MAX_TOTAL_TOKENS` in all, are not excluded (callers still check);
     returns "" when nothing could be excluded besides the empty string."""
     trie: dict[str, dict] = {}
@@ -95,10 +99,12 @@ def exclusion_pattern(excluded: Iterable[str]) -> str:
     trie[_END] = {}  # the empty string
     tail = f"{ANY_TOKEN}{{0,}}"  # `{0,}`: the converter makes it one shared rule
 
-    def build(node: dict[str, dict]) -> str:
+    def build(node: dict[str, dict], first: bool = False) -> str:
         children = [t for t in node if t != _END]
-        branches = [_leave(children) + tail] + [_literal(t) + build(node[t]) for t in children]
+        if first:  # a leading whitespace token cannot start a reply, so it needs no branch
+            children = [t for t in children if not (t.isspace() or (len(t) == 2 and t[1] in _SPACE_ESCAPES))]
+        branches = [_leave(children, first) + tail] + [_literal(t) + build(node[t]) for t in children]
         group = "(" + "|".join(branches) + ")"
         return group if _END in node else group + "?"
 
-    return "^" + build(trie) + "$"
+    return "^" + build(trie, first=True) + "$"

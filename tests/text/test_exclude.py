@@ -40,7 +40,14 @@ def test_random_strings_match_exactly_when_not_excluded():
     pattern = exclusion_pattern(excluded)
     for _ in range(3000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7)))
-        assert matches(pattern, text) == (text not in excluded and text != ""), repr(text)
+        expected = text not in excluded and text != "" and not text[0].isspace()
+        assert matches(pattern, text) == expected, repr(text)
+
+
+@pytest.mark.parametrize("text", [" ", "\n", "  \t", " leading space", "\nnew line first", "\u3000x", "\xa0"])
+def test_blank_or_leading_whitespace_replies_do_not_match(text):
+    assert not matches(exclusion_pattern(["hello"]), text)
+    assert not matches(exclusion_pattern([" hello", "\nx"]), text)
 
 
 def test_control_characters_and_unicode_escapes():
