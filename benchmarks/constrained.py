@@ -12,7 +12,8 @@
 3. Ridge bilevel: ``min_lambda ||Xv w - yv||^2``, ``w = argmin ||X w - y||^2 + e^t |w|^2``;
    hypergradient error vs the closed form, time vs torchopt's implicit differentiation.
 
-Usage: ``python benchmarks/constrained.py [--quick] [--problems HS71,HS35] [--out FILE]``.
+Usage: ``python benchmarks/constrained.py [--quick] [--problems HS71,HS35] [--out FILE]
+[--skip-suite] [--skip-batched] [--skip-bilevel] [--workers N]``.
 Torch runs single-threaded here (tiny problems; thread start-up dominates otherwise).
 """
 
@@ -374,6 +375,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--problems", default=None, help="comma-separated S2MPJ names")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--skip-suite", action="store_true")
+    ap.add_argument("--skip-batched", action="store_true", help="no batched HS71 throughput part")
+    ap.add_argument("--skip-bilevel", action="store_true", help="no ridge bilevel part")
     ap.add_argument("--full", action="store_true", help="every small HS problem + 40 CUTEst ones")
     ap.add_argument("--workers", type=int, default=2, help="processes for the suite")
     args = ap.parse_args(argv)
@@ -387,8 +390,10 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     if not args.skip_suite:
         report["suite"] = run_suite(names, args.workers)
-    report["batched"] = run_batched(100 if args.quick else 1000)
-    report["ridge_bilevel"] = run_ridge(10 if args.quick else 50)
+    if not args.skip_batched:
+        report["batched"] = run_batched(100 if args.quick else 1000)
+    if not args.skip_bilevel:
+        report["ridge_bilevel"] = run_ridge(10 if args.quick else 50)
     report["total_time_s"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, indent=1, default=float)
     print(text)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["cg"]
+__all__ = ["cg", "steihaug"]
 
 
 def cg(
@@ -63,3 +63,72 @@ def cg(
         p = torch.where(active[:, None], r + beta[:, None] * p, p)
         rs = rs_new
     return x, {"iterations": its, "residual": rs.sqrt(), "negative_curvature": neg}
+
+
+def steihaug(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    g: torch.Tensor,
+    radius: torch.Tensor,
+    rtol: torch.Tensor | float = 1e-10,
+    maxiter: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Steihaug-Toint truncated CG: approximately ``min g.s + s.A s / 2`` s.t. ``|s| <= radius``.
+
+    Batched over rows; ``radius`` is ``(B,)`` and may be ``inf``. A row stops when its
+    residual falls below ``rtol |g|``, when the next CG iterate would leave the ball (the
+    step is then cut on the boundary), or on nonpositive curvature (the step then goes to
+    the boundary along that direction; with an infinite radius the current iterate is kept,
+    or ``-g`` on the first iteration). Returns ``s`` and an info dict with ``iterations``,
+    ``boundary`` (the step lies on the boundary) and ``negative_curvature`` per row.
+    """
+    B, n = g.shape
+    maxiter = maxiter or 2 * n + 10
+    rtol_t = torch.as_tensor(rtol, dtype=g.dtype, device=g.device).expand(B)
+    s = torch.zeros_like(g)
+    r = -g.clone()
+    p = r.clone()
+    rs = (r * r).sum(1)
+    target = rtol_t * rs.sqrt()
+    active = (rs.sqrt() > target) & torch.isfinite(rs)
+    neg = torch.zeros(B, dtype=torch.bool, device=g.device)
+    bnd = torch.zeros(B, dtype=torch.bool, device=g.device)
+    its = torch.zeros(B, dtype=torch.long, device=g.device)
+    r2 = radius * radius
+
+    def to_boundary(s: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        # tau >= 0 with |s + tau p| = radius
+        pp = (p * p).sum(1).clamp(min=1e-300)
+        sp = (s * p).sum(1)
+        ss = (s * s).sum(1)
+        disc = (sp * sp + pp * (r2 - ss)).clamp(min=0)
+        return (-sp + disc.sqrt()) / pp
+
+    for k in range(maxiter):
+        if not active.any():
+            break
+        Ap = matvec(p)
+        pAp = (p * Ap).sum(1)
+        pp = (p * p).sum(1)
+        its += active.long()
+        curv_bad = active & ~(pAp > 1e-30 * pp)
+        alpha = torch.where(active & ~curv_bad, rs / torch.where(pAp > 0, pAp, torch.ones_like(pAp)),
+                            torch.zeros_like(rs))
+        s_new = s + alpha[:, None] * p
+        leave = active & ~curv_bad & ((s_new * s_new).sum(1) >= r2)
+        finite_r = torch.isfinite(radius)
+        # nonpositive curvature: to the boundary along p (or keep s / take -g if unbounded)
+        tau = to_boundary(s, p)
+        s_neg = torch.where(finite_r[:, None], s + tau[:, None] * p,
+                            s if k > 0 else p)
+        s_cut = s + tau[:, None] * p
+        s = torch.where(curv_bad[:, None], s_neg, torch.where(leave[:, None], s_cut, torch.where(
+            active[:, None], s_new, s)))
+        neg |= curv_bad
+        bnd |= leave | (curv_bad & finite_r)
+        r = torch.where((active & ~curv_bad & ~leave)[:, None], r - alpha[:, None] * Ap, r)
+        rs_new = (r * r).sum(1)
+        active &= ~curv_bad & ~leave & (rs_new.sqrt() > target)
+        beta = rs_new / rs.clamp(min=1e-300)
+        p = torch.where(active[:, None], r + beta[:, None] * p, p)
+        rs = torch.where(active, rs_new, rs)
+    return s, {"iterations": its, "boundary": bnd, "negative_curvature": neg}

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("script, expected", [
-    ("constrained_portfolio.py", ["status=optimal", "instances solved", "frontier is monotone: True"]),
+    ("constrained_portfolio.py", ["status=optimal", "4/4 instances solved", "frontier is monotone: True"]),
     ("bilevel_ridge.py", ["lambda* =", "relative error", "status optimal"]),
 ])
 def test_example_quick(script, expected):
