@@ -20,7 +20,8 @@ import pytest
 import torch
 
 import tracekit as tk
-from solvers.auglag import AugLagOptions, _Lagrangian, _polish, _scale_factors
+from solvers.al_polish import Lagrangian, polish
+from solvers.auglag import AugLagOptions, _scale_factors
 from solvers.constraints import Evaluator, Problem
 from solvers.krylov import steihaug
 
@@ -86,7 +87,7 @@ def _circle_setup(x):
                             [tk.Eq(lambda z: (z**2).sum() - 1)], None)
     ev = Evaluator(prob, X)
     one = torch.ones(1, dtype=torch.float64)
-    lag = _Lagrangian(ev, one, torch.ones(1, 0, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
+    lag = Lagrangian(ev, one, torch.ones(1, 0, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
     return lag, X, prob
 
 
@@ -94,7 +95,7 @@ def _circle_setup(x):
 def test_polish_converges_and_rejects_a_maximum(start, mu, is_min):
     lag, X, prob = _circle_setup(start)
     lo, hi = prob.lower.expand_as(X), prob.upper.expand_as(X)
-    Xp, _, mp, second_order = _polish(lag, X, X.new_zeros(1, 0), torch.tensor([[mu]], dtype=torch.float64),
+    Xp, _, mp, second_order = polish(lag, X, X.new_zeros(1, 0), torch.tensor([[mu]], dtype=torch.float64),
                                       torch.ones(1, dtype=torch.float64), lo, hi, torch.ones(1, dtype=torch.bool), 1e-8)
     target = torch.tensor([[0.0, -1.0 if is_min else 1.0]], dtype=torch.float64)
     assert torch.allclose(Xp, target, atol=1e-12)  # Newton converges to the nearby KKT point

@@ -1,0 +1,165 @@
+"""Active-set Newton polishing of an augmented-Lagrangian iterate (ALGENCAN's acceleration):
+Newton's method on the KKT system of the constraints and bounds the iterate identifies,
+with a second-order check so that saddles and maxima are not returned."""
+
+from __future__ import annotations
+
+import torch
+
+from .al_inner import AugmentedLagrangian, project
+from .constraints import Evaluator
+
+
+class Lagrangian(AugmentedLagrangian):
+    """The scaled Lagrangian ``sf f + lam.g_s + mu.h_s`` (same derivative machinery)."""
+
+    newton_steps = 0  # Newton steps taken by the polishing phase (counted in ``nit``)
+
+    def value(self, X: torch.Tensor) -> torch.Tensor:
+        f, g, h = self.ev.evaluate(X)
+        L = self.sf * f
+        if g.shape[1]:
+            L = L + (self.lam * g * self.sg).sum(1)
+        if h.shape[1]:
+            L = L + (self.mu * h * self.sh).sum(1)
+        return L
+
+
+def scaled_jacobian(ev: Evaluator, X: torch.Tensor, sc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled constraint values ``[g, h] * sc`` ``(B, m)`` and their Jacobian ``(B, m, n)``."""
+    B, n = X.shape
+    Xr = X.detach().requires_grad_(True)
+    with torch.enable_grad():
+        _, g, h = ev.evaluate(Xr)
+        c = torch.cat([g, h], dim=1) * sc
+        m = c.shape[1]
+        if not c.requires_grad:
+            return c.detach(), X.new_zeros(B, m, n)
+        try:
+            eye = torch.eye(m, dtype=X.dtype, device=X.device).unsqueeze(1).expand(m, B, m)
+            (J,) = torch.autograd.grad(c, Xr, grad_outputs=eye, is_grads_batched=True, retain_graph=True,
+                                       allow_unused=True)
+            J = X.new_zeros(B, m, n) if J is None else J.permute(1, 0, 2)
+        except RuntimeError:
+            rows = []
+            for i in range(m):
+                (r,) = torch.autograd.grad(c[:, i].sum(), Xr, retain_graph=True, allow_unused=True)
+                rows.append(torch.zeros_like(X) if r is None else r)
+            J = torch.stack(rows, dim=1)
+    return c.detach(), J.detach()
+
+
+def polish(
+    lag: Lagrangian,
+    X: torch.Tensor,
+    lam: torch.Tensor,
+    mu: torch.Tensor,
+    rho: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    rows: torch.Tensor,
+    tol: float,
+    max_iter: int = 15,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Newton's method on the KKT system of the active set identified by the AL iterate.
+
+    The acceleration step of ALGENCAN (Birgin & Martinez, 2008), with a primal-dual
+    active-set update: inequalities with ``lam + rho g > 0`` start as equalities, variables
+    on a bound with the gradient of the Lagrangian pushing outward are fixed, and Newton's
+    method is applied to ``grad_x l = 0`` (free variables), ``c_A = 0`` with unit steps. After
+    each step an active inequality whose multiplier turned negative is dropped, a violated
+    one is added, a fixed variable whose gradient points into the box is released and a
+    free one pushed out of the box is fixed on the bound it crossed. It stops when the KKT
+    residual (projected gradient of the Lagrangian, |h|, |min(-g, lam)|, scaled units)
+    stops decreasing. Returns the best ``X, lam, mu`` (scaled multipliers) and
+    ``second_order``: the KKT matrix of the point has no more negative eigenvalues than
+    active constraints, i.e. no direction of negative curvature along the active manifold
+    (not a saddle or a maximum). The caller grades the point with the shared measures and
+    keeps it only if it passes.
+    """
+    B, n = X.shape
+    mI, mE = lam.shape[1], mu.shape[1]
+    dt = X.dtype
+    sc = torch.cat([lag.sg, lag.sh], dim=1)
+    y = torch.cat([lam, mu], dim=1)
+    c, _ = scaled_jacobian(lag.ev, X, sc)
+    act = torch.ones_like(y, dtype=torch.bool)
+    act[:, :mI] = (lam + rho[:, None] * c[:, :mI]) > 0
+    y = torch.where(act, y, torch.zeros_like(y))
+    rel = max(1e-10, 100 * torch.finfo(dt).eps)
+    fin_lo, fin_hi = torch.isfinite(lo), torch.isfinite(hi)
+
+    def on_bounds(Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (fin_lo & (Z <= lo + rel * (1 + lo.abs())), fin_hi & (Z >= hi - rel * (1 + hi.abs())))
+
+    def kkt_matrix(H, J, free, a):
+        Hm = H * free[:, :, None] * free[:, None, :] + torch.diag_embed(1.0 - free)
+        Jm = J * a[:, :, None] * free[:, None, :]
+        K = torch.cat([torch.cat([Hm, Jm.transpose(1, 2)], 2), torch.cat([Jm, torch.diag_embed(1.0 - a)], 2)], 1)
+        return torch.where(torch.isfinite(K), K, torch.zeros_like(K))
+
+    rows = rows.clone()
+    best_r = torch.full((B,), float("inf"), dtype=dt, device=X.device)
+    best_X, best_y, best_act = X.clone(), y.clone(), act.clone()
+    worse = torch.zeros(B, dtype=torch.long, device=X.device)
+    fixed = torch.zeros_like(X, dtype=torch.bool)
+    for it in range(max_iter):
+        lag.newton_steps += 1
+        lag.lam, lag.mu = y[:, :mI], y[:, mI:]
+        _, G, H = lag.hessian(X)
+        c, J = scaled_jacobian(lag.ev, X, sc)
+        at_lo, at_hi = on_bounds(X)
+        if it == 0:
+            fixed = (at_lo & (G > 0)) | (at_hi & (G < 0))
+        else:
+            fixed &= ~((at_lo & (G < 0)) | (at_hi & (G > 0)))  # wrong-signed bound multiplier
+            if mI:
+                gI, yI = c[:, :mI], y[:, :mI]
+                actI = act[:, :mI] & ~(yI < 0) | (gI > 0)
+                y = torch.cat([torch.where(actI, yI, torch.zeros_like(yI)), y[:, mI:]], 1)
+                act = torch.cat([actI, act[:, mI:]], 1)
+        X = torch.where(fixed, torch.where(at_lo & fixed, lo, hi), X)
+        # KKT residual independent of the active set
+        res = (X - project(X - G, lo, hi)).abs().amax(1)
+        if mI:
+            res = torch.maximum(res, torch.minimum(-c[:, :mI], y[:, :mI]).abs().amax(1))
+        if mE:
+            res = torch.maximum(res, c[:, mI:].abs().amax(1))
+        res = torch.where(torch.isfinite(res) & torch.isfinite(X).all(1), res, torch.full_like(res, float("inf")))
+        better = rows & (res < best_r)
+        best_X = torch.where(better[:, None], X, best_X)
+        best_y = torch.where(better[:, None], y, best_y)
+        best_act = torch.where(better[:, None], act, best_act)
+        worse = torch.where(better, torch.zeros_like(worse), worse + 1)
+        best_r = torch.where(better, res, best_r)
+        rows &= (worse < 2) & (res > 1e-15 * (1 + G.abs().amax(1))) & torch.isfinite(res)
+        if not rows.any():
+            break
+        free = (~fixed).to(dt)
+        a = act.to(dt)
+        K = kkt_matrix(H, J, free, a)
+        rhs = -torch.cat([G * free, c * a + y * (1.0 - a)], 1)
+        reg = 1e-12 * K.abs().amax((1, 2)).clamp(min=1.0)
+        D = torch.cat([free, -a], 1) * reg[:, None]
+        try:
+            sol = torch.linalg.solve(K + torch.diag_embed(D), rhs[:, :, None])[:, :, 0]
+        except RuntimeError:
+            sol = torch.linalg.lstsq(K, rhs[:, :, None]).solution[:, :, 0]
+        ok = torch.isfinite(sol).all(1) & rows
+        Xn = X + sol[:, :n] * free
+        fixed |= ((Xn < lo) | (Xn > hi)) & ok[:, None]  # stays on the bound it crossed
+        X = torch.where(ok[:, None], project(Xn, lo, hi), X)
+        y = torch.where(ok[:, None], y + sol[:, n:], y)
+        rows &= ok
+    second_order = torch.zeros(B, dtype=torch.bool, device=X.device)
+    near = best_r <= max(1e4 * tol, 1e-6)
+    if near.any():  # inertia of the KKT matrix at the returned point
+        lag.lam, lag.mu = best_y[:, :mI], best_y[:, mI:]
+        _, G, H = lag.hessian(best_X)
+        _, J = scaled_jacobian(lag.ev, best_X, sc)
+        at_lo, at_hi = on_bounds(best_X)
+        free = (~((at_lo & (G > 0)) | (at_hi & (G < 0)))).to(dt)
+        ev = torch.linalg.eigvalsh(kkt_matrix(H, J, free, best_act.to(dt)))
+        neg = (ev < -1e-9 * ev.abs().amax(1, keepdim=True)).sum(1)
+        second_order = near & (neg <= best_act.sum(1))
+    return best_X, best_y[:, :mI], best_y[:, mI:], second_order
