@@ -38,7 +38,7 @@ class Feedback:
         """The loss as a Python float (None when there is no loss)."""
         if self.loss is None:
             return None
-        return float(self.loss.detach()) if _is_tensor(self.loss) else float(self.loss)
+        return float(self.loss.item()) if _is_tensor(self.loss) else float(self.loss)
 
     def describe(self) -> str:
         """One text for an LLM: the text feedback and the loss, whichever are present."""

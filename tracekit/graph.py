@@ -21,6 +21,10 @@ def topological_order(outputs: Sequence[Node]) -> list[Node]:
     topological order: collect the ancestors in one pass, then sort by uid (the
     collected list is nearly sorted already, which timsort handles in linear time).
     """
+    return sorted(_ancestors(outputs).values(), key=_uid_of)
+
+
+def _ancestors(outputs: Sequence[Node]) -> dict[int, Node]:
     seen: dict[int, Node] = {}
     stack: list[Node] = list(outputs)
     pop, extend = stack.pop, stack.extend
@@ -31,7 +35,7 @@ def topological_order(outputs: Sequence[Node]) -> list[Node]:
             continue
         seen[key] = n
         extend(n.parents)
-    return sorted(seen.values(), key=_uid_of)
+    return seen
 
 
 _uid_of = attrgetter("_uid")
@@ -43,27 +47,55 @@ class Subgraph:
     `nodes`: every ancestor of the outputs, in topological order.
     `on_path`: ids of nodes that depend on at least one of the parameters (parameters
     included) -- the calls whose inputs and outputs an optimizer should see.
+    Both are computed when first read (a backward pass only needs `parameters`).
     """
 
-    __slots__ = ("outputs", "nodes", "parameters", "on_path")
+    __slots__ = ("outputs", "parameters", "_nodes", "_on_path", "_seen", "_targets")
 
-    def __init__(self, outputs: Sequence[Node], nodes: list[Node], parameters: list[ParameterNode],
-                 on_path: set[int]) -> None:
+    def __init__(self, outputs: Sequence[Node], nodes: list[Node] | None, parameters: list[ParameterNode],
+                 on_path: set[int] | None = None, *, seen: dict[int, Node] | None = None,
+                 targets: set[int] | None = None) -> None:
         self.outputs = list(outputs)
-        self.nodes = nodes
         self.parameters = parameters
-        self.on_path = on_path
+        self._nodes = nodes
+        self._on_path = on_path
+        self._seen = seen
+        self._targets = targets
+
+    @property
+    def nodes(self) -> list[Node]:
+        if self._nodes is None:
+            self._nodes = sorted((self._seen or {}).values(), key=_uid_of)
+        return self._nodes
+
+    @property
+    def on_path(self) -> set[int]:
+        if self._on_path is None:
+            targets = self._targets or set()
+            on_path: set[int] = set()
+            for n in self.nodes:
+                if id(n) in targets:
+                    on_path.add(id(n))
+                    continue
+                for p in n.parents:
+                    if id(p) in on_path:
+                        on_path.add(id(n))
+                        break
+            self._on_path = on_path
+        return self._on_path
 
     def __len__(self) -> int:
         return len(self.nodes)
 
     def path_nodes(self) -> list[Node]:
         """Nodes on a path from a parameter to an output, in topological order."""
-        return [n for n in self.nodes if id(n) in self.on_path]
+        on_path = self.on_path
+        return [n for n in self.nodes if id(n) in on_path]
 
     def calls(self) -> list[MessageNode]:
         """Traced calls on the path, in execution order."""
-        return [n for n in self.nodes if isinstance(n, MessageNode) and id(n) in self.on_path]
+        on_path = self.on_path
+        return [n for n in self.nodes if isinstance(n, MessageNode) and id(n) in on_path]
 
     def depends_on(self, param: Node) -> bool:
         return id(param) in self.on_path
@@ -80,23 +112,16 @@ def subgraph(outputs: Node | Sequence[Node], params: Iterable[ParameterNode] | N
     """Extract the subgraph linking `params` (default: every trainable parameter found)
     to `outputs`, in time linear in the number of ancestors."""
     outs = [outputs] if isinstance(outputs, Node) else list(outputs)
-    order = topological_order(outs)
+    seen = _ancestors(outs)
     if params is None:
-        targets = {id(n) for n in order if n.is_parameter and n.trainable}
+        found = [n for n in seen.values() if n.is_parameter and n.trainable]
+        targets = {id(n) for n in found}
     else:
         targets = {id(p) for p in params}
-    on_path: set[int] = set()
-    found: list[ParameterNode] = []
-    for n in order:
-        if id(n) in targets:
-            on_path.add(id(n))
-            found.append(n)  # type: ignore[arg-type]
-            continue
-        for p in n.parents:
-            if id(p) in on_path:
-                on_path.add(id(n))
-                break
-    return Subgraph(outs, order, found, on_path)
+        found = [n for key, n in seen.items() if key in targets]
+    if len(found) > 1:
+        found.sort(key=_uid_of)  # topological order, as `nodes`
+    return Subgraph(outs, None, found, seen=seen, targets=targets)  # type: ignore[arg-type]
 
 
 def _node_kind(n: Node) -> str:

@@ -81,7 +81,9 @@ class GradientSolver:
             else:
                 eligible.append(p)
         if eligible:
-            stats = self.optimizer.step(only=[p._data for p in eligible])
+            # every tensor of this solver eligible: no need to restrict (and hide gradients)
+            only = None if len(eligible) == len(self.nodes) else [p._data for p in eligible]
+            stats = self.optimizer.step(only=only)
             for p in eligible:
                 i = self._index[id(p)]
                 info: dict[str, Any] = {"algorithm": self.optimizer.algorithm, "step": stats.step,

@@ -36,7 +36,8 @@ class ParamUpdate:
 
 @dataclass
 class ParamChange:
-    """One line of a step report."""
+    """One line of a step report. `old` and `new` are previews (`short_repr`) of the value
+    before and after the step, rendered when first read (see `_Preview`)."""
 
     name: str
     kind: str
@@ -46,6 +47,58 @@ class ParamChange:
     changed: bool
     reason: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+
+
+_IMMUTABLE = (str, int, float, bool, complex, bytes, type(None))
+
+
+class _Preview:
+    """`short_repr(value, 40)`, rendered on first read: most reports are never printed.
+
+    What a later step could change is pinned now: a tensor's shape and dtype (its preview
+    does not show the values above 8 entries; small tensors are rendered at once), and
+    any mutable Python value (rendered at once). Immutable values are kept as they are.
+    """
+
+    __slots__ = ("value", "shape", "dtype", "text")
+
+    def __init__(self, value: Any) -> None:
+        self.value = self.shape = self.dtype = self.text = None
+        if _is_tensor(value):
+            if value.numel() <= 8:
+                self.text = short_repr(value, 40)
+            else:
+                self.shape, self.dtype = value.shape, value.dtype
+        elif isinstance(value, _IMMUTABLE):
+            self.value = value
+        else:
+            self.text = short_repr(value, 40)
+
+    def render(self) -> str:
+        if self.text is None:
+            if self.shape is not None:  # short_repr's text for a tensor of more than 8 entries
+                text = f"tensor(shape={tuple(self.shape)}, dtype={str(self.dtype).replace('torch.', '')})"
+                self.text = text if len(text) <= 40 else text[:28] + f"...[+{len(text) - 28} chars]"
+            else:
+                self.text = short_repr(self.value, 40)
+        return self.text
+
+
+def _preview_property(slot: str) -> property:
+    def get(self: ParamChange) -> str:
+        value = self.__dict__[slot]
+        if isinstance(value, _Preview):
+            value = self.__dict__[slot] = value.render()
+        return value
+
+    def set_(self: ParamChange, value: Any) -> None:
+        self.__dict__[slot] = value
+
+    return property(get, set_)
+
+
+ParamChange.old = _preview_property("_old")  # type: ignore[assignment]
+ParamChange.new = _preview_property("_new")  # type: ignore[assignment]
 
 
 @dataclass
@@ -245,8 +298,9 @@ class Optimizer:
             changes.extend(self._run_solver(group_index, group, route, params))
         for p in self.params:
             if not p.feedback and not (p.is_tensor and p._data.grad is not None):
-                changes.append(ParamChange(self.names[id(p)], p.kind, "-", short_repr(p._data, 40),
-                                           short_repr(p._data, 40), False, "no feedback reached it"))
+                preview = _Preview(p._data)
+                changes.append(ParamChange(self.names[id(p)], p.kind, "-", preview, preview, False,
+                                           "no feedback reached it"))
         usage = _llm_usage(self.llm)
         report = StepReport(changes, seconds=time.perf_counter() - start,
                             **{k: usage[k] - usage_before[k] for k in usage})
@@ -303,7 +357,7 @@ class Optimizer:
         context = StepContext(self.names, llm=self.llm, objective=self.objective,
                               constraints=self.constraints,
                               options={k: v for k, v in group.items() if k != "params"})
-        old = {id(p): short_repr(p._data, 40) for p in params}
+        old = {id(p): _Preview(p._data) for p in params}
         try:
             solver = self._solver(group_index, group, route)
             updates = solver.step(params, context)
@@ -313,7 +367,7 @@ class Optimizer:
                     for p in params]
         return self._apply(params, updates, old, getattr(solver, "name", route))
 
-    def _apply(self, params: list[ParameterNode], updates: list[ParamUpdate], old: dict[int, str],
+    def _apply(self, params: list[ParameterNode], updates: list[ParamUpdate], old: dict[int, _Preview],
                solver_name: str) -> list[ParamChange]:
         """Validate every proposal first, then write them; refused ones keep the old value."""
         by_name = {u.name: u for u in updates}
@@ -339,7 +393,7 @@ class Optimizer:
                 changed = True
             reason = reasons.get(id(p)) or (u.reason if u is not None else "solver proposed nothing")
             changes.append(ParamChange(name, p.kind, u.solver if u else solver_name, old[id(p)],
-                                       short_repr(p._data, 40), changed, reason,
+                                       _Preview(p._data), changed, reason,
                                        dict(u.info) if u else {}))
         return changes
 

@@ -1,9 +1,12 @@
 """Gradient and zeroth-order solvers on plain tensors (standalone: never imports tracekit).
 
-- `GradientOptimizer`: SGD (momentum, Nesterov), Adam, AdamW (torch's fused kernels) and
-  Lion (fused here), with NaN/inf guards, clipping, schedules, decoupled weight decay,
-  projection onto bounds, JSON-friendly state and device moves.
-- `Lion`: a `torch.optim.Optimizer`; `lion_update` the bare update.
+- `GradientOptimizer`: SGD (momentum, Nesterov), Adam, AdamW and Lion, with NaN/inf
+  guards, clipping, schedules, decoupled weight decay, projection onto bounds,
+  JSON-friendly state and device moves.
+- `FusedSGD`, `FusedAdam`, `FusedAdamW`: torch's optimizers whose CPU step is one fused C
+  kernel call for all tensors (with the NaN/inf check fused in `guarded_step`); torch's
+  fused step elsewhere.
+- `Lion`: a `torch.optim.Optimizer` (same C kernel on CPU); `lion_update` the bare update.
 - `make_schedule`: constant, warmup + linear decay, cosine.
 - `SPSA`: two-point zeroth-order steps with an evaluation budget and integer rounding.
 
@@ -11,6 +14,7 @@
     loss = f(w); loss.backward(); stats = opt.step(); opt.zero_grad()
 """
 
+from solvers.gradient.fused import FusedAdam, FusedAdamW, FusedSGD
 from solvers.gradient.lion import Lion, lion_update
 from solvers.gradient.optimizer import (
     ALGORITHMS,
@@ -25,6 +29,6 @@ from solvers.gradient.state import from_jsonable, to_jsonable
 
 __all__ = [
     "ALGORITHMS", "GradientOptimizer", "StepStats", "build_torch_optimizer", "resolve_device",
-    "Lion", "lion_update", "Constant", "Cosine", "WarmupLinear", "make_schedule",
+    "FusedSGD", "FusedAdam", "FusedAdamW", "Lion", "lion_update", "Constant", "Cosine", "WarmupLinear", "make_schedule",
     "SPSA", "SPSAResult", "from_jsonable", "to_jsonable",
 ]

@@ -5,7 +5,7 @@
     m = beta2 * m + (1 - beta2) * g
 
 Backends: "ckernel" (one fused C pass per step over all CPU float32/float64 tensors, see
-`_ckernel`), "foreach" (torch `_foreach_*` ops: five passes, used on CUDA and as the CPU
+`_ckernel` and `fused`), "foreach" (torch `_foreach_*` ops: five passes, used on CUDA and as the CPU
 fallback) and "reference" (one tensor at a time, for tests). "auto" picks the fused kernel
 for contiguous CPU tensors and foreach otherwise.
 """
@@ -18,13 +18,22 @@ from typing import Any
 import torch
 
 from solvers.gradient import _ckernel
+from solvers.gradient.fused import KernelOptimizer, _number
 
 BACKENDS = ("auto", "ckernel", "foreach", "reference")
 _PARALLEL_MIN = 1 << 18  # elements
 
 
-class Lion(torch.optim.Optimizer):
-    """Lion with decoupled weight decay; a `torch.optim.Optimizer` (param groups, state dicts)."""
+class Lion(KernelOptimizer, torch.optim.Optimizer):
+    """Lion with decoupled weight decay; a `torch.optim.Optimizer` (param groups, state dicts).
+
+    `step()` runs the fused C kernel over all groups when every tensor allows it (see
+    `solvers.gradient.fused`), else each group with its backend; `guarded_step()` checks
+    the gradients in the same pass.
+    """
+
+    _kernel_name = "lion"
+    _ptr_keys = ("exp_avg",)
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
                  weight_decay: float = 0.0, *, backend: str = "auto") -> None:
@@ -39,13 +48,31 @@ class Lion(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay,
                                   "backend": backend})
 
+    def _kernel_group_ok(self, group: dict[str, Any]) -> bool:
+        b1, b2 = group["betas"]
+        return (group.get("backend", "auto") in ("auto", "ckernel")
+                and _number(group["lr"], b1, b2, group["weight_decay"]))
+
+    def _kernel_state(self, p: torch.Tensor, group: dict[str, Any]) -> tuple[list, bool]:
+        state = self.state[p]
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            return [state["exp_avg"]], True
+        return [state["exp_avg"]], False
+
+    def _kernel_scalars(self, group: dict[str, Any], decay: float, da: Any) -> None:
+        lr = group["lr"]
+        b1, b2 = group["betas"]
+        mul = 1.0 - lr * group["weight_decay"]
+        if decay:
+            mul *= 1.0 - lr * decay
+        da[0], da[1], da[2], da[3] = lr, mul, b1, b2
+
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        """One Lion step for every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _torch_step(self) -> None:
+        """Each group with its backend (the kernel could not take every tensor at once)."""
+        self._invalidate()
+        self.last_backend = "foreach"
         for group in self.param_groups:
             params, grads, avgs = [], [], []
             for p in group["params"]:
@@ -64,43 +91,6 @@ class Lion(torch.optim.Optimizer):
                 lion_update(params, grads, avgs, lr=float(group["lr"]), beta1=float(beta1),
                             beta2=float(beta2), weight_decay=float(group["weight_decay"]),
                             backend=group.get("backend", "auto"))
-        return loss
-
-    @torch.no_grad()
-    def guarded_step(self) -> dict[int, float] | None:
-        """Check every gradient and update in one fused pass (CPU C kernel).
-
-        Returns {id(param): sum of squares of its gradient}; a param whose sum is not
-        finite is not updated. Returns None, having changed nothing, when some tensor
-        cannot use the kernel (then check with torch ops and call `step`).
-        """
-        if _ckernel.load() is None:
-            return None
-        work = []
-        for group in self.param_groups:
-            ps = [p for p in group["params"] if p.grad is not None]
-            if group.get("backend", "auto") not in ("auto", "ckernel") or not all(
-                    _kernel_ok(p, p.grad) for p in ps):
-                return None
-            work.append((group, ps))
-        sums: dict[int, float] = {}
-        for group, ps in work:
-            by_dtype: dict[torch.dtype, list] = {}
-            for p in ps:
-                state = self.state[p]
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                by_dtype.setdefault(p.dtype, []).append(p)
-            beta1, beta2 = group["betas"]
-            for same in by_dtype.values():
-                total = sum(p.numel() for p in same)
-                threads = torch.get_num_threads() if total >= _PARALLEL_MIN else 1
-                result = _ckernel.lion_step(same, [p.grad for p in same],
-                                            [self.state[p]["exp_avg"] for p in same], float(group["lr"]),
-                                            float(group["weight_decay"]), float(beta1), float(beta2),
-                                            threads, check=True)
-                sums.update({id(p): v for p, v in zip(same, result or [])})
-        return sums
 
 
 def _kernel_ok(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None = None) -> bool:

@@ -1,10 +1,12 @@
 """`GradientOptimizer`: one gradient step with the guards a trainable workflow needs.
 
-It wraps a torch optimizer (fused SGD / Adam / AdamW from torch, fused Lion from this
-package, or any user optimizer) and adds, around its `step()`:
+It wraps a torch optimizer (SGD / Adam / AdamW / Lion from this package, which run one
+fused C kernel per step on CPU and torch's fused kernels elsewhere, or any user
+optimizer) and adds, around its `step()`:
 
 1. a finiteness check: tensors whose gradient holds NaN/inf are left untouched this step
-   (their gradient is hidden from the inner optimizer, then restored) and reported;
+   (their gradient is hidden from the inner optimizer, then restored) and reported; with
+   the C kernel and no clipping, the check runs in the same pass as the update;
 2. gradient clipping (global norm and/or value) over the finite gradients;
 3. a learning-rate schedule (a multiplier of each group's `initial_lr`);
 4. decoupled weight decay for SGD (torch's is coupled, L2);
@@ -18,18 +20,22 @@ Param groups work as in torch: `GradientOptimizer([{"params": [w], "lr": 0.1,
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from solvers.gradient.fused import FusedAdam, FusedAdamW, FusedSGD
 from solvers.gradient.lion import Lion
 from solvers.gradient.schedules import Schedule, make_schedule
 from solvers.gradient.state import from_jsonable, is_jsonable_form, to_jsonable
 
 ALGORITHMS = ("sgd", "adam", "adamw", "lion")
 FORMAT = "tracekit.gradient/1"
+_SKIPPED = "NaN/inf gradient: skipped, value kept"
+_MAX = sys.float_info.max
 
 
 @dataclass
@@ -67,25 +73,28 @@ def build_torch_optimizer(algorithm: str, groups: list[dict[str, Any]], lr: floa
                           momentum: float = 0.0, nesterov: bool = False, dampening: float = 0.0,
                           betas: tuple[float, float] | None = None, eps: float = 1e-8,
                           fused: bool | None = None, lion_backend: str = "auto",
-                          ) -> tuple[torch.optim.Optimizer, float, bool]:
+                          backend: str = "auto") -> tuple[torch.optim.Optimizer, float, bool]:
     """The inner optimizer for a named algorithm, plus (weight decay, decoupled) that the
-    wrapper must apply itself (SGD's decoupled decay)."""
+    wrapper must apply itself (SGD's decoupled decay).
+
+    sgd / adam / adamw: `FusedSGD` / `FusedAdam` / `FusedAdamW` (torch's classes with the C
+    kernel on CPU; `backend="torch"` keeps torch's step, `fused` is torch's flag for it)."""
     algorithm = algorithm.lower()
     all_params = [p for g in groups for p in g["params"]]
     use_fused = _fused_ok(all_params) if fused is None else fused
     if algorithm == "sgd":
         wd = 0.0 if weight_decay is None else weight_decay
         decoupled = True if decoupled_weight_decay is None else decoupled_weight_decay
-        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, dampening=dampening,
-                              weight_decay=0.0 if decoupled else wd, fused=use_fused or None)
+        opt = FusedSGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, dampening=dampening,
+                       weight_decay=0.0 if decoupled else wd, fused=use_fused or None, backend=backend)
         return opt, (wd if decoupled else 0.0), decoupled
     if algorithm in ("adam", "adamw"):
         default_wd, default_dec = (0.0, False) if algorithm == "adam" else (1e-2, True)
         wd = default_wd if weight_decay is None else weight_decay
         decoupled = default_dec if decoupled_weight_decay is None else decoupled_weight_decay
-        cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+        cls = FusedAdamW if decoupled else FusedAdam
         opt = cls(groups, lr=lr, betas=betas or (0.9, 0.999), eps=eps, weight_decay=wd,
-                  fused=use_fused or None)
+                  fused=use_fused or None, backend=backend)
         return opt, 0.0, decoupled
     if algorithm == "lion":
         wd = 0.0 if weight_decay is None else weight_decay
@@ -106,7 +115,10 @@ class GradientOptimizer:
     with `warmup_steps`, `total_steps`, `final_lr_ratio`. `bounds`: default (lo, hi) for
     groups that do not give their own. `device`: None (leave tensors where they are),
     "auto" (CUDA when present, else CPU) or a device; the state moves with the tensors.
-    `check_finite`: skip tensors with NaN/inf gradients (one extra read of the gradients).
+    `check_finite`: skip tensors with NaN/inf gradients (fused into the update pass with
+    the C kernel when no clipping is asked for; else one extra read of the gradients).
+    `backend`: "auto" (the C kernel on CPU when it builds, else torch) | "ckernel" | "torch",
+    for sgd / adam / adamw; `lion_backend` for lion.
     """
 
     def __init__(self, params: Iterable[Any], algorithm: Any = "adam", lr: float = 1e-3, *,
@@ -118,7 +130,7 @@ class GradientOptimizer:
                  warmup_steps: int = 0, final_lr_ratio: float = 0.0,
                  bounds: tuple[float, float] | None = None, device: Any = None,
                  fused: bool | None = None, lion_backend: str = "auto",
-                 check_finite: bool = True) -> None:
+                 check_finite: bool = True, backend: str = "auto") -> None:
         groups = _as_groups(params)
         for g in groups:
             g.setdefault("bounds", bounds)
@@ -143,7 +155,8 @@ class GradientOptimizer:
             self.optimizer, self._decay, _ = build_torch_optimizer(
                 self.algorithm, groups, lr, weight_decay=weight_decay,
                 decoupled_weight_decay=decoupled_weight_decay, momentum=momentum, nesterov=nesterov,
-                dampening=dampening, betas=betas, eps=eps, fused=fused, lion_backend=lion_backend)
+                dampening=dampening, betas=betas, eps=eps, fused=fused, lion_backend=lion_backend,
+                backend=backend)
         elif hasattr(algorithm, "step") and hasattr(algorithm, "param_groups"):
             self.algorithm = type(algorithm).__name__
             self.optimizer = algorithm
@@ -178,10 +191,18 @@ class GradientOptimizer:
         for p in self.params:
             p.grad = None
 
-    @torch.no_grad()
     def step(self, only: Iterable[torch.Tensor] | None = None) -> StepStats:
         """One guarded step. `only`: update just these tensors (others keep their gradient)."""
         params = self.params
+        fused_guard = (self.check_finite and self.clip_grad_norm is None and self.clip_grad_value is None
+                       and hasattr(self.optimizer, "guarded_sums"))
+        if fused_guard and only is None:
+            # check and update in one pass (the C kernel); None: not applicable, nothing done
+            fused_guard = False
+            lr = self._apply_schedule()
+            sums = self.optimizer.guarded_sums(self._decay)
+            if sums is not None:
+                return self._fused_stats(lr, params, sums)
         allowed = None if only is None else {id(t) for t in only}
         grad_norm: list[float | None] = [None] * len(params)
         skipped: dict[int, str] = {}
@@ -194,36 +215,29 @@ class GradientOptimizer:
                 hidden[i] = p.grad
             else:
                 active.append(i)
-        fused_guard = (self.check_finite and active and self.clip_grad_norm is None
-                       and self.clip_grad_value is None and not self._decay
-                       and hasattr(self.optimizer, "guarded_step"))
-        if fused_guard:
+        if fused_guard and active:  # the same, with the gradients outside `only` hidden
             for i in hidden:
                 params[i].grad = None
             try:
                 lr = self._apply_schedule()
-                # check and update in one pass (Lion's C kernel); None: not applicable, untouched
-                sums = self.optimizer.guarded_step()
-                if sums is not None:
-                    for i in active:
-                        v = math.sqrt(sums[id(params[i])])
-                        grad_norm[i] = v
-                        if not math.isfinite(v):
-                            skipped[i] = "NaN/inf gradient: skipped, value kept"
-                    kept = [i for i in active if i not in skipped]
-                    bound_active = self._project(kept, params)
+                sums = self.optimizer.guarded_sums(self._decay)
             finally:
                 for i, grad in hidden.items():
                     params[i].grad = grad
             if sums is not None:
-                total = math.sqrt(sum(grad_norm[i] ** 2 for i in kept))
-                return self._stats(lr, grad_norm, total, False, kept, skipped, bound_active)
+                return self._fused_stats(lr, params, sums)
+        with torch.no_grad():
+            return self._checked_step(params, active, hidden, grad_norm, skipped)
+
+    def _checked_step(self, params: list[torch.Tensor], active: list[int], hidden: dict[int, torch.Tensor],
+                      grad_norm: list[float | None], skipped: dict[int, str]) -> StepStats:
+        """The step with torch ops: norms (the NaN guard), clipping, decay, the inner step."""
         if self.check_finite and active:
             values = _to_floats(torch._foreach_norm([params[i].grad for i in active]))
             for i, v in zip(active, values):
                 grad_norm[i] = v
                 if not math.isfinite(v):
-                    skipped[i] = "NaN/inf gradient: skipped, value kept"
+                    skipped[i] = _SKIPPED
                     hidden[i] = params[i].grad
         kept = [i for i in active if i not in skipped]
         total = math.sqrt(sum(grad_norm[i] ** 2 for i in kept if grad_norm[i] is not None))
@@ -244,6 +258,18 @@ class GradientOptimizer:
             for i, grad in hidden.items():
                 params[i].grad = grad
         return self._stats(lr, grad_norm, total, clipped, kept, skipped, bound_active)
+
+    def _fused_stats(self, lr: float, params: list[torch.Tensor], sums: list[float | None]) -> StepStats:
+        """Stats from the fused pass's sums of squares (None: no gradient; not finite:
+        skipped by the kernel), then projection onto the bounds."""
+        updated = [s is not None and s <= _MAX for s in sums]  # False for NaN and inf
+        grad_norm = [None if s is None else math.sqrt(s) for s in sums]
+        total = math.sqrt(sum([s for s, u in zip(sums, updated) if u]))
+        skipped = {} if all(updated) else {i: _SKIPPED for i, (s, u) in enumerate(zip(sums, updated))
+                                           if s is not None and not u}
+        bound_active = self._project([i for i, u in enumerate(updated) if u], params)
+        self.steps += 1
+        return StepStats(self.steps, lr, grad_norm, total, False, updated, skipped, bound_active)
 
     def _stats(self, lr: float, grad_norm: list[float | None], total: float, clipped: bool,
                kept: list[int], skipped: dict[int, str], bound_active: dict[int, int]) -> StepStats:
@@ -277,22 +303,23 @@ class GradientOptimizer:
 
     def _project(self, kept: list[int], params: list[torch.Tensor]) -> dict[int, int]:
         """Clamp updated tensors into their group's bounds; count entries on a bound."""
+        out: dict[int, int] = {}
+        groups = [g for g in self.optimizer.param_groups if g.get("bounds") is not None]
+        if not groups or not kept:
+            return out
         index = {id(p): i for i, p in enumerate(params)}
         kept_set = set(kept)
-        out: dict[int, int] = {}
-        for g in self.optimizer.param_groups:
-            b = g.get("bounds")
-            if b is None:
-                continue
-            lo, hi = b
-            for p in g["params"]:
-                i = index[id(p)]
-                if i not in kept_set:
-                    continue
-                p.clamp_(lo, hi)
-                on_bound = int(((p == lo) | (p == hi)).sum())
-                if on_bound:
-                    out[i] = on_bound
+        with torch.no_grad():
+            for g in groups:
+                lo, hi = g["bounds"]
+                for p in g["params"]:
+                    i = index[id(p)]
+                    if i not in kept_set:
+                        continue
+                    p.clamp_(lo, hi)
+                    on_bound = int(((p == lo) | (p == hi)).sum())
+                    if on_bound:
+                        out[i] = on_bound
         return out
 
     # --- devices and state -------------------------------------------------------------

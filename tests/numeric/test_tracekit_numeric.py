@@ -260,3 +260,22 @@ def test_solver_state_is_json_and_checks_names():
         other.load_state_dict(state)
     zo = ZerothOrderSolver([tk.param(1.0, name="x")])
     assert json.loads(json.dumps(zo.state_dict())) == {}
+
+
+def test_step_report_previews_are_taken_at_step_time():
+    """The report's old/new strings are rendered lazily, but show the values of that step."""
+    from tracekit.nodes import short_repr
+
+    small = tk.param(torch.tensor([1.0, 2.0]), name="small")
+    big = tk.param(torch.zeros(1000), name="big")
+    opt = tk.Optimizer([small, big], numeric="sgd", lr=0.5)
+    out = torch.sum(small) + torch.sum(big)
+    opt.backward(out, out)
+    report = opt.step()
+    out = torch.sum(small) + torch.sum(big)
+    opt.zero_feedback()
+    opt.backward(out, out)
+    opt.step()  # changes the tensors again, in place
+    assert report["small"].old == "[1.0, 2.0]" and report["small"].new == "[0.5, 1.5]"
+    assert report["big"].old == report["big"].new == short_repr(big.data, 40)
+    assert "small" in str(report) and report["small"].changed
