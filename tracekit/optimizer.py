@@ -48,7 +48,24 @@ class ParamChange:
     reason: str = ""
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def diff(self) -> str:
+        """A unified diff of the whole old and new value of a changed text or code parameter
+        (the previews show 40 characters); "" otherwise. At most `DIFF_LINES` lines."""
+        old, new = self.__dict__.get("_old"), self.__dict__.get("_new")
+        if not (self.changed and isinstance(old, _Preview) and isinstance(new, _Preview)
+                and isinstance(old.value, str) and isinstance(new.value, str)):
+            return ""
+        import difflib
 
+        lines = list(difflib.unified_diff(old.value.splitlines(), new.value.splitlines(),
+                                          "before", "after", lineterm="", n=1))
+        if len(lines) > DIFF_LINES:
+            lines = lines[:DIFF_LINES] + [f"... ({len(lines) - DIFF_LINES} more diff lines)"]
+        return "\n".join(lines)
+
+
+DIFF_LINES = 40
 _IMMUTABLE = (str, int, float, bool, complex, bytes, type(None))
 
 
@@ -87,9 +104,7 @@ class _Preview:
 def _preview_property(slot: str) -> property:
     def get(self: ParamChange) -> str:
         value = self.__dict__[slot]
-        if isinstance(value, _Preview):
-            value = self.__dict__[slot] = value.render()
-        return value
+        return value.render() if isinstance(value, _Preview) else value  # renders once
 
     def set_(self: ParamChange, value: Any) -> None:
         self.__dict__[slot] = value
@@ -137,6 +152,8 @@ class StepReport:
             detail = f"{c.old} -> {c.new}" if c.changed else f"kept {c.old}"
             why = f"  ({c.reason})" if c.reason else ""
             lines.append(f" {mark} {c.name} [{c.kind}, {c.solver}]: {detail}{why}")
+            if c.kind == "code" and c.changed:  # code reads better as a diff than a preview
+                lines.extend("     " + line for line in c.diff.splitlines())
         return "\n".join(lines)
 
 

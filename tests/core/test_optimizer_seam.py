@@ -5,7 +5,7 @@ import torch
 
 import tracekit as tk
 from tracekit import registry
-from tracekit.optimizer import UNCHANGED, ParamUpdate
+from tracekit.optimizer import UNCHANGED, ParamChange, ParamUpdate
 
 
 @pytest.fixture
@@ -140,3 +140,33 @@ def test_zero_feedback_clears_feedback_and_gradients():
     assert w.feedback and w.data.grad is not None
     opt.zero_feedback()
     assert not w.feedback and w.data.grad is None
+
+
+def test_step_report_shows_a_diff_for_changed_code():
+    import json
+
+    @tk.bundle(trainable=True)
+    def parse(text):
+        """Return the number after the colon."""
+        parts = text.split(":")
+        return parts[0]
+
+    code = parse.parameters()[0]
+    new_source = code.data.replace("return parts[0]", "return int(parts[1])")
+
+    def llm(messages, **kwargs):
+        return json.dumps({"reasoning": "use the part after the colon",
+                           "suggestion": {"parse": new_source}})
+
+    opt = tk.Optimizer([code], llm=llm)
+    out = parse("total: 12")
+    opt.zero_feedback()
+    opt.backward(out, "it should return 12")
+    report = opt.step()
+    change = report.changes[0]
+    assert change.changed and change.kind == "code"
+    assert "-        return parts[0]" not in change.diff  # the diff keeps the source's indentation
+    assert "-    return parts[0]" in change.diff and "+    return int(parts[1])" in change.diff
+    assert "+    return int(parts[1])" in str(report)
+    assert change.old.startswith("'def parse(text)")  # the short preview is unchanged
+    assert ParamChange("t", "text", "text", "'a'", "'a'", False).diff == ""  # nothing changed
