@@ -81,7 +81,10 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
         if pattern:  # shown to the server's grammar only; validation is check_code's job
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
     if v.kind == "text" and constrain_text and exclude is not None:
-        pattern = exclusion_pattern([x for x in exclude if isinstance(x, str)] + list(PLACEHOLDERS))
+        # the budget goes first to the current value, then to the newest tried values
+        texts = [x for x in exclude if isinstance(x, str)]
+        ordered = ([v.value] if v.value in texts else []) + texts[::-1] + list(PLACEHOLDERS)
+        pattern = exclusion_pattern(ordered)
         if pattern:  # for the server's grammar only; _check_text and the optimizer still check
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
     return str, {"min_length": 1}

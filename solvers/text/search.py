@@ -127,8 +127,8 @@ class TextOptimizer:
                             constrain_code=self.constrain_code, exclude=tried,
                             constrain_text=self.constrain_text)
         structured = self.use_structured and callable(getattr(self.llm, "structured", None))
-        schema_tokens = estimate_tokens(json.dumps(model.model_json_schema(), separators=(",", ":"))) + 20 \
-            if structured else 0
+        schema_tokens = estimate_tokens(json.dumps(_readable(model.model_json_schema()), separators=(",", ":"))) \
+            + 20 if structured else 0
         prompt = build_prompt(problem, max(self.budget - REASK_RESERVE - schema_tokens, 300),
                               memory_size=self.memory_size, system=self.system)
         settings = [(self.temperatures[i % len(self.temperatures)],
@@ -322,6 +322,16 @@ class TextOptimizer:
                 if c.valid and c.loss is not None:
                     note = f"objective loss {c.loss:.6g}" if math.isfinite(c.loss) else f"failed ({c.eval_error})"
                     self.memory.append(MemoryEntry(dict(c.values), note))
+
+
+def _readable(node: Any) -> Any:
+    """The schema as the model reads it (patterns constrain the server's grammar only and are
+    not shown; see tracekit.llm.structured), for sizing the prompt budget."""
+    if isinstance(node, dict):
+        return {k: _readable(v) for k, v in node.items() if not (k == "pattern" and isinstance(v, str))}
+    if isinstance(node, list):
+        return [_readable(v) for v in node]
+    return node
 
 
 def _reask(messages: list[dict[str, str]], why: str) -> list[dict[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -267,3 +268,35 @@ def test_values_judged_by_the_objective_leave_the_enum():
     assert '"enum":["sub","mul","div"]' in schemas[0].replace(" ", "")
     assert '"enum":["mul","div"]' in schemas[1].replace(" ", "")
     assert TextOptimizer(llm, avoid_tried=False).avoid_tried is False
+
+
+def test_text_exclusion_keeps_the_current_value_and_leaves_the_prompt_budget_alone():
+    keywords = Variable("keywords", "text", "hello, thanks")
+    sent = []
+
+    def llm(messages, **kwargs):
+        sent.append((messages[-1]["content"], kwargs))
+        return reply({"keywords": f"new words {len(sent)}"})
+    backend = tk.llm.as_backend(llm)
+    opt = TextOptimizer(backend, n_candidates=1, constrain_text=True)
+    opt.tried = {"keywords": [f"tried value number {i:03d} with some more words" for i in range(200)]}
+    plain = TextOptimizer(backend, n_candidates=1, constrain_text=False)
+    problem = Problem([keywords], feedback=["a long feedback line " * 150])
+    with_pattern = opt.step(problem, objective=lambda v: 1.0)
+    without = plain.step(problem, objective=lambda v: 1.0)
+    # the pattern constrains the server's grammar only: the prompt budget and text are the same
+    assert with_pattern.prompt_tokens == without.prompt_tokens
+    assert "pattern" not in sent[0][0]
+    schema = reply_schema_of(opt, problem)
+    field = next(iter(schema["$defs"]["Suggestion"]["properties"].values()))
+    assert len(field["pattern"]) < 250_000  # bounded however many values were tried
+    body = json.dumps("hello, thanks")[1:-1]
+    assert re.fullmatch(field["pattern"][1:-1], body) is None  # the current value stays excluded
+
+
+def reply_schema_of(opt: TextOptimizer, problem: Problem) -> dict:
+    from solvers.text.reply import reply_model
+
+    tried = {v.name: list(opt.tried.get(v.name, [])) for v in problem.variables}
+    return reply_model(problem.variables, exclude_current=True, exclude=tried,
+                       constrain_text=True).model_json_schema()
