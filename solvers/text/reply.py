@@ -83,7 +83,8 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
     if v.kind == "text" and constrain_text and exclude is not None:
         # the budget goes first to the current value, then to the newest tried values
         texts = [x for x in exclude if isinstance(x, str)]
-        ordered = ([v.value] if v.value in texts else []) + texts[::-1] + list(PLACEHOLDERS)
+        placeholders = [f(x) for x in PLACEHOLDERS for f in (str, str.capitalize, str.title, str.upper)]
+        ordered = ([v.value] if v.value in texts else []) + texts[::-1] + placeholders
         pattern = exclusion_pattern(ordered)
         if pattern:  # for the server's grammar only; _check_text and the optimizer still check
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}

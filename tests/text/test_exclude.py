@@ -75,7 +75,7 @@ def test_text_field_gets_the_pattern_only_when_asked():
                          exclude={"keywords": ["spam"]}).model_json_schema()
     pattern = json.dumps(schema)
     field = next(iter(schema["$defs"]["Suggestion"]["properties"].values()))
-    for text in ["hello, thanks", "spam", *PLACEHOLDERS]:
+    for text in ["hello, thanks", "spam", "New text", "<NEW TEXT>", *PLACEHOLDERS]:
         assert not matches(field["pattern"], text)
     assert matches(field["pattern"], "free, prize") and "pattern" in pattern
 
