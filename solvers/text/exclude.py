@@ -29,7 +29,10 @@ ANY_TOKEN = f"([^{_PLAIN_OUT}]|\\\\[{_ESCAPE_CLASS}])"
 _SPACE_CLASS = "\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 _SPACE_ESCAPES = "nrtf"
 MAX_TOKENS_PER_VALUE = 300  # the trie's depth becomes nested groups; converters recurse on them
-MAX_TOTAL_TOKENS = 1500  # bounds the pattern's size (about 110 characters per trie node)
+# llama.cpp refuses a grammar with too many generated rules (each `*` and `?` makes some;
+# "exceeds sane defaults"), and its Python server then dies. Measured with llama-cpp-python
+# 0.3.36: 300 tokens of excluded text (a deep value or many short ones) work; ~1,000 fail.
+MAX_TOTAL_TOKENS = 300
 _END = ""  # trie key marking the end of an excluded string (no token is empty)
 
 
