@@ -5,15 +5,21 @@ reply, which wastes the call. A grammar-based server (llama.cpp) turns a schema 
 into a generation grammar, so a pattern that matches every string *except* a given set
 makes such a copy impossible to generate: the model must diverge somewhere.
 
-The regular expression is built from a trie of the excluded strings, written in the
+Strings are compared in their `normal_form` (ASCII letters lowered, trailing whitespace
+dropped), so a copy that differs only in letter case or trailing spaces is left out too; the
+reply checks use the same function, so whatever they refuse as a placeholder the grammar
+already cannot produce.
+
+The regular expression is built from a trie of the excluded normal forms, written in the
 subset llama.cpp's converter supports (no lookaheads). At each trie node a reply may stop
 (when the node does not end an excluded string), continue with a character that leaves the
-trie (then anything follows), or follow one of the node's children. Its size is linear in
-the excluded strings' total length. Grammar servers match patterns against the raw JSON
-text between the quotes, so characters are JSON string tokens: a plain character other
-than a quote, a backslash or a control character, or a two-character escape (`\\n`, `\\"`,
-...). `\\uXXXX` escapes are not generated, so excluded strings that need them cannot be
-produced anyway and are skipped.
+trie (then anything follows), or follow one of the node's children. After the end of an
+excluded string, only whitespace is a "closed" way out: it must be followed by something
+else before the reply may stop. Its size is linear in the excluded strings' total length.
+Grammar servers match patterns against the raw JSON text between the quotes, so characters
+are JSON string tokens: a plain character other than a quote, a backslash or a control
+character, or a two-character escape (`\\n`, `\\"`, `\\/`, ...). `\\uXXXX` escapes are not
+generated, so excluded strings that need them cannot be produced anyway and are skipped.
 """
 
 from __future__ import annotations
@@ -25,15 +31,24 @@ ESCAPE_LETTERS = '"\\/bfnrt'
 _PLAIN_OUT = '"\\\\\\x00-\\x1f'  # left out of plain characters: quote, backslash, controls
 _ESCAPE_CLASS = "".join(f"\\x{ord(c):02x}" for c in ESCAPE_LETTERS)
 ANY_TOKEN = f"([^{_PLAIN_OUT}]|\\\\[{_ESCAPE_CLASS}])"
-# a reply may not start with whitespace, so that it is never blank (str.isspace characters)
+# whitespace a reply can hold (str.isspace characters that are plain JSON, and escapes)
 _SPACE_CLASS = "\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 _SPACE_ESCAPES = "nrtf"
+_SPACE_TOKEN = f"([{_SPACE_CLASS}]|\\\\[{''.join(_SPACE_ESCAPES)}])"
 MAX_TOKENS_PER_VALUE = 300  # the trie's depth becomes nested groups; converters recurse on them
 # llama.cpp refuses a grammar with too many generated rules (each `*` and `?` makes some;
 # "exceeds sane defaults"), and its Python server then dies. Measured with llama-cpp-python
-# 0.3.36: 300 tokens of excluded text (a deep value or many short ones) work; ~1,000 fail.
-MAX_TOTAL_TOKENS = 300
+# 0.3.36 on four shapes (one deep value; 300 tried values of 50, 3 and 17 characters):
+# 450 tokens of excluded text work for all, 700 crash the server on the 50-character ones.
+# 370 leaves 300 for values after the reply placeholders (64 tokens), which go first.
+MAX_TOTAL_TOKENS = 370
 _END = ""  # trie key marking the end of an excluded string (no token is empty)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def normal_form(text: str) -> str:
+    """What exclusion compares: ASCII letters lowered and trailing whitespace dropped."""
+    return text.translate(_ASCII_LOWER).rstrip()
 
 
 def json_tokens(text: str) -> list[str] | None:
@@ -61,34 +76,74 @@ def _hex(ch: str) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-def _literal(token: str) -> str:
-    """One token as a pattern piece; anything not alphanumeric goes in a character class,
-    which llama.cpp's converter copies verbatim (its literal escaping is narrower)."""
+def _is_space(token: str) -> bool:
+    return token.isspace() if len(token) == 1 else token[1] in _SPACE_ESCAPES
+
+
+def _spellings(token: str) -> tuple[set[str], set[str]]:
+    """The plain characters and escape letters that read as `token` in the normal form:
+    both cases of an ASCII letter, and `/` written plain or as `\\/`."""
     if len(token) == 2:
-        return f"\\\\[{_hex(token[1])}]"
-    return token if token.isascii() and token.isalnum() else f"[{_hex(token)}]"
+        return ({token[1]} if token[1] == "/" else set()), {token[1]}
+    plain = {token, token.upper()} if token.isascii() and token.isalpha() else {token}
+    return plain, ({"/"} if token == "/" else set())
 
 
-def _leave(children: list[str], first: bool = False) -> str:
-    """A token that is none of `children` (and, as the `first`, not whitespace)."""
-    plain = "".join(_hex(t) for t in children if len(t) == 1)
-    taken = {t[1] for t in children if len(t) == 2}
-    other = f"[^{_PLAIN_OUT}{plain}{_SPACE_CLASS if first else ''}]"
-    letters = "".join(_hex(c) for c in ESCAPE_LETTERS
-                      if c not in taken and not (first and c in _SPACE_ESCAPES))
-    return f"({other}|\\\\[{letters}])" if letters else other
+def _token_class(plain: set[str], escapes: set[str]) -> str:
+    """A pattern piece for one token spelled as any of `plain` or `\\` + any of `escapes`;
+    characters go in classes, which llama.cpp's converter copies verbatim."""
+    parts = []
+    if plain:
+        parts.append("[" + "".join(_hex(c) for c in sorted(plain)) + "]")
+    if escapes:
+        parts.append("\\\\[" + "".join(_hex(c) for c in sorted(escapes)) + "]")
+    return parts[0] if len(parts) == 1 else "(" + "|".join(parts) + ")"
+
+
+def _literal(token: str) -> str:
+    if len(token) == 1 and token.isascii() and token.isalnum() and not token.isalpha():
+        return token  # digits stand for themselves
+    return _token_class(*_spellings(token))
+
+
+def _leave(children: list[str], spaces: bool | None) -> str:
+    """A token that is none of `children`: only whitespace (`spaces=True`), none
+    (`spaces=False`) or any (`None`); "" when no such token exists."""
+    plain: set[str] = set()
+    taken: set[str] = set()
+    for child in children:
+        p, e = _spellings(child)
+        plain |= p
+        taken |= e
+    out = "".join(_hex(c) for c in sorted(plain))
+    letters = [c for c in ESCAPE_LETTERS if c not in taken]
+    if spaces is True:  # plain whitespace not taken: a class of the whitespace class minus them
+        chars = [c for c in (" ", "\x85", "\xa0", "\u1680", *map(chr, range(0x2000, 0x200b)),
+                             "\u2028", "\u2029", "\u202f", "\u205f", "\u3000") if c not in plain]
+        letters = [c for c in letters if c in _SPACE_ESCAPES]
+        other = "[" + "".join(_hex(c) for c in chars) + "]" if chars else ""
+    else:
+        other = f"[^{_PLAIN_OUT}{out}{_SPACE_CLASS if spaces is False else ''}]"
+        if spaces is False:
+            letters = [c for c in letters if c not in _SPACE_ESCAPES]
+    escaped = "\\\\[" + "".join(_hex(c) for c in letters) + "]" if letters else ""
+    pieces = [p for p in (other, escaped) if p]
+    if not pieces:
+        return ""
+    return pieces[0] if len(pieces) == 1 else "(" + "|".join(pieces) + ")"
 
 
 def exclusion_pattern(excluded: Iterable[str]) -> str:
-    """A `^...$` pattern matching the JSON text of every string except those in `excluded`
-    and those that start with whitespace (so never a blank one). Strings longer than `MAX_TOKENS_PER_VALUE`
-    tokens, or past `MAX_TOTAL_TOKENS` in all, are not excluded (callers still check);
-    returns "" when nothing could be excluded besides the empty string."""
+    """A `^...$` pattern matching the JSON text of every string except those whose
+    `normal_form` is that of a string in `excluded`, and those that start with whitespace
+    (so never a blank one). Strings longer than `MAX_TOKENS_PER_VALUE` tokens, or past
+    `MAX_TOTAL_TOKENS` in all (earlier strings first), are not excluded (callers still
+    check); returns "" when nothing could be excluded besides the empty string."""
     trie: dict[str, dict] = {}
     total = 0
     kept = 0
-    for text in dict.fromkeys(excluded):  # ordered, no repeats: earlier values win the budget
-        tokens = json_tokens(text) if isinstance(text, str) else None
+    for text in dict.fromkeys(normal_form(t) for t in excluded if isinstance(t, str)):
+        tokens = json_tokens(text)
         if not tokens or len(tokens) > MAX_TOKENS_PER_VALUE or total + len(tokens) > MAX_TOTAL_TOKENS:
             continue
         total += len(tokens)
@@ -101,13 +156,23 @@ def exclusion_pattern(excluded: Iterable[str]) -> str:
         return ""
     trie[_END] = {}  # the empty string
     tail = f"{ANY_TOKEN}{{0,}}"  # `{0,}`: the converter makes it one shared rule
+    # after an excluded string, whitespace that is not a trie child must lead somewhere else
+    after_space = f"{_SPACE_TOKEN}{{0,}}{_leave([], spaces=False)}{tail}"
 
-    def build(node: dict[str, dict], first: bool = False) -> str:
+    def build(node: dict[str, dict], closed: bool, first: bool = False) -> str:
+        """`closed`: the text so far is an excluded string plus whitespace (it may not stop)."""
         children = [t for t in node if t != _END]
         if first:  # a leading whitespace token cannot start a reply, so it needs no branch
-            children = [t for t in children if not (t.isspace() or (len(t) == 2 and t[1] in _SPACE_ESCAPES))]
-        branches = [_leave(children, first) + tail] + [_literal(t) + build(node[t]) for t in children]
+            children = [t for t in children if not _is_space(t)]
+        closed = closed or _END in node
+        if closed:
+            branches = [_leave(children, spaces=False) + tail]
+            if not first and (out := _leave(children, spaces=True)):
+                branches.append(out + after_space)
+        else:
+            branches = [_leave(children, spaces=None) + tail]
+        branches += [_literal(t) + build(node[t], closed and _is_space(t)) for t in children]
         group = "(" + "|".join(branches) + ")"
-        return group if _END in node else group + "?"
+        return group if closed else group + "?"
 
-    return "^" + build(trie, first=True) + "$"
+    return "^" + build(trie, closed=True, first=True) + "$"

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from .exclude import exclusion_pattern
+from .exclude import exclusion_pattern, normal_form
 from .problem import Variable
 
 MAX_REPLY_CHARS = 200_000  # longer replies are cut before parsing (bounded work)
@@ -36,7 +36,8 @@ RISKY_NAMES = frozenset({
     "importlib", "builtins", "ctypes", "pickle", "marshal", "signal", "threading", "multiprocessing",
     "exit", "quit",
 })
-PLACEHOLDERS = ("<new text>", "new text", "<one short sentence>", "...", "<text>", "<value>")
+PLACEHOLDERS = ("<new text>", "new text", "[new text]", "<one short sentence>", "...", "<text>", "<value>")
+_PLACEHOLDER_FORMS = frozenset(normal_form(p) for p in PLACEHOLDERS)  # as the grammar compares
 
 
 class ReplyError(ValueError):
@@ -81,10 +82,10 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
         if pattern:  # shown to the server's grammar only; validation is check_code's job
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
     if v.kind == "text" and constrain_text and exclude is not None:
-        # the budget goes first to the current value, then to the newest tried values
+        # the budget goes first to the placeholders (so that the grammar refuses all that
+        # _check_text refuses), then the current value, then the newest tried values
         texts = [x for x in exclude if isinstance(x, str)]
-        placeholders = [f(x) for x in PLACEHOLDERS for f in (str, str.capitalize, str.title, str.upper)]
-        ordered = ([v.value] if v.value in texts else []) + texts[::-1] + placeholders
+        ordered = [*PLACEHOLDERS, *([v.value] if v.value in texts else []), *texts[::-1]]
         pattern = exclusion_pattern(ordered)
         if pattern:  # for the server's grammar only; _check_text and the optimizer still check
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
@@ -397,7 +398,7 @@ def _check_text(v: Variable, raw: Any, max_text_chars: int | None) -> Any:
         raise ReplyError(f"{where} must be a string, got {type(raw).__name__}")
     if not raw.strip():
         raise ReplyError(f"{where} must not be empty")
-    if raw.strip().lower() in PLACEHOLDERS:
+    if normal_form(raw.lstrip()) in _PLACEHOLDER_FORMS:
         raise ReplyError(f"{where} repeats the placeholder from the instructions instead of a new value")
     if max_text_chars is not None and len(raw) > max_text_chars:
         raise ReplyError(f"{where} is too long ({len(raw)} characters; at most {max_text_chars})")

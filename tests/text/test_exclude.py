@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from solvers.text.exclude import MAX_TOKENS_PER_VALUE, exclusion_pattern, json_tokens
+from solvers.text.exclude import MAX_TOKENS_PER_VALUE, exclusion_pattern, json_tokens, normal_form
 from solvers.text.problem import Variable
-from solvers.text.reply import PLACEHOLDERS, reply_model
+from solvers.text.reply import PLACEHOLDERS, ReplyError, check_value, reply_model
 
 EXCLUDED = ["hello, thanks", "hello", "defs,", 'say "hi"\nthen \\ stop', "naïve café ✓", "a-b]c^[d"]
 
@@ -26,22 +26,61 @@ def test_excluded_strings_and_the_empty_string_do_not_match():
         assert not matches(pattern, text), text
 
 
-@pytest.mark.parametrize("text", ["hello, thanks!", "hello,", "hell", "h", "Hello, thanks", "defs",
+@pytest.mark.parametrize("text", ["Hello, thanks", "HELLO", "hello ", "hello\n", "Defs,\t \n",
+                                  'SAY "HI"\nthen \\ stop  ', "naïve café ✓ "])
+def test_case_and_trailing_whitespace_variants_do_not_match(text):
+    assert not matches(exclusion_pattern(EXCLUDED), text)
+
+
+@pytest.mark.parametrize("text", ["hello, thanks!", "hello,", "hell", "h", "hello x", "hello \nx", "defs",
                                   "defs,,", 'say "hi"\nthen \\ stop.', 'say "hi"\tthen', "naïve café",
                                   "a-b]c^[d e", "free, prize", "x\ny", 'quote " inside', "✓"])
 def test_everything_else_matches(text):
     assert matches(exclusion_pattern(EXCLUDED), text)
 
 
-def test_random_strings_match_exactly_when_not_excluded():
-    rng = random.Random(0)
-    alphabet = 'ab, "\\\n-]^[é'
+@pytest.mark.parametrize("seed", range(4))
+def test_random_strings_match_exactly_when_not_excluded(seed):
+    """The pattern against its definition: no leading whitespace, normal form not excluded."""
+    rng = random.Random(seed)
+    alphabet = 'aAbB, "\\\n\t-]^[éÉ/'
     excluded = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(30)]
+    forms = {normal_form(x) for x in excluded}
     pattern = exclusion_pattern(excluded)
-    for _ in range(3000):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7)))
-        expected = text not in excluded and text != "" and not text[0].isspace()
+    near = [x + tail for x in excluded for tail in ("", " ", "\n ", "x", " x")]
+    for text in near + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(3000)]:
+        expected = text != "" and not text[0].isspace() and normal_form(text) not in forms
         assert matches(pattern, text) == expected, repr(text)
+
+
+def test_a_slash_is_excluded_in_both_json_spellings():
+    pattern = exclusion_pattern(["a/b"])[1:-1]
+    assert not re.fullmatch(pattern, "a/b") and not re.fullmatch(pattern, "a\\/b")
+    assert re.fullmatch(pattern, "a\\/c") and re.fullmatch(pattern, "a\\/b\\/")
+
+
+@pytest.mark.parametrize("text", ["<New text>", "New Text ", "nEw TeXt", "[NEW TEXT]", "<value>\n",
+                                  "...  ", "<One short sentence>", "  new text"])
+def test_the_checker_and_the_grammar_agree_on_placeholders(text):
+    """What the reply check refuses as a placeholder, the grammar cannot produce (and vice versa
+    for these variants), so no grammar-constrained reply is lost to the placeholder rule."""
+    v = Variable(name="keywords", kind="text", value="hello, thanks")
+    schema = reply_model([v], exclude_current=True, constrain_text=True).model_json_schema()
+    field = next(iter(schema["$defs"]["Suggestion"]["properties"].values()))
+    with pytest.raises(ReplyError, match="placeholder"):
+        check_value(v, text, None)
+    assert not matches(field["pattern"], text)
+
+
+def test_placeholders_keep_their_place_when_tried_values_fill_the_budget():
+    v = Variable(name="keywords", kind="text", value="hello, thanks")
+    tried = [f"tried value {i:03d}: some words, more words, and more" for i in range(300)]
+    schema = reply_model([v], exclude_current=True, constrain_text=True,
+                         exclude={"keywords": tried}).model_json_schema()
+    field = next(iter(schema["$defs"]["Suggestion"]["properties"].values()))
+    for text in [*PLACEHOLDERS, "<New Text>", "hello, thanks", tried[-1]]:
+        assert not matches(field["pattern"], text), text
+    assert matches(field["pattern"], tried[0])  # the oldest tried values are past the budget
 
 
 @pytest.mark.parametrize("text", [" ", "\n", "  \t", " leading space", "\nnew line first", "\u3000x", "\xa0"])
