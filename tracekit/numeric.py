@@ -13,6 +13,7 @@ solvers). See docs/numeric.md.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 from collections.abc import Callable
@@ -248,23 +249,10 @@ def _evaluator(params: list[ParameterNode], names: list[str], sizes: list[int],
         values = [_unflat(p, x[offsets[j]:offsets[j + 1]]) for j, p in enumerate(params)]
         if by_values:
             return _as_loss(objective(dict(zip(names, values))))
-        saved = [p._data.detach().clone() if p.is_tensor else p._data for p in params]
-        try:
+        with contextlib.ExitStack() as held:  # each value held, then restored (also on errors)
             for p, v in zip(params, values):
-                _poke(p, v)
+                held.enter_context(p.trial(v))
             with torch.no_grad():
                 return _as_loss(objective())
-        finally:
-            for p, v in zip(params, saved):
-                _poke(p, v)
 
     return f
-
-
-def _poke(p: ParameterNode, value: Any) -> None:
-    """Write a trial value without validation (SPSA keeps it inside the bounds)."""
-    if p.is_tensor:
-        with torch.no_grad():
-            p._data.copy_(value)
-    else:
-        p._data = value
