@@ -8,7 +8,8 @@
    tensors) for each optimizer we ship (the update alone, "kernel", and the guarded
    `GradientOptimizer.step`) vs torch's default Adam and torch's own fused SGD / Adam /
    AdamW, in effective GB/s, next to the measured streaming bandwidth (a large in-place
-   add `a.add_(c, alpha=0.5)`, 3 streams; a copy is reported too); goal: >= 80 % of it.
+   add `a.add_(c, alpha=0.5)`, 3 streams, timed in the same rounds as the steps; a copy is
+   reported too); goal: >= 80 % of it.
 3. linear regression y = 15x + 14 from 50 points (OPRO's task): gradients vs the LLM text
    optimizer on the embedded model, when that optimizer and model are available.
 
@@ -124,51 +125,27 @@ def overhead(steps: int, repeats: int) -> dict[str, Any]:
 
 
 # --- 2. throughput ---------------------------------------------------------------------------
-def bandwidth(n: int, repeats: int) -> dict[str, float]:
-    """Streaming bandwidth, best of many runs: a large copy (2 nominal streams; the write
-    also reads its target first) and an in-place add `a += 0.5 * c` (read a, read c, write
-    a: 3 streams, the same read-modify-write pattern as an optimizer step). The in-place
-    add is the reference for the optimizers' fractions."""
-    a = torch.rand(n)
-    b = torch.empty_like(a)
-    c = torch.rand(n)
-    repeats = max(repeats, 15)
-    t2 = best_time(lambda: b.copy_(a), repeats)
-    t3 = best_time(lambda: a.add_(c, alpha=0.5), repeats)
-    copy, rmw = 2 * n * 4 / t2 / 1e9, 3 * n * 4 / t3 / 1e9
-    return {"copy_GBps": round(copy, 2), "inplace_add_GBps": round(rmw, 2),
-            "reference_GBps": round(rmw, 2)}
-
-
 def throughput(total: int, layouts: list[int], repeats: int) -> dict[str, Any]:
-    before = bandwidth(total, repeats)
-    stream = before["reference_GBps"]
     out: dict[str, Any] = {}
     for count in layouts:
-        out[f"{count}_tensors"] = _layout(total, count, repeats, stream)
-    after = bandwidth(total, repeats)
-    # the conservative reference: the better of the two measurements (load only slows runs)
-    stream = max(stream, after["reference_GBps"])
-    for results in out.values():
-        for entry in results.values():
-            for timing in (entry, entry.get("kernel"), entry.get("guarded_step"), entry.get("torch_fused")):
-                if isinstance(timing, dict) and "GBps" in timing:
-                    timing["fraction_of_bandwidth"] = round(timing["GBps"] / stream, 3)
-    out["streaming_bandwidth"] = {"before": before, "after": after,
-                                  "reference_GBps_used": stream}
+        out[f"{count}_tensors"] = _layout(total, count, repeats)
     out["note"] = ("GBps = streams x 4 bytes x parameters / step time; streams: "
                    + ", ".join(f"{k}={v}" for k, v in STREAMS.items())
                    + "; kernel = opt.optimizer.step() (backend: what it ran, 'ckernel' = one fused C "
-                   "call per step); guarded_step = GradientOptimizer.step(), counted with one more "
-                   "read of the gradients (the NaN/inf check and grad norms; fused into the same pass "
-                   "with the C kernel, so it may score above the kernel alone); torch_fused = "
-                   "torch.optim.<cls>(fused=True).step(); "
-                   "fraction_of_bandwidth = GBps / the in-place add's GBps, the better of the "
-                   "measurements before and after the runs (load only slows runs down)")
+                   "call per step; gather: how it read the tensors' pointers, 'c++' = one prefetching "
+                   "call); guarded_step = GradientOptimizer.step(), counted with one more read of the "
+                   "gradients (the NaN/inf check and grad norms; fused into the same pass with the C "
+                   "kernel, so it may score above the kernel alone); torch_fused = "
+                   "torch.optim.<cls>(fused=True).step(); reference = a large in-place add "
+                   "a.add_(c, alpha=0.5) over the same number of elements (read a, read c, write a: "
+                   "the read-modify-write pattern of an optimizer step), timed in the same rounds "
+                   "as every step (one call of each per round, best of all rounds), so that the "
+                   "machine's changing speed hits all alike; fraction_of_bandwidth = GBps / the "
+                   "reference's GBps; copy_GBps: a large copy, for comparison")
     return out
 
 
-def _layout(total: int, count: int, repeats: int, stream: float) -> dict[str, Any]:
+def _layout(total: int, count: int, repeats: int) -> dict[str, Any]:
     """Every optimizer on `count` tensors holding `total` float32 parameters in all.
 
     Per algorithm: "kernel" times `opt.optimizer.step()` (the inner optimizer's update
@@ -177,48 +154,60 @@ def _layout(total: int, count: int, repeats: int, stream: float) -> dict[str, An
     `GradientOptimizer.step()` (NaN/inf check and gradient norms, fused into the same pass
     when the C kernel runs, plus the wrapper's bookkeeping); "torch_fused" times torch's
     own fused implementation (`torch.optim.SGD/Adam/AdamW(fused=True)`) on the same tensors.
+    All of them, and the reference add, run once per round, interleaved.
     """
+    from solvers.gradient import _tensormeta
+
+    _tensormeta.load(wait=True)  # built on first use; time the steady state
     size = total // count
     params = [torch.randn(size).requires_grad_() for _ in range(count)]
     grads = [torch.randn(size) for _ in range(count)]
-
-    def measure(step: Callable[[], Any], streams: int) -> dict[str, Any]:
-        for p, g in zip(params, grads):
-            p.grad = g
-        t = best_time(step, repeats)
-        gbps = streams * total * 4 / t / 1e9
-        return {"step_ms": round(t * 1e3, 2), "GBps": round(gbps, 2),
-                "fraction_of_bandwidth": round(gbps / stream, 3)}
-
-    results: dict[str, Any] = {}
-    baseline = torch.optim.Adam(params, lr=1e-4)
-    results["torch_adam_default"] = measure(baseline.step, 7)
-    base_ms = results["torch_adam_default"]["step_ms"]
-    del baseline
+    for p, g in zip(params, grads):
+        p.grad = g
+    a, c, b = torch.rand(total), torch.rand(total), torch.empty(total)
+    steps: dict[str, tuple[Callable[[], Any], int]] = {
+        "reference": (lambda: a.add_(c, alpha=0.5), 3), "copy": (lambda: b.copy_(a), 2),
+        "torch_adam_default": (torch.optim.Adam(params, lr=1e-4).step, 7)}
     torch_classes = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    inners: dict[str, Any] = {}
     for algo in ("sgd", "adam", "adamw", "lion"):
-        for p in params:
-            p.grad = None
         kw = {"momentum": 0.9} if algo == "sgd" else {}
-        entry: dict[str, Any] = {}
-        if algo in torch_classes:  # torch's own fused kernel, same tensors, fresh state
-            ref = torch_classes[algo](params, lr=1e-4, fused=True, **kw)
-            entry["torch_fused"] = measure(ref.step, STREAMS[algo])
-            del ref
-            for p in params:
-                p.grad = None
+        if algo in torch_classes:  # torch's own fused kernel, same tensors, its own state
+            steps[f"{algo}/torch_fused"] = (torch_classes[algo](params, lr=1e-4, fused=True, **kw).step,
+                                            STREAMS[algo])
         opt = GradientOptimizer(params, algo, lr=1e-4, **kw)
-        inner = opt.optimizer
-        raw = measure(inner.step, STREAMS[algo])  # the update kernel alone
-        backend = getattr(inner, "last_backend", "")
-        guarded = measure(opt.step, STREAMS[algo] + 1)  # + the NaN guard's read of g
-        raw["speedup_vs_torch_adam_default"] = round(base_ms / raw["step_ms"], 2)
-        entry.update({"kernel": raw, "guarded_step": guarded,
-                      "inner": f"{type(inner).__module__}.{type(inner).__name__}",
-                      "backend": backend,
-                      "guarded_backend": getattr(inner, "last_backend", "")})
-        results[algo] = entry
-        del opt, inner
+        inners[algo] = opt.optimizer
+        steps[f"{algo}/kernel"] = (opt.optimizer.step, STREAMS[algo])  # the update alone
+        steps[f"{algo}/guarded_step"] = (opt.step, STREAMS[algo] + 1)  # + the guard's read of g
+    best = {k: float("inf") for k in steps}
+    for round_ in range(max(repeats, 15) + 2):
+        for name, (fn, _) in steps.items():
+            start = time.perf_counter()
+            fn()
+            if round_ >= 2:  # two warm-up rounds: state created, plans cached
+                best[name] = min(best[name], time.perf_counter() - start)
+        for p, g in zip(params, grads):  # a step may not take the gradients away, but be sure
+            p.grad = g
+    ref = 3 * total * 4 / best["reference"] / 1e9
+
+    def entry(name: str) -> dict[str, Any]:
+        gbps = steps[name][1] * total * 4 / best[name] / 1e9
+        return {"step_ms": round(best[name] * 1e3, 3), "GBps": round(gbps, 2),
+                "fraction_of_bandwidth": round(gbps / ref, 3)}
+
+    results: dict[str, Any] = {"reference_GBps": round(ref, 2),
+                               "copy_GBps": round(2 * total * 4 / best["copy"] / 1e9, 2),
+                               "torch_adam_default": entry("torch_adam_default")}
+    base_ms = best["torch_adam_default"] * 1e3
+    for algo, inner in inners.items():
+        kernel = entry(f"{algo}/kernel")
+        kernel["speedup_vs_torch_adam_default"] = round(base_ms / kernel["step_ms"], 2)
+        results[algo] = {"kernel": kernel, "guarded_step": entry(f"{algo}/guarded_step"),
+                         "inner": f"{type(inner).__module__}.{type(inner).__name__}",
+                         "backend": getattr(inner, "last_backend", ""),
+                         "gather": getattr(inner, "last_gather", "")}
+        if f"{algo}/torch_fused" in steps:
+            results[algo]["torch_fused"] = entry(f"{algo}/torch_fused")
     return results
 
 

@@ -153,7 +153,7 @@ class KernelOptimizer:
         if plans is None or plans[0] is not self.state:
             plans = self.__dict__["_plans"] = (self.state, {})
         cache: dict[int, _Plan] = plans[1]
-        meta = _tensormeta.load()
+        meta = _tensormeta.load() if cache else None  # (built only once the kernel runs here)
         jobs = []
         base = 0
         for gi, group in enumerate(self.param_groups):  # first check everything, change nothing
