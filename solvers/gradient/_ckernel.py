@@ -364,7 +364,10 @@ _tried = False
 # every entry point: f(const int64_t* ia, const double* da, double* sumsq); see the source
 ALGORITHMS = ("sgd", "adam", "lion")
 IA_SIZE = 11
-def _cache_dir() -> Path:
+
+
+def cache_dir() -> Path:
+    """Where compiled libraries are kept: `$TRACEKIT_KERNEL_DIR`, else ~/.cache/tracekit/kernels."""
     root = os.environ.get("TRACEKIT_KERNEL_DIR")
     return Path(root) if root else Path.home() / ".cache" / "tracekit" / "kernels"
 
@@ -381,22 +384,34 @@ def _cpu_signature() -> str:
     return platform.machine() + platform.processor()
 
 
+def build_library(source: str, source_name: str, target: Path, commands: list[list[str]],
+                  timeout: float = 120) -> bool:
+    """Compile `source` (written as `source_name`) into `target` with the first of `commands`
+    that succeeds; each is an argv whose "{src}" and "{out}" items are filled in. The file
+    appears atomically, so concurrent builders never see half of it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / source_name
+        src.write_text(source)
+        out = Path(tmp) / target.name
+        for command in commands:
+            argv = [{"{src}": str(src), "{out}": str(out)}.get(a, a) for a in command]
+            try:
+                result = subprocess.run(argv, capture_output=True, timeout=timeout)
+            except (OSError, subprocess.SubprocessError):
+                return False
+            if result.returncode == 0:
+                os.replace(out, target)
+                return True
+    return False
+
+
 def _build(target: Path) -> bool:
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if compiler is None:
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src = Path(tmp) / "kernels.c"
-        src.write_text(_SOURCE)
-        out = Path(tmp) / target.name
-        for flags in _FLAGS:
-            cmd = [compiler, *flags, *_BASE, str(src), "-o", str(out), "-lm"]
-            result = subprocess.run(cmd, capture_output=True, timeout=120)
-            if result.returncode == 0:
-                os.replace(out, target)  # atomic: concurrent builders never see half a file
-                return True
-    return False
+    return build_library(_SOURCE, "kernels.c", target,
+                         [[compiler, *flags, *_BASE, "{src}", "-o", "{out}", "-lm"] for flags in _FLAGS])
 
 
 def load() -> Any:
@@ -411,7 +426,7 @@ def load() -> Any:
         if os.environ.get("TRACEKIT_NO_CKERNEL"):
             return None
         key = "\0".join([_SOURCE, repr(_FLAGS), repr(_BASE), _cpu_signature()])
-        target = _cache_dir() / f"optim_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+        target = cache_dir() / f"optim_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
         try:
             if not target.exists() and not _build(target):
                 return None

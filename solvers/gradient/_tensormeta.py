@@ -32,13 +32,13 @@ import ctypes
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+
+from solvers.gradient import _ckernel
 
 OK, NOT_TENSOR, NO_GRAD, MOVED, BAD_GRAD, ERROR = range(6)
 
@@ -152,9 +152,7 @@ def _key() -> str:
 
 
 def _target() -> Path:
-    root = os.environ.get("TRACEKIT_KERNEL_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "tracekit" / "kernels"
-    return base / f"tensormeta_{_key()}.so"
+    return _ckernel.cache_dir() / f"tensormeta_{_key()}.so"
 
 
 def _build(target: Path) -> bool:
@@ -165,24 +163,12 @@ def _build(target: Path) -> bool:
 
     include, lib = _torch_paths()
     abi = int(bool(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True)))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src = Path(tmp) / "tensormeta.cpp"
-        src.write_text(_SOURCE)
-        out = Path(tmp) / target.name
-        for std in _STANDARDS:
-            cmd = [compiler, std, "-O2", "-shared", "-fPIC", "-w", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-                   f"-I{include}", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
-                   f"-I{sysconfig.get_paths()['include']}", str(src), "-o", str(out),
-                   f"-L{lib}", "-ltorch_python", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{lib}"]
-            try:
-                result = subprocess.run(cmd, capture_output=True, timeout=300)
-            except (OSError, subprocess.SubprocessError):
-                return False
-            if result.returncode == 0:
-                os.replace(out, target)  # atomic: concurrent builders never see half a file
-                return True
-    return False
+    common = ["-O2", "-shared", "-fPIC", "-w", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", f"-I{include}",
+              f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
+              f"-I{sysconfig.get_paths()['include']}", "{src}", "-o", "{out}", f"-L{lib}",
+              "-ltorch_python", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{lib}"]
+    return _ckernel.build_library(_SOURCE, "tensormeta.cpp", target,
+                                  [[compiler, std, *common] for std in _STANDARDS], timeout=300)
 
 
 def _open(target: Path) -> Any:
