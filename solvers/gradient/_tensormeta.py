@@ -16,11 +16,12 @@ meanwhile); `load(wait=True)` waits. Without a C++ compiler, or with
 
 Entry points (called with the GIL held, through `ctypes.PyDLL`):
 
-    int tk_gather(list params, const uint64* pptr, const int64* numel, uint64* gptr)
-        0 when every params[i] is a tensor whose data pointer is pptr[i] with numel[i]
-        elements, and whose gradient is defined, dense, contiguous, on the CPU, of the
-        param's dtype and size; then gptr[i] gets the gradient's data pointer. Otherwise
-        a positive code (NOT_TENSOR, NO_GRAD, MOVED, BAD_GRAD, ERROR) and gptr is garbage.
+    int tk_gather(list params, const uint64* pptr, const int64* numel, int64 itemsize, uint64* gptr)
+        0 when every params[i] is a floating CPU tensor of `itemsize` bytes per element
+        whose data pointer is pptr[i] with numel[i] elements, and whose gradient is
+        defined, dense, contiguous, on the CPU, of the param's dtype and size; then gptr[i]
+        gets the gradient's data pointer. Otherwise a positive code (NOT_TENSOR, NO_GRAD,
+        MOVED, BAD_GRAD, ERROR) and gptr is garbage.
     int tk_bump(list params)
         Bumps every tensor's autograd version counter (what torch's in-place ops do);
         0, or ERROR (then call torch's `_increment_version` to get its exception).
@@ -73,7 +74,8 @@ int impls(PyObject* list, std::vector<c10::TensorImpl*>& out) {
 }
 }  // namespace
 
-extern "C" int tk_gather(PyObject* list, const uint64_t* pptr, const int64_t* numel, uint64_t* gptr) {
+extern "C" int tk_gather(PyObject* list, const uint64_t* pptr, const int64_t* numel, int64_t itemsize,
+                         uint64_t* gptr) {
     try {
         std::vector<c10::TensorImpl*> p, g;
         int r = impls(list, p);
@@ -95,6 +97,8 @@ extern "C" int tk_gather(PyObject* list, const uint64_t* pptr, const int64_t* nu
             fetch(g[i], kImplLines);
             c10::TensorImpl* t = p[i];
             if (t->device_type() != c10::DeviceType::CPU || t->numel() != numel[i]
+                || (int64_t)t->dtype().itemsize() != itemsize
+                || !c10::isFloatingType(t->dtype().toScalarType())
                 || reinterpret_cast<uint64_t>(t->mutable_data()) != pptr[i])
                 return MOVED;
         }
@@ -173,7 +177,8 @@ def _build(target: Path) -> bool:
 
 def _open(target: Path) -> Any:
     lib = ctypes.PyDLL(str(target))  # PyDLL: the GIL stays held (these read Python objects)
-    for name, args in (("tk_gather", [ctypes.py_object, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    for name, args in (("tk_gather", [ctypes.py_object, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                      ctypes.c_void_p]),
                        ("tk_bump", [ctypes.py_object])):
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int

@@ -44,12 +44,13 @@ class _Plan:
     """Pointers for the tensors of one param group that have gradients: cached between
     steps when every tensor of the group has one, rebuilt each step otherwise."""
 
-    __slots__ = ("params", "pptr", "calls", "fresh", "numel", "gptr")
+    __slots__ = ("params", "pptr", "calls", "fresh", "numel", "dtypes", "gptr")
 
     def __init__(self, params: list) -> None:
         self.params = params
         self.pptr = array("Q", [p.data_ptr() for p in params])
         self.numel = array("q", [p.numel() for p in params])
+        self.dtypes = [p.dtype for p in params]
         self.gptr = array("Q", bytes(8 * len(params)))  # filled by `_tensormeta.tk_gather`
         self.calls: list[tuple] = []  # (indices or None, C function, ia, da, keep-alive)
         self.fresh: list = []  # params whose state this plan created
@@ -57,7 +58,11 @@ class _Plan:
     def gather(self, meta: Any) -> bool:
         """Check the params (pointers, sizes) and read their gradients' pointers into
         `gptr` in one C++ call; False (nothing known) when anything differs."""
-        return meta.tk_gather(self.params, _addr(self.pptr), _addr(self.numel), _addr(self.gptr)) == 0
+        if len(self.calls) != 1 or not self.dtypes:  # one dtype only (its element size is what the reader checks)
+            return False
+        itemsize = 4 if self.dtypes[0] is torch.float32 else 8
+        return meta.tk_gather(self.params, _addr(self.pptr), _addr(self.numel), itemsize,
+                              _addr(self.gptr)) == 0
 
 
 class KernelOptimizer:
@@ -160,8 +165,7 @@ class KernelOptimizer:
             params = group["params"]
             size = len(params)
             plan = cache.get(gi)
-            if (meta is not None and plan is not None and plan.params is params
-                    and len(plan.calls) == 1 and plan.gather(meta)):
+            if meta is not None and plan is not None and plan.params is params and plan.gather(meta):
                 if not self._kernel_group_ok(group):
                     return None
                 jobs.append((gi, group, plan, params, None, None, base))  # gptr: in plan.gptr
@@ -182,7 +186,8 @@ class KernelOptimizer:
                 plan = None
             elif plan is not None and (plan.params is not params or len(plan.pptr) != size
                                        or array("Q", [p.data_ptr() for p in params]) != plan.pptr
-                                       or array("q", [p.numel() for p in params]) != plan.numel):
+                                       or array("q", [p.numel() for p in params]) != plan.numel
+                                       or [p.dtype for p in params] != plan.dtypes):
                 plan = None
             if plan is None and not self._fits(params, grads):
                 return None

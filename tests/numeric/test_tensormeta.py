@@ -34,11 +34,11 @@ def _addr(a: array) -> int:
     return a.buffer_info()[0]
 
 
-def _gather(meta, params, pptr=None, numel=None):
+def _gather(meta, params, pptr=None, numel=None, itemsize=4):
     pptr = array("Q", [p.data_ptr() for p in params]) if pptr is None else pptr
     numel = array("q", [p.numel() for p in params]) if numel is None else numel
     gptr = array("Q", bytes(8 * len(params)))
-    return meta.tk_gather(params, _addr(pptr), _addr(numel), _addr(gptr)), list(gptr)
+    return meta.tk_gather(params, _addr(pptr), _addr(numel), itemsize, _addr(gptr)), list(gptr)
 
 
 @needs_cxx
@@ -79,7 +79,8 @@ def test_gather_reports_each_kind_of_change(meta):
     assert _gather(meta, ps, pptr, numel)[0] == _tensormeta.BAD_GRAD
     ps, pptr, numel = fresh()
     assert _gather(meta, [*ps, 3.0], pptr, numel)[0] == _tensormeta.NOT_TENSOR
-    assert meta.tk_gather(tuple(ps), _addr(pptr), _addr(numel), 0) == _tensormeta.NOT_TENSOR
+    assert meta.tk_gather(tuple(ps), _addr(pptr), _addr(numel), 4, 0) == _tensormeta.NOT_TENSOR
+    assert _gather(meta, ps, pptr, numel, itemsize=8)[0] == _tensormeta.MOVED  # not float64
     no_grad_meta = [torch.randn(3)]  # never required grad: no autograd meta at all
     assert _gather(meta, no_grad_meta)[0] == _tensormeta.NO_GRAD
 
@@ -179,3 +180,19 @@ print("ok")
                          timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
     assert not list(tmp_path.glob("tensormeta_*.so"))
+
+
+@needs_cxx
+def test_float64_groups_take_it_too(meta):
+    ours = [torch.randn(n, dtype=torch.float64).requires_grad_() for n in (9, 40)]
+    ref = [p.detach().clone().requires_grad_() for p in ours]
+    a, b = FusedAdam(ours, lr=0.01), torch.optim.Adam(ref, lr=0.01)
+    for _ in range(4):
+        for p, r in zip(ours, ref):
+            p.grad = torch.randn(p.shape, dtype=torch.float64)
+            r.grad = p.grad.clone()
+        a.step()
+        b.step()
+    assert a.last_gather == "c++"
+    for p, r in zip(ours, ref):
+        torch.testing.assert_close(p.detach(), r.detach(), rtol=1e-12, atol=1e-12)
