@@ -27,14 +27,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+
+def _hex(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 ESCAPE_LETTERS = '"\\/bfnrt'
 _PLAIN_OUT = '"\\\\\\x00-\\x1f'  # left out of plain characters: quote, backslash, controls
 _ESCAPE_CLASS = "".join(f"\\x{ord(c):02x}" for c in ESCAPE_LETTERS)
 ANY_TOKEN = f"([^{_PLAIN_OUT}]|\\\\[{_ESCAPE_CLASS}])"
-# whitespace a reply can hold (str.isspace characters that are plain JSON, and escapes)
-_SPACE_CLASS = "\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+# whitespace a reply can hold: the str.isspace characters that are plain JSON, and escapes
+_SPACE_CHARS = (" ", "\x85", "\xa0", "\u1680", *map(chr, range(0x2000, 0x200B)), "\u2028", "\u2029",
+                "\u202f", "\u205f", "\u3000")
+_SPACE_CLASS = "".join(_hex(c) for c in _SPACE_CHARS)
 _SPACE_ESCAPES = "nrtf"
-_SPACE_TOKEN = f"([{_SPACE_CLASS}]|\\\\[{''.join(_SPACE_ESCAPES)}])"
+_SPACE_TOKEN = f"([{_SPACE_CLASS}]|\\\\[{_SPACE_ESCAPES}])"
 MAX_TOKENS_PER_VALUE = 300  # the trie's depth becomes nested groups; converters recurse on them
 # llama.cpp refuses a grammar with too many generated rules (each `*` and `?` makes some;
 # "exceeds sane defaults"), and its Python server then dies. Measured with llama-cpp-python
@@ -67,13 +77,6 @@ def json_tokens(text: str) -> list[str] | None:
             tokens.append(body[i])
             i += 1
     return tokens
-
-
-def _hex(ch: str) -> str:
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _is_space(token: str) -> bool:
@@ -118,8 +121,7 @@ def _leave(children: list[str], spaces: bool | None) -> str:
     out = "".join(_hex(c) for c in sorted(plain))
     letters = [c for c in ESCAPE_LETTERS if c not in taken]
     if spaces is True:  # plain whitespace not taken: a class of the whitespace class minus them
-        chars = [c for c in (" ", "\x85", "\xa0", "\u1680", *map(chr, range(0x2000, 0x200b)),
-                             "\u2028", "\u2029", "\u202f", "\u205f", "\u3000") if c not in plain]
+        chars = [c for c in _SPACE_CHARS if c not in plain]
         letters = [c for c in letters if c in _SPACE_ESCAPES]
         other = "[" + "".join(_hex(c) for c in chars) + "]" if chars else ""
     else:
