@@ -51,17 +51,6 @@ STREAMS = {
 }
 
 
-def best_time(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 # --- 1. overhead -----------------------------------------------------------------------------
 def overhead(steps: int, repeats: int) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)

@@ -44,13 +44,14 @@ class _Plan:
     """Pointers for the tensors of one param group that have gradients: cached between
     steps when every tensor of the group has one, rebuilt each step otherwise."""
 
-    __slots__ = ("params", "pptr", "calls", "fresh", "numel", "dtypes", "gptr")
+    __slots__ = ("params", "pptr", "calls", "fresh", "numel", "dtypes", "itemsize", "gptr")
 
     def __init__(self, params: list) -> None:
         self.params = params
         self.pptr = array("Q", [p.data_ptr() for p in params])
         self.numel = array("q", [p.numel() for p in params])
         self.dtypes = [p.dtype for p in params]
+        self.itemsize = params[0].element_size()  # what the C++ reader checks (one dtype only)
         self.gptr = array("Q", bytes(8 * len(params)))  # filled by `_tensormeta.tk_gather`
         self.calls: list[tuple] = []  # (indices or None, C function, ia, da, keep-alive)
         self.fresh: list = []  # params whose state this plan created
@@ -58,10 +59,9 @@ class _Plan:
     def gather(self, meta: Any) -> bool:
         """Check the params (pointers, sizes) and read their gradients' pointers into
         `gptr` in one C++ call; False (nothing known) when anything differs."""
-        if len(self.calls) != 1 or not self.dtypes:  # one dtype only (its element size is what the reader checks)
+        if len(self.calls) != 1:  # several dtypes: the Python path checks them
             return False
-        itemsize = 4 if self.dtypes[0] is torch.float32 else 8
-        return meta.tk_gather(self.params, _addr(self.pptr), _addr(self.numel), itemsize,
+        return meta.tk_gather(self.params, _addr(self.pptr), _addr(self.numel), self.itemsize,
                               _addr(self.gptr)) == 0
 
 
@@ -184,7 +184,7 @@ class KernelOptimizer:
                 params = [params[j] for j in pos]
                 grads = present
                 plan = None
-            elif plan is not None and (plan.params is not params or len(plan.pptr) != size
+            elif plan is not None and (plan.params is not params
                                        or array("Q", [p.data_ptr() for p in params]) != plan.pptr
                                        or array("q", [p.numel() for p in params]) != plan.numel
                                        or [p.dtype for p in params] != plan.dtypes):

@@ -37,7 +37,7 @@ def _hex(ch: str) -> str:
 
 ESCAPE_LETTERS = '"\\/bfnrt'
 _PLAIN_OUT = '"\\\\\\x00-\\x1f'  # left out of plain characters: quote, backslash, controls
-_ESCAPE_CLASS = "".join(f"\\x{ord(c):02x}" for c in ESCAPE_LETTERS)
+_ESCAPE_CLASS = "".join(_hex(c) for c in ESCAPE_LETTERS)
 ANY_TOKEN = f"([^{_PLAIN_OUT}]|\\\\[{_ESCAPE_CLASS}])"
 # whitespace a reply can hold: the str.isspace characters that are plain JSON, and escapes
 _SPACE_CHARS = (" ", "\x85", "\xa0", "\u1680", *map(chr, range(0x2000, 0x200B)), "\u2028", "\u2029",
@@ -118,13 +118,13 @@ def _leave(children: list[str], spaces: bool | None) -> str:
         p, e = _spellings(child)
         plain |= p
         taken |= e
-    out = "".join(_hex(c) for c in sorted(plain))
     letters = [c for c in ESCAPE_LETTERS if c not in taken]
     if spaces is True:  # plain whitespace not taken: a class of the whitespace class minus them
         chars = [c for c in _SPACE_CHARS if c not in plain]
         letters = [c for c in letters if c in _SPACE_ESCAPES]
         other = "[" + "".join(_hex(c) for c in chars) + "]" if chars else ""
     else:
+        out = "".join(_hex(c) for c in sorted(plain))
         other = f"[^{_PLAIN_OUT}{out}{_SPACE_CLASS if spaces is False else ''}]"
         if spaces is False:
             letters = [c for c in letters if c not in _SPACE_ESCAPES]
