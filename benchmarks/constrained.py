@@ -289,7 +289,7 @@ def run_batched(count: int) -> dict:
 
 
 def run_ridge(repeats: int) -> dict:
-    from solvers.bilevel import hypergradient, solve_inner
+    from solvers.constrained.bilevel_problem import hypergradient, solve_inner
 
     gen = torch.Generator().manual_seed(0)
     n, d = 200, 50

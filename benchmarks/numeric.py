@@ -238,7 +238,7 @@ def linear_by_gradients(threshold: float, max_steps: int) -> dict[str, Any]:
 def linear_by_llm(threshold: float, max_steps: int, timeout_s: float) -> dict[str, Any]:
     """The same task with Python-number parameters and the text (LLM) optimizer."""
     try:
-        import tracekit.text_solver  # noqa: F401
+        import tracekit.routes.text  # noqa: F401
 
         llm = tk.llm.default()
     except Exception as exc:  # the text optimizer or the embedded model is not available

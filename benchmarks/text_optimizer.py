@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import tracekit as tk  # noqa: E402
 from solvers.text import build_prompt  # noqa: E402
-from tracekit.text_solver import build_problem  # noqa: E402
+from tracekit.routes.text import build_problem  # noqa: E402
 
 TRACE_PYTHON = ROOT / ".bench-venv" / "trace" / "bin" / "python"
 

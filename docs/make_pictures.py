@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import tracekit as tk
-from tracekit.render import plot_run, render
+from tracekit.drawing import plot_run, render
 
 HERE = Path(__file__).resolve().parent
 GRAPH_SUFFIX = ".svg"  # --png switches the Graphviz pictures to PNG (to look at them)

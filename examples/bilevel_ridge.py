@@ -17,7 +17,7 @@ import argparse
 import torch
 
 import tracekit as tk
-from solvers.bilevel import hypergradient, solve_inner
+from solvers.constrained.bilevel_problem import hypergradient, solve_inner
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -23,8 +23,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "InvalidValueError": ("tracekit.errors", "InvalidValueError"),
     "StateDictError": ("tracekit.errors", "StateDictError"),
     "MissingSolverError": ("tracekit.errors", "MissingSolverError"),
-    "bundle": ("tracekit.bundle", "bundle"),
-    "BundledFunction": ("tracekit.bundle", "BundledFunction"),
+    "bundle": ("tracekit.bundled", "bundle"),
+    "BundledFunction": ("tracekit.bundled", "BundledFunction"),
     "no_trace": ("tracekit.context", "no_trace"),
     "Module": ("tracekit.module", "Module"),
     "model": ("tracekit.module", "model"),
@@ -35,13 +35,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "to_networkx": ("tracekit.graph", "to_networkx"),
     "Optimizer": ("tracekit.optimizer", "Optimizer"),
     "StepReport": ("tracekit.optimizer", "StepReport"),
-    "register_solver": ("tracekit.registry", "register_solver"),
+    "register_solver": ("tracekit.seam", "register_solver"),
     # constrained and bilevel problems
-    "minimize": ("tracekit.minimize", "minimize"),
-    "bilevel": ("tracekit.minimize", "bilevel"),
-    "Ineq": ("tracekit.minimize", "Ineq"),
-    "Eq": ("tracekit.minimize", "Eq"),
-    "OptimizeResult": ("tracekit.minimize", "OptimizeResult"),
+    "minimize": ("tracekit.problems", "minimize"),
+    "bilevel": ("tracekit.problems", "bilevel"),
+    "Ineq": ("tracekit.problems", "Ineq"),
+    "Eq": ("tracekit.problems", "Eq"),
+    "OptimizeResult": ("tracekit.problems", "OptimizeResult"),
     # training
     "Trainer": ("tracekit.training", "Trainer"),
     "TrainResult": ("tracekit.training", "TrainResult"),
@@ -53,8 +53,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "RayExecutor": ("tracekit.training.executors", "RayExecutor"),
     "training": ("tracekit.training", None),
     # pictures
-    "render": ("tracekit.render", "render"),
-    "plot_run": ("tracekit.render", "plot_run"),
+    "render": ("tracekit.drawing", "render"),
+    "plot_run": ("tracekit.drawing", "plot_run"),
     # LLM layer (a subpackage)
     "llm": ("tracekit.llm", None),
 }
@@ -70,11 +70,6 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'tracekit' has no attribute {name!r}") from None
     module = importlib.import_module(module_name)
     value = module if attribute is None else getattr(module, attribute)
-    if module_name == f"{__name__}.{name}" and callable(module):
-        # `bundle`, `minimize`, `render`: the submodule shares the function's name and is
-        # callable (it forwards to the function), so keep the module as the attribute;
-        # then `tk.render(...)` and `import tracekit.render` agree in every import order.
-        value = module
     globals()[name] = value
     return value
 

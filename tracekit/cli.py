@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print the summary as JSON")
     show.add_argument("--steps", action="store_true", help="also list every step")
     show.add_argument("--plot", metavar="FILE", help="also plot scores and tokens per step to FILE "
-                                                     "(.png/.svg/.pdf, through tracekit.render)")
+                                                     "(.png/.svg/.pdf, through tracekit.drawing)")
     show.set_defaults(func=_cmd_show)
 
     graph = sub.add_parser("graph", help="render a traced graph",
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
                                        "them, or a tk.Subgraph) and render its graph.")
     graph.add_argument("function", help="module:function or path/to/file.py:function")
     graph.add_argument("-o", "--output", help="write to this file (.dot/.gv: DOT; .txt: text; other "
-                                              "extensions through tracekit.render when installed)")
+                                              "extensions through tracekit.drawing when installed)")
     graph.add_argument("--format", choices=["text", "dot"], default="text",
                        help="what to print when no --output is given (default: text)")
     graph.set_defaults(func=_cmd_graph)
@@ -226,9 +226,9 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
         summary["stop_reason"] = "unfinished (no summary.json yet; resume to continue)"
     if args.plot:
         try:
-            from tracekit.render import plot_run
+            from tracekit.drawing import plot_run
         except ImportError:
-            raise CLIError("--plot needs tracekit.render (and matplotlib: pip install 'tracekit[plot]')") from None
+            raise CLIError("--plot needs tracekit.drawing (and matplotlib: pip install 'tracekit[plot]')") from None
         plot_run(records, args.plot, title=f"run {run_dir}")
         summary["plot"] = str(args.plot)
     if args.json:
@@ -260,9 +260,9 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
 # --- graph -------------------------------------------------------------------------------------
 def to_dot(graph: Any) -> str:
     """A Graphviz DOT description of a traced graph (output node, nodes list or Subgraph):
-    `tracekit.render.graph_to_dot` when available, else a plain rendering."""
+    `tracekit.drawing.graph_to_dot` when available, else a plain rendering."""
     try:
-        from tracekit.render import graph_to_dot
+        from tracekit.drawing import graph_to_dot
     except ImportError:
         return _plain_dot(graph)
     return graph_to_dot(graph)
@@ -336,9 +336,9 @@ def _cmd_graph(args: argparse.Namespace, extra: list[str]) -> int:
             path.write_text(to_text(out))
         else:
             try:
-                from tracekit.render import render
+                from tracekit.drawing import render
             except ImportError:
-                raise CLIError(f"cannot write {path.suffix} files: tracekit.render is not available; "
+                raise CLIError(f"cannot write {path.suffix} files: tracekit.drawing is not available; "
                                f"use a .dot or .txt output") from None
             render(out, path)
         print(f"wrote {path}")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tracekit.bundle import BundledFunction
+from tracekit.bundled import BundledFunction
 from tracekit.errors import StateDictError
 from tracekit.fileio import atomic_write_json
 from tracekit.nodes import ParameterNode, _is_tensor

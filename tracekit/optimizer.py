@@ -15,23 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracekit.errors import MissingSolverError
-from tracekit.feedback import Feedback, FeedbackRecord, as_feedback, backward
+from tracekit.feedback import Feedback, as_feedback, backward
 from tracekit.nodes import Node, ParameterNode, _is_tensor, short_repr
-from tracekit.registry import solver_factory
-
-UNCHANGED = object()  # ParamUpdate.new_value when the solver proposes nothing
-
-
-@dataclass
-class ParamUpdate:
-    """What a solver did (or proposes) for one parameter."""
-
-    name: str
-    solver: str
-    new_value: Any = UNCHANGED  # a proposal to validate and apply; UNCHANGED if none
-    applied_in_place: bool = False  # True when the solver already updated a tensor in place
-    reason: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
+from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, solver_factory
 
 
 @dataclass
@@ -157,38 +143,13 @@ class StepReport:
         return "\n".join(lines)
 
 
-@dataclass
-class StepContext:
-    """What a solver gets besides its parameters."""
-
-    names: dict[int, str]
-    llm: Any = None
-    objective: Any = None
-    constraints: list = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def name_of(self, p: ParameterNode) -> str:
-        return self.names[id(p)]
-
-    def records(self, params: Iterable[ParameterNode]) -> list[FeedbackRecord]:
-        """The feedback records of these parameters, each backward pass once."""
-        seen: set[int] = set()
-        out: list[FeedbackRecord] = []
-        for p in params:
-            for r in p.feedback:
-                if id(r) not in seen:
-                    seen.add(id(r))
-                    out.append(r)
-        return out
-
-
 def route_of(p: ParameterNode, has_objective: bool) -> str:
     """Which solver route a parameter takes in this step."""
     if p.kind in ("text", "code", "categorical"):
         return "text"
     if p.is_tensor and (p._data.grad is not None or not p.feedback):
         return "gradient"
-    if p.is_tensor and p._data.is_floating_point() and any(not r.loss_is_finite for r in p.feedback):
+    if p.is_tensor and p._data.is_floating_point() and nonfinite_loss(p):
         return "gradient"  # NaN/inf loss: the gradient solver skips it, keeps the value, says why
     # a number, or a tensor whose loss did not reach it through torch: no gradient path
     return "zeroth_order" if has_objective else "text"
@@ -446,7 +407,7 @@ def _make_penalty(constraints: list, rho: float) -> Any:
     """A fixed-penalty augmented Lagrangian: with stochastic first-order steps the
     violation does not shrink monotonically, so growing the penalty on that signal would
     blow it up; the multipliers do the work."""
-    from tracekit.minimize import ALPenalty
+    from tracekit.problems import ALPenalty
 
     return ALPenalty(constraints, rho=rho, growth=1.0)
 

@@ -20,10 +20,10 @@ import pytest
 import torch
 
 import tracekit as tk
-from solvers.al_polish import Lagrangian, polish
-from solvers.auglag import AugLagOptions, _scale_factors
-from solvers.constraints import Evaluator, Problem
-from solvers.krylov import steihaug
+from solvers.constrained.auglag.method import AugLagOptions, _scale_factors
+from solvers.constrained.auglag.polish import Lagrangian, polish
+from solvers.constrained.constraints import Evaluator, Problem
+from solvers.constrained.krylov import steihaug
 
 
 def _market(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

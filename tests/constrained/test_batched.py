@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tracekit as tk
-from solvers.constraints import ProblemError
+from solvers.constrained.constraints import ProblemError
 
 
 def test_batched_matches_per_instance_slsqp():

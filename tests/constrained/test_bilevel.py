@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tracekit as tk
-from solvers.bilevel import hypergradient, solve_inner
+from solvers.constrained.bilevel_problem import hypergradient, solve_inner
 
 D = torch.float64
 

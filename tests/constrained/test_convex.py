@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tracekit as tk
-from solvers.constraints import ProblemError
+from solvers.constrained.constraints import ProblemError
 
 cp = pytest.importorskip("cvxpy")
 

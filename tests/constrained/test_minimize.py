@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import tracekit as tk
-from solvers.constraints import ProblemError
+from solvers.constrained.constraints import ProblemError
 
 HS71_F = 17.0140172891563
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tracekit as tk
-from tracekit.minimize import ALPenalty
+from tracekit.problems import ALPenalty
 
 
 def test_method_of_multipliers_with_torch_optimizer_reaches_constrained_optimum():

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import tracekit as tk
-from tracekit import registry
-from tracekit.optimizer import ParamUpdate
+from tracekit import seam as registry
+from tracekit.seam import ParamUpdate
 
 
 def test_tensor_parameters_reach_the_constrained_optimum():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tracekit as tk
-from tracekit import registry
+from tracekit import seam as registry
 from tracekit.optimizer import UNCHANGED, ParamChange, ParamUpdate
 
 

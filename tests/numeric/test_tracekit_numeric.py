@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import tracekit as tk
-from tracekit.numeric import GradientSolver, ZerothOrderSolver
+from tracekit.routes.gradient import GradientSolver
+from tracekit.routes.zeroth_order import ZerothOrderSolver
 
 
 def _data(seed: int = 0, n: int = 40):

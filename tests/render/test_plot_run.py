@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tracekit.render import plot_run, read_run_log, run_series
+from tracekit.drawing import plot_run, read_run_log, run_series
 
 from .test_render import png_size
 

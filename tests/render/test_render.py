@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import tracekit as tk
-from tracekit import render as render_mod
-from tracekit.render import MORE_NODE, graph_to_dot, render
+from tracekit import drawing as render_mod
+from tracekit.drawing import MORE_NODE, graph_to_dot, render
 
 HAS_DOT = shutil.which("dot") is not None
 ENGINES = [pytest.param("dot", marks=pytest.mark.skipif(not HAS_DOT, reason="graphviz `dot` not installed")),
@@ -162,19 +162,10 @@ def test_bad_suffix_and_engine_are_refused(tmp_path):
 
 
 def test_importing_tracekit_and_render_does_not_import_matplotlib():
-    code = ("import sys, tracekit, tracekit.render; tracekit.render.render; "
+    code = ("import sys, tracekit, tracekit.drawing; tracekit.drawing.render; "
             "assert 'matplotlib' not in sys.modules and 'networkx' not in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-
-
-def test_tk_render_works_after_the_submodule_was_imported(tmp_path):
-    """`import tracekit.render` sets the package attribute to the module; it must stay callable."""
-    import tracekit.render as module
-
-    out = tk.param(1.0, name="p") + 1
-    assert module(out, tmp_path / "a.svg", engine="matplotlib") == tmp_path / "a.svg"
-    assert "p" in svg_text(tmp_path / "a.svg")
 
 
 @pytest.mark.parametrize("engine", ENGINES)

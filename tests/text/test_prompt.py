@@ -19,7 +19,7 @@ from solvers.text import (
     rank_calls,
     shorten,
 )
-from tracekit.text_solver import build_problem
+from tracekit.routes.text import build_problem
 
 
 def chain_prompt(n: int, budget: int = 4000):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tracekit import registry
+from tracekit import seam as registry
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ subprocesses and Ray workers: no pytest imports here)."""
 from __future__ import annotations
 
 import tracekit as tk
-from tracekit.bundle import bundle
-from tracekit.optimizer import UNCHANGED, ParamUpdate
+from tracekit.bundled import bundle
+from tracekit.seam import UNCHANGED, ParamUpdate
 
 
 class ListSolver:

@@ -10,7 +10,7 @@ import pytest
 
 import tracekit as tk
 from tests.train.helpers import DATA, accuracy, register_plan
-from tracekit.bundle import bundle
+from tracekit.bundled import bundle
 from tracekit.context import is_tracing
 from tracekit.training import AsyncExecutor, SerialExecutor, ThreadExecutor, Trainer
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = r'''
 import random, sys, time
 import tracekit as tk
-from tracekit import registry
+from tracekit import seam as registry
 from tests.train.helpers import DATA, KeywordModel, accuracy, register_plan
 from tracekit.training import Trainer
 

@@ -9,7 +9,7 @@ import torch
 
 import tracekit as tk
 from tests.train.helpers import DATA, KeywordModel, accuracy, register_plan
-from tracekit.bundle import bundle
+from tracekit.bundled import bundle
 from tracekit.training import Score, Trainer, aggregate_feedback, as_score
 from tracekit.training.trainer import ExampleResult
 

@@ -18,7 +18,7 @@ constraints the (indefinite) KKT system is assembled densely and solved by LU. T
 active-set rule assumes strict complementarity at the inner solution (the usual
 condition for ``y*`` to be differentiable).
 
-The inner problem is solved by ``solvers.minimize`` (``inner_method``, default
+The inner problem is solved by ``solvers.constrained.dispatch`` (``inner_method``, default
 ``"auglag"`` warm-started from the previous ``y``) to ``inner_tol``, because the
 hypergradient error is proportional to the inner KKT residual. The outer problem is an
 ordinary ``minimize`` call whose objective is ``F(x, y*(x))`` with this hypergradient.
@@ -71,7 +71,7 @@ def solve_inner(
     method: str = "auglag",
 ) -> InnerSolution:
     """Solve ``min_y G(x, y)`` for fixed ``x`` to tolerance ``tol``."""
-    from .minimize import minimize
+    from .dispatch import minimize
 
     xd = x.detach()
     res = minimize(lambda y: inner(xd, y), y0.detach(), constraints=_bind(inner_constraints, xd),
@@ -231,7 +231,7 @@ def bilevel(
     is that of the outer ``minimize`` with ``y`` (the inner solution at ``res.x``) added;
     ``res.info`` holds the last hypergradient and inner-solve diagnostics.
     """
-    from .minimize import minimize
+    from .dispatch import minimize
 
     for name, fn in (("outer", outer), ("inner", inner)):
         if not callable(fn):

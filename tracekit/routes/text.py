@@ -29,7 +29,7 @@ from typing import Any
 
 from solvers.text import Call, Problem, TextOptimizer, Value, Variable
 from tracekit.nodes import MessageNode, ParameterNode, _is_tensor
-from tracekit.optimizer import UNCHANGED, ParamUpdate, StepContext
+from tracekit.seam import UNCHANGED, ParamUpdate, StepContext
 
 _OPTIONS = ("budget", "n_candidates", "temperatures", "seed", "max_reasks", "memory_size",
             "max_workers", "max_tokens", "max_text_chars", "min_improvement", "instruction",

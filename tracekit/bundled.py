@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -314,15 +313,3 @@ def bundle(fn: Callable | None = None, *, trainable: bool = False, description: 
     if fn is not None:
         return decorate(fn)
     return decorate
-
-
-class _CallableModule(type(sys.modules[__name__])):
-    """Importing this module makes Python set the package attribute `tracekit.bundle`
-    to the module, shadowing the lazily exported decorator of the same name. Calling the
-    module therefore forwards to `bundle`, so `@tk.bundle` works in every import order."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return bundle(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from .al_inner import AugmentedLagrangian, project
-from .constraints import Evaluator
+from ..constraints import Evaluator
+from .inner import AugmentedLagrangian, project
 
 
 class Lagrangian(AugmentedLagrangian):

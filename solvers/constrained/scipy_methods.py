@@ -8,7 +8,7 @@ Python loop over its rows.
 
 SciPy's own duals are not passed through: SLSQP and trust-constr report them with
 opposite signs. The caller re-derives multipliers in the single documented convention
-(``solvers.result``) with ``solvers.kkt.estimate_multipliers``. Dual warm starts are
+(``solvers.constrained.result``) with ``solvers.constrained.kkt.estimate_multipliers``. Dual warm starts are
 not supported by either SciPy method and are ignored.
 """
 

@@ -37,7 +37,7 @@ Method (in the spirit of ALGENCAN / LANCELOT, Powell-Hestenes-Rockafellar form):
   rate of the multiplier updates, and solves problems whose solution is pinned by the
   constraints (a vertex) even from far away.
 * Stop per instance when ``max_violation <= tol`` and ``kkt_residual <= tol`` (see
-  ``solvers.kkt``). ``infeasible``: the violation stopped decreasing while ``rho`` was
+  ``solvers.constrained.kkt``). ``infeasible``: the violation stopped decreasing while ``rho`` was
   already large. ``unbounded``: the objective fell below ``-1e20`` or ``|x| > 1e20``.
   ``nan``: a function returned NaN/inf at a point the method could not step away from.
 """
@@ -48,37 +48,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .al_inner import AugmentedLagrangian, newton_solve, project
-from .al_polish import Lagrangian, polish
-from .constraints import Evaluator
-from .kkt import measures
+from ..constraints import Evaluator
+from ..kkt import measures
+from .inner import AugmentedLagrangian, newton_solve, project
+from .options import AugLagOptions
+from .polish import Lagrangian, polish
 
 __all__ = ["AugLagOptions", "AugLagOutput", "auglag"]
-
-
-@dataclass
-class AugLagOptions:
-    """Tuning knobs; the defaults aim at 1e-8 violation and KKT residual.
-
-    ``grad_scale`` / ``grad_scale_up``: row scaling (see the module docstring); ``polish``:
-    the active-set Newton-KKT phase; ``verbose``: 1 prints one line per outer iteration
-    (first instance of the batch), 2 also one per inner step.
-    """
-
-    tol: float = 1e-8
-    max_outer: int = 60
-    max_inner: int = 60
-    rho0: float | None = None
-    rho_max: float = 1e12
-    rho_growth: float = 10.0
-    decrease: float = 0.25
-    dense_max: int = 400
-    unbounded: float = 1e20
-    grad_scale: float = 100.0
-    infeasible_tol: float = 1e-6
-    grad_scale_up: float = 100.0
-    polish: bool = True
-    verbose: int = 0
 
 
 @dataclass

@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -492,17 +491,3 @@ def _cumsum(values: Sequence[float]) -> list[float]:
         total += v
         out.append(total)
     return out
-
-
-
-class _CallableModule(type(sys.modules[__name__])):
-    """Importing ``tracekit.render`` makes Python set the package attribute ``render`` to
-    this *module* (it shares the function's name), which would shadow the exported
-    ``tk.render`` function. Calling the module therefore forwards to ``render``, so that
-    ``tk.render(...)`` works in every import order (as ``tracekit.minimize`` does)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Path:
-        return render(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

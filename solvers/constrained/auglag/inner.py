@@ -1,20 +1,17 @@
 """The inner solve of the augmented Lagrangian method: the scaled AL function of a batch
 (value, gradient, exact or finite-difference Hessian) and a projected trust-region Newton
 method for ``min L(x)`` over a box (dense eigen-based steps, Steihaug CG when large).
-See ``solvers.auglag`` for the method as a whole."""
+See ``solvers.constrained.auglag`` for the method as a whole."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 
-from .constraints import Evaluator
-from .krylov import steihaug
-
-if TYPE_CHECKING:
-    from .auglag import AugLagOptions
+from ..constraints import Evaluator
+from ..krylov import steihaug
+from .options import AugLagOptions
 
 
 class AugmentedLagrangian:

@@ -1,7 +1,7 @@
 """One entry point for constrained problems: validate, dispatch, grade, report.
 
 ``minimize`` accepts torch callables (or a cvxpy problem), picks a method, runs it, and
-grades the returned point with the shared checks of ``solvers.kkt`` so that ``success``
+grades the returned point with the shared checks of ``solvers.constrained.kkt`` so that ``success``
 means the same for every method: ``max_violation <= feas_tol`` and
 ``kkt_residual <= kkt_tol``.
 

@@ -1,0 +1,117 @@
+"""The seam between `tk.Optimizer` and its solvers: what a solver receives and returns.
+
+A solver gets its parameters and a `StepContext` and returns one `ParamUpdate` per
+parameter (a proposal, `UNCHANGED`, or a tensor it updated in place); the optimizer
+validates and applies. Each parameter is routed by its kind and path (text / code /
+categorical -> "text", tensor with a gradient -> "gradient", number without gradient ->
+"zeroth_order" when an objective is given, else "text"); a factory builds one solver per
+route per Optimizer (`register_solver` replaces a built-in one).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tracekit.feedback import FeedbackRecord
+from tracekit.nodes import ParameterNode
+
+UNCHANGED = object()  # ParamUpdate.new_value when the solver proposes nothing
+
+
+@dataclass
+class ParamUpdate:
+    """What a solver did (or proposes) for one parameter."""
+
+    name: str
+    solver: str
+    new_value: Any = UNCHANGED  # a proposal to validate and apply; UNCHANGED if none
+    applied_in_place: bool = False  # True when the solver already updated a tensor in place
+    reason: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def nonfinite_loss(p: ParameterNode) -> bool:
+    """Whether a loss that reached this parameter in the last backward was NaN or inf
+    (its solver then skips it and keeps the value)."""
+    return any(not r.loss_is_finite for r in p.feedback)
+
+
+@dataclass
+class StepContext:
+    """What a solver gets besides its parameters."""
+
+    names: dict[int, str]
+    llm: Any = None
+    objective: Any = None
+    constraints: list = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def name_of(self, p: ParameterNode) -> str:
+        return self.names[id(p)]
+
+    def records(self, params: Iterable[ParameterNode]) -> list[FeedbackRecord]:
+        """The feedback records of these parameters, each backward pass once."""
+        seen: set[int] = set()
+        out: list[FeedbackRecord] = []
+        for p in params:
+            for r in p.feedback:
+                if id(r) not in seen:
+                    seen.add(id(r))
+                    out.append(r)
+        return out
+
+
+ROUTES = ("text", "gradient", "zeroth_order")
+
+
+class Solver(Protocol):
+    """What the Optimizer needs from a solver."""
+
+    name: str
+
+    def step(self, params: list, context: Any) -> list:
+        """Return one ParamUpdate per parameter (proposals are validated by the Optimizer)."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+SolverFactory = Callable[..., Solver]
+
+_factories: dict[str, SolverFactory] = {}
+# Built-in solvers, imported on first need: route -> "module:attribute".
+_BUILTIN: dict[str, str] = {
+    "text": "tracekit.routes.text:TextSolver",
+    "gradient": "tracekit.routes.gradient:GradientSolver",
+    "zeroth_order": "tracekit.routes.zeroth_order:ZerothOrderSolver",
+}
+
+
+def register_solver(route: str, factory: SolverFactory) -> None:
+    """Make `factory(params, **options)` the solver for a route ("text", "gradient", ...)."""
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; routes are {ROUTES}")
+    if not callable(factory):
+        raise TypeError("a solver factory must be callable: factory(params, **options) -> solver")
+    _factories[route] = factory
+
+
+def solver_factory(route: str) -> SolverFactory | None:
+    if route in _factories:
+        return _factories[route]
+    target = _BUILTIN.get(route)
+    if target is None:
+        return None
+    module_name, attribute = target.split(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the solver module exists but is broken: say so, do not hide it
+        return None
+    _factories[route] = factory
+    return factory
