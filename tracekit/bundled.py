@@ -122,7 +122,7 @@ class BundledFunction:
         """The code parameter (if trainable) and the function version to run."""
         if self.trainable:
             code_param = self.code_param_for(instance)
-            return code_param, self.versions.function_for(code_param._data)
+            return code_param, self.versions.function_for(code_param.raw)
         return None, self.fn
 
     def _call(self, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -191,7 +191,7 @@ class BundledFunction:
             n = a if isinstance(a, Node) else Node(a)
             error = error or n.is_error
             parents.append(n)
-            values.append(n._data)
+            values.append(n.raw)
         if len(args) <= len(positional):
             argnames = positional[: len(args)]
         else:
@@ -202,7 +202,7 @@ class BundledFunction:
             n = a if isinstance(a, Node) else Node(a)
             error = error or n.is_error
             parents.append(n)
-            kwvalues[k] = n._data
+            kwvalues[k] = n.raw
             argnames.append(k)
         if code_param is not None:
             parents.append(code_param)
@@ -215,7 +215,7 @@ class BundledFunction:
         extra: list[Node] = list(collected or ())
         if isinstance(result, Node):
             extra.append(result)
-            result = result._data
+            result = result.raw
         if extra:
             seen = {id(p) for p in parents}
             for n in extra:

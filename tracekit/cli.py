@@ -286,9 +286,9 @@ def _plain_dot(graph: Any) -> str:
             shape, color = "ellipse", "black"
         else:
             shape, color = "note", "gray40"
-        label = f"{n.name}\\n{esc(short_repr(n._data, 40))}"
+        label = f"{n.name}\\n{esc(short_repr(n.raw, 40))}"
         if n.is_parameter:
-            label = f"{n.name} [{n.kind}]\\n{esc(short_repr(n._data, 40))}"
+            label = f"{n.name} [{n.kind}]\\n{esc(short_repr(n.raw, 40))}"
         style = ', style="bold"' if id(n) in outputs else ""
         lines.append(f'  {ids[id(n)]} [label="{label}", shape={shape}, color={color}{style}];')
     for n in sub.nodes:
@@ -307,12 +307,12 @@ def to_text(graph: Any) -> str:
 
     sub = graph if isinstance(graph, Subgraph) else subgraph(graph)
     lines = [repr(sub), "parameters:"]
-    lines += [f"  {p.name} [{p.kind}] = {short_repr(p._data, 80)}" for p in sub.parameters]
+    lines += [f"  {p.name} [{p.kind}] = {short_repr(p.raw, 80)}" for p in sub.parameters]
     lines.append("calls:")
-    lines += [f"  {n.code_line()}" + ("   # raised " + str(n._data) if n.is_error else "")
+    lines += [f"  {n.code_line()}" + ("   # raised " + str(n.raw) if n.is_error else "")
               for n in sub.nodes if isinstance(n, MessageNode)]
     lines.append("outputs:")
-    lines += [f"  {o.name} = {short_repr(o._data, 80)}" for o in sub.outputs]
+    lines += [f"  {o.name} = {short_repr(o.raw, 80)}" for o in sub.outputs]
     return "\n".join(lines) + "\n"
 
 

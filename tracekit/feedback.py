@@ -27,7 +27,7 @@ class Feedback:
         if self.loss is None and self.text is None:
             raise FeedbackError("Feedback needs a loss, a text, or both; got neither")
         if isinstance(self.loss, Node):
-            self.loss = self.loss._data
+            self.loss = self.loss.raw
         if self.loss is not None:
             _check_loss(self.loss)
         if self.text is not None and not isinstance(self.text, str):
@@ -70,7 +70,7 @@ def as_feedback(value: Any) -> Feedback:
     if isinstance(value, Feedback):
         return value
     if isinstance(value, Node):
-        value = value._data
+        value = value.raw
     if isinstance(value, str):
         return Feedback(text=value)
     if _is_tensor(value) or (isinstance(value, (int, float)) and not isinstance(value, bool)):

@@ -149,7 +149,7 @@ def to_networkx(graph: Node | Sequence[Node] | Subgraph) -> Any:
         names[id(n)] = key
         attrs: dict[str, Any] = {
             "type": _node_kind(n),
-            "value": short_repr(n._data, 60),
+            "value": short_repr(n.raw, 60),
             "on_path": id(n) in sub.on_path,
             "is_output": any(n is o for o in sub.outputs),
         }

@@ -44,7 +44,7 @@ class Module:
     # --- state --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready values of every parameter, keyed by dotted path."""
-        return {name: {"kind": p.kind, "value": encode_value(p._data)} for name, p in self.named_parameters()}
+        return {name: {"kind": p.kind, "value": encode_value(p.raw)} for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Load values; with strict=True every key must match. All values are checked
@@ -67,7 +67,7 @@ class Module:
             if entry.get("kind", p.kind) != p.kind:
                 raise StateDictError(f"state entry {name!r} has kind {entry.get('kind')!r}, the model has {p.kind!r}")
             try:
-                staged.append((p, p.validate(decode_value(entry["value"], p._data))))
+                staged.append((p, p.validate(decode_value(entry["value"], p.raw))))
             except Exception as exc:
                 raise StateDictError(f"state entry {name!r} is not a valid value: {exc}") from None
         for p, value in staged:

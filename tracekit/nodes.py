@@ -105,6 +105,12 @@ class Node:
         return self._data
 
     @property
+    def raw(self) -> Any:
+        """The node's value, read without recording a dependency: for tracekit's own code
+        (optimizer, solvers' adapters, saving), which must not show up in a trace."""
+        return self._data
+
+    @property
     def name(self) -> str:
         if self._name is None:
             return f"{self._default_prefix()}{self._uid}"

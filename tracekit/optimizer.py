@@ -147,9 +147,9 @@ def route_of(p: ParameterNode, has_objective: bool) -> str:
     """Which solver route a parameter takes in this step."""
     if p.kind in ("text", "code", "categorical"):
         return "text"
-    if p.is_tensor and (p._data.grad is not None or not p.feedback):
+    if p.is_tensor and (p.raw.grad is not None or not p.feedback):
         return "gradient"
-    if p.is_tensor and p._data.is_floating_point() and nonfinite_loss(p):
+    if p.is_tensor and p.raw.is_floating_point() and nonfinite_loss(p):
         return "gradient"  # NaN/inf loss: the gradient solver skips it, keeps the value, says why
     # a number, or a tensor whose loss did not reach it through torch: no gradient path
     return "zeroth_order" if has_objective else "text"
@@ -228,7 +228,7 @@ class Optimizer:
         for p in self.params:
             p.feedback.clear()
             if p.is_tensor:
-                p._data.grad = None
+                p.raw.grad = None
 
     zero_grad = zero_feedback
 
@@ -246,7 +246,7 @@ class Optimizer:
 
     def _values(self) -> list[Any]:
         """Parameter values in optimizer order: the arguments of constraint functions."""
-        return [p._data for p in self.params]
+        return [p.raw for p in self.params]
 
     def _constraint_feedback(self) -> None:
         """State violated constraints as text feedback to the non-tensor parameters."""
@@ -275,8 +275,8 @@ class Optimizer:
             group = self.param_groups[group_index]
             changes.extend(self._run_solver(group_index, group, route, params))
         for p in self.params:
-            if not p.feedback and not (p.is_tensor and p._data.grad is not None):
-                preview = _Preview(p._data)
+            if not p.feedback and not (p.is_tensor and p.raw.grad is not None):
+                preview = _Preview(p.raw)
                 changes.append(ParamChange(self.names[id(p)], p.kind, "-", preview, preview, False,
                                            "no feedback reached it"))
         usage = _llm_usage(self.llm)
@@ -302,7 +302,7 @@ class Optimizer:
             for p in group["params"]:
                 if not p.trainable:
                     continue
-                if not p.feedback and not (p.is_tensor and p._data.grad is not None):
+                if not p.feedback and not (p.is_tensor and p.raw.grad is not None):
                     continue
                 plan.setdefault((gi, route_of(p, has_objective)), []).append(p)
         missing = {route: [self.names[id(p)] for p in ps] for (_, route), ps in plan.items()
@@ -335,7 +335,7 @@ class Optimizer:
         context = StepContext(self.names, llm=self.llm, objective=self.objective,
                               constraints=self.constraints,
                               options={k: v for k, v in group.items() if k != "params"})
-        old = {id(p): _Preview(p._data) for p in params}
+        old = {id(p): _Preview(p.raw) for p in params}
         try:
             solver = self._solver(group_index, group, route)
             updates = solver.step(params, context)
@@ -371,7 +371,7 @@ class Optimizer:
                 changed = True
             reason = reasons.get(id(p)) or (u.reason if u is not None else "solver proposed nothing")
             changes.append(ParamChange(name, p.kind, u.solver if u else solver_name, old[id(p)],
-                                       _Preview(p._data), changed, reason,
+                                       _Preview(p.raw), changed, reason,
                                        dict(u.info) if u else {}))
         return changes
 

@@ -32,19 +32,19 @@ class GradientSolver:
     def __init__(self, params: list[ParameterNode], llm: Any = None, numeric: Any = "adam",
                  lr: float = 1e-2, **options: Any) -> None:
         self.nodes = [p for p in params if isinstance(p, ParameterNode) and p.kind == "numeric"
-                      and p.is_tensor and p._data.is_floating_point()]
+                      and p.is_tensor and p.raw.is_floating_point()]
         if not self.nodes:
             raise ValueError("the gradient solver got no floating-point tensor parameter")
         kwargs = {k: options[k] for k in GRADIENT_OPTIONS if k in options}
         kwargs.update(options.get("numeric_options") or {})
         by_bounds: dict[Any, list[torch.Tensor]] = {}
         for p in self.nodes:
-            by_bounds.setdefault(p.bounds, []).append(p._data)
+            by_bounds.setdefault(p.bounds, []).append(p.raw)
         groups = [{"params": ts, "bounds": b} for b, ts in by_bounds.items()]
         self.numeric = numeric
         self.optimizer = GradientOptimizer(groups, algorithm=numeric, lr=lr, **kwargs)
         positions = {id(t): i for i, t in enumerate(self.optimizer.params)}
-        self._index = {id(p): positions[id(p._data)] for p in self.nodes}
+        self._index = {id(p): positions[id(p.raw)] for p in self.nodes}
 
     def step(self, params: list[ParameterNode], context: StepContext) -> list[ParamUpdate]:
         """Step the parameters given (those with a gradient this time); report per parameter."""
@@ -58,14 +58,14 @@ class GradientSolver:
             elif nonfinite_loss(p):
                 updates[id(p)] = ParamUpdate(name, self.name, reason="NaN/inf loss: skipped, value kept",
                                              info={"skipped": "non-finite loss"})
-            elif p._data.grad is None:
+            elif p.raw.grad is None:
                 updates[id(p)] = ParamUpdate(name, self.name, reason="no gradient: no differentiable "
                                              "path to the loss", info={"differentiable": False})
             else:
                 eligible.append(p)
         if eligible:
             # every tensor of this solver eligible: no need to restrict (and hide gradients)
-            only = None if len(eligible) == len(self.nodes) else [p._data for p in eligible]
+            only = None if len(eligible) == len(self.nodes) else [p.raw for p in eligible]
             stats = self.optimizer.step(only=only)
             for p in eligible:
                 i = self._index[id(p)]

@@ -167,7 +167,7 @@ def _usage_dict(scope: Any) -> dict[str, Any]:
 
 # --- the trace as a plain Problem --------------------------------------------------------------
 def _variable(p: ParameterNode, name: str) -> Variable:
-    value = p._data
+    value = p.raw
     value_type = p.value_type.__name__
     if _is_tensor(value):
         value = value.detach().cpu().tolist()
@@ -222,10 +222,10 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
                 if id(parent) in names or id(parent) in values:
                     continue
                 role = "other" if id(parent) in on_path else "input"
-                values[id(parent)] = Value(label(parent), parent._data, role, _type_name(parent._data))
+                values[id(parent)] = Value(label(parent), parent.raw, role, _type_name(parent.raw))
             if id(n) not in values:
                 role = "output" if id(n) in output_ids else "other"
-                values[id(n)] = Value(label(n), n._data, role, _type_name(n._data))
+                values[id(n)] = Value(label(n), n.raw, role, _type_name(n.raw))
         text = r.feedback.describe()
         if len(records) > 1:
             text = f"on {label(r.output)}: {text}"
@@ -233,7 +233,7 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
             text += " (the loss is not finite)"
         feedback.append(text)
         if id(r.output) not in values and id(r.output) not in names:
-            values[id(r.output)] = Value(label(r.output), r.output._data, "output", _type_name(r.output._data))
+            values[id(r.output)] = Value(label(r.output), r.output.raw, "output", _type_name(r.output.raw))
     for key, v in values.items():
         if key in output_ids:
             v.role = "output"
@@ -257,7 +257,7 @@ def _call(n: MessageNode, label: Callable[[Any], str], names: dict[int, str]) ->
     code_var = [labels[i] for i, a in enumerate(n.argnames) if a == "__code__"]
     if code_var:
         code += f"   # runs the code in variable {code_var[0]}"
-    error = str(n._data) if getattr(n, "is_error", False) else ""
+    error = str(n.raw) if getattr(n, "is_error", False) else ""
     function = getattr(op, "name", "") or ""
     return Call(output=label(n), code=code, function=function, doc=getattr(op, "doc", "") or "",
                 inputs=labels, error=error)

@@ -63,7 +63,7 @@ class ZerothOrderSolver:
         spsa = self._spsa.get(key)
         if spsa is None:
             spsa = self._spsa[key] = SPSA(**self.spsa_options)
-        sizes = [p._data.numel() if p.is_tensor else 1 for p in params]
+        sizes = [p.raw.numel() if p.is_tensor else 1 for p in params]
         x = np.concatenate([_flat(p) for p in params])
         lower = np.concatenate([np.full(s, p.bounds[0] if p.bounds else -np.inf) for p, s in zip(params, sizes)])
         upper = np.concatenate([np.full(s, p.bounds[1] if p.bounds else np.inf) for p, s in zip(params, sizes)])
@@ -101,19 +101,19 @@ class ZerothOrderSolver:
 
 def _is_integer(p: ParameterNode) -> bool:
     if p.is_tensor:
-        return not (p._data.is_floating_point() or p._data.is_complex())
+        return not (p.raw.is_floating_point() or p.raw.is_complex())
     return p.value_type is int
 
 
 def _flat(p: ParameterNode) -> np.ndarray:
     if p.is_tensor:
-        return p._data.detach().to("cpu", torch.float64).reshape(-1).numpy().copy()
-    return np.array([float(p._data)])
+        return p.raw.detach().to("cpu", torch.float64).reshape(-1).numpy().copy()
+    return np.array([float(p.raw)])
 
 
 def _unflat(p: ParameterNode, values: np.ndarray) -> Any:
     if p.is_tensor:
-        t = p._data
+        t = p.raw
         return torch.as_tensor(values, dtype=torch.float64).reshape(t.shape).to(t.device, t.dtype)
     return int(values[0]) if p.value_type is int else float(values[0])
 
@@ -121,7 +121,7 @@ def _unflat(p: ParameterNode, values: np.ndarray) -> Any:
 def _as_loss(value: Any) -> float:
     """The objective's result as a float (number, scalar tensor, node or tk.Feedback)."""
     if isinstance(value, Node):
-        value = value._data
+        value = value.raw
     loss_value = getattr(value, "loss_value", None)
     if loss_value is not None and not isinstance(value, (int, float)):
         return float(loss_value)

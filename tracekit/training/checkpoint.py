@@ -66,7 +66,7 @@ def snapshot(params: Iterable[tuple[str, ParameterNode]]) -> dict[str, Any]:
     """{name: JSON-ready value} of parameters (tensors copied)."""
     from tracekit.module import encode_value
 
-    return {name: encode_value(p._data) for name, p in params}
+    return {name: encode_value(p.raw) for name, p in params}
 
 
 def restore(params: Iterable[tuple[str, ParameterNode]], values: dict[str, Any]) -> None:
@@ -76,7 +76,7 @@ def restore(params: Iterable[tuple[str, ParameterNode]], values: dict[str, Any])
     staged = []
     for name, p in params:
         if name in values:
-            staged.append((p, p.validate(decode_value(values[name], p._data))))
+            staged.append((p, p.validate(decode_value(values[name], p.raw))))
     for p, value in staged:
         p.set(value)
 
@@ -85,7 +85,7 @@ def plain_values(params: Iterable[tuple[str, ParameterNode]], max_tensor: int = 
     """Parameter values for a log record: small tensors as lists, large ones summarized."""
     out: dict[str, Any] = {}
     for name, p in params:
-        value = p._data
+        value = p.raw
         if _is_tensor(value):
             out[name] = value.detach().cpu().tolist() if value.numel() <= max_tensor else \
                 f"tensor(shape={tuple(value.shape)}, norm={float(value.detach().float().norm()):.6g})"

@@ -56,7 +56,7 @@ def as_score(result: Any) -> Score:
     if isinstance(result, Score):
         return result
     if isinstance(result, Node):
-        result = result._data
+        result = result.raw
     if isinstance(result, Feedback):
         loss_value = result.loss_value
         return Score(None if loss_value is None else -loss_value, result.text, result.loss)
@@ -162,7 +162,7 @@ class Evaluate:
     def _score(self, index: int, example: Any, out: Any) -> Any:
         output = out if isinstance(out, Node) else None
         if output is not None and output.is_error:
-            return self._failed(index, output, f"the workflow raised {output._data}")
+            return self._failed(index, output, f"the workflow raised {output.raw}")
         prediction = _plain(out)
         try:
             raw = self.metric(prediction, example)
@@ -199,7 +199,7 @@ def _is_awaitable(value: Any) -> bool:
 def _plain(value: Any) -> Any:
     """Node values unwrapped, also inside tuples, lists and dicts."""
     if isinstance(value, Node):
-        return value._data
+        return value.raw
     if isinstance(value, tuple):
         return tuple(_plain(v) for v in value)
     if isinstance(value, list):
