@@ -4,7 +4,10 @@
     opt.zero_feedback(); opt.backward(out, feedback); report = opt.step()
 
 A step is transactional per parameter: proposals are validated before anything is
-written, and a solver that fails leaves its parameters as they were; the report says why.
+written, and a solver that fails leaves its parameters as they were; the report says why
+for an expected failure, and a bug (TypeError, AttributeError, ...) propagates
+(`tracekit.seam.expected_failure` decides which). Arguments are checked when the optimizer
+is built (`tracekit.options`).
 """
 
 from __future__ import annotations
@@ -175,6 +178,9 @@ class Optimizer:
     added to a tensor loss in `backward`; other parameters get the violated constraints as
     text feedback in `step`. `report.max_violation` tracks feasibility; multipliers are
     updated every `constraint_update_every` steps, with penalty `constraint_rho`.
+    `**options`: read by the routes' solvers (names in `tracekit.options`); unknown names,
+    an unknown `numeric`, a bad `lr`, empty or repeated parameters raise
+    `tk.InvalidOptionError` here, as torch.optim does.
     """
 
     def __init__(self, params: Iterable[Any], llm: Any = None, numeric: Any = "adam",
