@@ -21,3 +21,8 @@ class MissingSolverError(TracekitError, RuntimeError):
 
 class FeedbackError(TracekitError, TypeError):
     """Feedback of a type tracekit cannot use."""
+
+
+class InvalidOptionError(TracekitError, ValueError):
+    """An argument of `tk.Optimizer` (an option, a parameter list, a param group) is refused
+    when the optimizer is built; the message names the argument and what is accepted."""

@@ -128,12 +128,6 @@ class Node:
         """The name made into a Python identifier, for code lines shown to an LLM."""
         return "".join(c if c.isalnum() or c == "_" else "_" for c in self.name)
 
-    def backward(self, feedback: Any, params: Sequence[ParameterNode] | None = None) -> Any:
-        """Propagate feedback from this output to the parameters it depends on."""
-        from tracekit.feedback import backward
-
-        return backward(self, feedback, params=params)
-
     # --- Python protocol ----------------------------------------------------------
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, data={short_repr(self._data)})"
@@ -183,6 +177,11 @@ class Node:
         # Only reached for names that are not slots or class attributes.
         if attr.startswith("_"):
             raise AttributeError(attr)
+        if attr == "backward":  # Trace's node.backward(feedback); the core stays free of feedback
+            raise AttributeError(
+                f"{type(self).__name__} {self.name!r} has no backward(); propagate feedback with "
+                f"tk.backward(node, feedback) or opt.backward(node, feedback) (for a tensor "
+                f"inside the node, node.data.backward() is torch's)")
         data = self._data
         if not hasattr(data, attr):
             raise AttributeError(
