@@ -175,7 +175,19 @@ def _variable(p: ParameterNode, name: str) -> Variable:
     return Variable(name=name, kind=p.kind, value=value, description=p.description or "",
                     bounds=p.bounds, choices=list(p.choices) if p.choices is not None else None,
                     constraints=[str(c) for c in p.constraints], value_type=value_type,
-                    check=p.validate)
+                    check=acceptance_check(p))
+
+
+def acceptance_check(p: ParameterNode) -> Callable[[Any], Any]:
+    """The text solver's `Variable.check` for `p`: the parameter's own validation (the one
+    definition per kind in `tracekit.kinds`, then its validator), so a proposal gets the
+    same verdict as `p.data = value`. Accepted tensors come back as nested lists, the
+    form the solver shows and remembers."""
+    def check(value: Any) -> Any:
+        accepted = p.validate(value)
+        return accepted.detach().cpu().tolist() if _is_tensor(accepted) else accepted
+
+    return check
 
 
 def build_problem(params: list[ParameterNode], records: list[Any], names: dict[int, str]) -> Problem:
