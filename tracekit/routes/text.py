@@ -166,7 +166,8 @@ def _usage_dict(scope: Any) -> dict[str, Any]:
 
 
 # --- the trace as a plain Problem --------------------------------------------------------------
-def _variable(p: ParameterNode, name: str) -> Variable:
+def variable_for(p: ParameterNode, name: str) -> Variable:
+    """The solver's plain `Variable` for `p`, under `name`, with `p`'s acceptance as its check."""
     value = p.raw
     value_type = p.value_type.__name__
     if _is_tensor(value):
@@ -249,7 +250,7 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
     for key, v in values.items():
         if key in output_ids:
             v.role = "output"
-    variables = [_variable(p, names[id(p)]) for p in params]
+    variables = [variable_for(p, names[id(p)]) for p in params]
     return Problem(variables=variables, calls=calls, values=list(values.values()), feedback=feedback)
 
 
