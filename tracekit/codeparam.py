@@ -49,7 +49,6 @@ class CodeVersions:
         self.fn = fn
         self.name = fn.__name__
         self.original_source = original_source
-        self.is_async = inspect.iscoroutinefunction(fn)
         self._compiled: dict[str, Callable] = {}
         self._counter = 0
 
