@@ -89,8 +89,11 @@ def check_bounds(value: Any, bounds: tuple[float, float] | None, where: str) -> 
         return
     lo, hi = bounds
     if _is_tensor(value):
-        outside = int(((value < lo) | (value > hi)).sum())
-        if outside:
+        if value.numel() == 0:
+            return
+        low, high = _torch().aminmax(value)  # one pass; entries are counted only on refusal
+        if low < lo or high > hi:
+            outside = int(((value < lo) | (value > hi)).sum())
             raise InvalidValueError(
                 f"{where}: {outside} of {value.numel()} entries are outside bounds ({lo:g}, {hi:g}); "
                 f"out-of-bounds values are refused, not clamped: use values within the bounds or widen them"
