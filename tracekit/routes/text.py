@@ -128,7 +128,8 @@ class TextSolver:
 
 
 # --- the trace as a plain Problem --------------------------------------------------------------
-def _variable(p: ParameterNode, name: str) -> Variable:
+def variable_for(p: ParameterNode, name: str) -> Variable:
+    """The solver's plain `Variable` for `p`, under `name`, with `p`'s acceptance as its check."""
     value = p.raw
     value_type = p.value_type.__name__
     if _is_tensor(value):
@@ -137,7 +138,19 @@ def _variable(p: ParameterNode, name: str) -> Variable:
     return Variable(name=name, kind=p.kind, value=value, description=p.description or "",
                     bounds=p.bounds, choices=list(p.choices) if p.choices is not None else None,
                     constraints=[str(c) for c in p.constraints], value_type=value_type,
-                    check=p.validate)
+                    check=acceptance_check(p))
+
+
+def acceptance_check(p: ParameterNode) -> Callable[[Any], Any]:
+    """The text solver's `Variable.check` for `p`: the parameter's own validation (the one
+    definition per kind in `tracekit.kinds`, then its validator), so a proposal gets the
+    same verdict as `p.data = value`. Accepted tensors come back as nested lists, the
+    form the solver shows and remembers."""
+    def check(value: Any) -> Any:
+        accepted = p.validate(value)
+        return accepted.detach().cpu().tolist() if _is_tensor(accepted) else accepted
+
+    return check
 
 
 def build_problem(params: list[ParameterNode], records: list[Any], names: dict[int, str]) -> Problem:
@@ -199,7 +212,7 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
     for key, v in values.items():
         if key in output_ids:
             v.role = "output"
-    variables = [_variable(p, names[id(p)]) for p in params]
+    variables = [variable_for(p, names[id(p)]) for p in params]
     return Problem(variables=variables, calls=calls, values=list(values.values()), feedback=feedback)
 
 
