@@ -80,7 +80,7 @@ def main(quick: bool = False, out_dir: str | Path = "quickstart_out", llm: Any =
 
     text, _ = REVIEWS[0]
     prob = model(text)
-    print(f"\nP(positive | {text!r}) = {float(prob.raw.detach()):.3f}")
+    print(f"\nP(positive | {text!r}) = {float(prob.data.detach()):.3f}")
     print("\nThe traced graph (calls on the path from the parameters to the output):")
     for call in tk.subgraph(prob).calls():
         print("  ", call.code_line())
@@ -92,8 +92,8 @@ def main(quick: bool = False, out_dir: str | Path = "quickstart_out", llm: Any =
     # `budget` caps the LLM prompt (in tokens): small prompts keep the local model quick.
     opt = tk.Optimizer(model.parameters(), llm=llm, numeric="adam", lr=0.5, budget=1000)
     steps = 2 if quick else 3
-    print(f"\nTraining {steps} steps; each step updates both parameters "
-          f"(the first LLM call starts the embedded model).")
+    print(f"\nTraining {steps} steps; each step sends the keyword list to the LLM optimizer and "
+          f"the weights to Adam (the first LLM call starts the embedded model).")
     reports: list[tk.StepReport] = []
     records: list[dict[str, Any]] = []
     bar = tqdm(range(1, steps + 1), desc="training", unit="step")
@@ -103,8 +103,8 @@ def main(quick: bool = False, out_dir: str | Path = "quickstart_out", llm: Any =
         total, right = 0.0, 0
         for review, target in REVIEWS:
             p = model(review)
-            loss = torch.nn.functional.binary_cross_entropy(p.raw, torch.tensor(target))
-            prob_value = float(p.raw.detach())
+            loss = torch.nn.functional.binary_cross_entropy(p.data, torch.tensor(target))
+            prob_value = float(p.data.detach())
             right += (prob_value > 0.5) == bool(target)
             total += float(loss.detach())
             opt.backward(p, tk.Feedback(loss=loss, text=feedback_for(review, prob_value, target)))
@@ -112,9 +112,10 @@ def main(quick: bool = False, out_dir: str | Path = "quickstart_out", llm: Any =
         reports.append(report)
         bar.write(f"\nstep {step} (accuracy before it {right / len(REVIEWS):.0%}, "
                   f"mean loss {total / len(REVIEWS):.3f}):\n{report}")
-        for change in report.changes:
-            if change.solver == "text" and not change.changed:
-                bar.write(f"   the text solver kept {change.name}: {change.reason or 'no reason given'}")
+        for change in report.changes:  # a kept text value: say what the model replied
+            problems = change.info.get("reply_problems") if change.solver == "text" else None
+            if not change.changed and problems:
+                bar.write(f"   {change.name}: replies refused: " + "; ".join(map(str, problems[:3])))
         records.append({"step": step, "train_score": right / len(REVIEWS), "loss": total / len(REVIEWS),
                         "prompt_tokens": report.prompt_tokens, "completion_tokens": report.completion_tokens,
                         "cost": report.cost, "seconds": time.perf_counter() - start})
@@ -124,11 +125,11 @@ def main(quick: bool = False, out_dir: str | Path = "quickstart_out", llm: Any =
     with tk.no_trace():
         right = sum((float(model(r).detach()) > 0.5) == bool(t) for r, t in REVIEWS)
     print(f"\nAfter {steps} steps: accuracy {right / len(REVIEWS):.0%}")
-    print("positive_words:", repr(model.positive_words.raw))
+    print("positive_words:", repr(model.positive_words.data))
     print("   (with no objective the text solver applies the first valid suggestion without testing\n"
           "    it; the embedded 135M model's suggestions are often poor. Pass objective= to test them,\n"
           "    or point TRACEKIT_LLM_BASE_URL / TRACEKIT_LLM_MODEL at a stronger model.)")
-    print("weights:", [round(v, 3) for v in model.weights.raw.tolist()])
+    print("weights:", [round(v, 3) for v in model.weights.data.tolist()])
     run_picture = tk.plot_run(records, out / "run.png", title="quickstart run")
     print("picture of the run:", run_picture)
     return reports
