@@ -22,6 +22,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "node": ("tracekit.nodes", "node"),
     "InvalidValueError": ("tracekit.errors", "InvalidValueError"),
     "StateDictError": ("tracekit.errors", "StateDictError"),
+    "DamagedFileError": ("tracekit.errors", "DamagedFileError"),
     "MissingSolverError": ("tracekit.errors", "MissingSolverError"),
     "bundle": ("tracekit.bundled", "bundle"),
     "BundledFunction": ("tracekit.bundled", "BundledFunction"),
