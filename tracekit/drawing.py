@@ -15,7 +15,6 @@ matplotlib and networkx are imported only when a picture is drawn.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -340,21 +339,10 @@ def read_run_log(log: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list[d
     malformed lines are skipped), a run directory holding `log.jsonl` (as written by
     `tk.Trainer(run_dir=...)`), or an iterable of dicts."""
     if isinstance(log, (str, os.PathLike)):
-        if Path(log).is_dir():
-            log = Path(log) / "log.jsonl"
-        records = []
-        with open(log, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a half-written last line of a live run
-                if isinstance(obj, dict):
-                    records.append(obj)
-        return records
+        from tracekit.storage import read_jsonl
+
+        path = Path(log) / "log.jsonl" if Path(log).is_dir() else Path(log)
+        return read_jsonl(path, "run log")
     return [dict(r) for r in log]
 
 
