@@ -257,6 +257,8 @@ def _torch_dtype(name: Any, where: str) -> Any:
 
 def _decode_ref(ref: dict[str, Any], tensors: Mapping[str, Any] | None, where: str) -> Any:
     key = ref[_TENSOR_REF]
+    if not isinstance(key, str):
+        raise StateDictError(f"{where}: malformed tensor reference {key!r} (expected a payload key)")
     if tensors is None:
         raise StateDictError(f"{where}: tensor {key!r} lives in a safetensors payload; load the state "
                              f"with load()/storage.load(), not from the JSON manifest alone")

@@ -219,10 +219,32 @@ def check_checkpoint(saved: dict[str, Any], where: str = "checkpoint") -> None:
             raise StateDictError(f"{where} entry {key!r} is a {type(value).__name__}; it is damaged")
     if any(isinstance(i, bool) or not isinstance(i, int) for i in saved["order"]):
         raise StateDictError(f"{where} entry 'order' must be a list of example indices; it is damaged")
-    if not all(isinstance(r, dict) for r in saved["history"]):
-        raise StateDictError(f"{where} entry 'history' must be a list of records; it is damaged")
+    for i, record in enumerate(saved["history"]):
+        _check_record(record, f"{where} history record {i}")
     if min(saved["step"], saved["epoch"], saved["position"], saved["best_step"], saved["bad_steps"]) < 0:
         raise StateDictError(f"{where} has a negative step, epoch or position; it is damaged")
+
+
+#: Fields of a history record the trainer computes with, and the types they must have.
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "val_score": (int, float, type(None)), "best_score": (int, float, type(None)),
+    "train_score": (int, float, type(None)), "llm_calls": (int,), "prompt_tokens": (int,),
+    "completion_tokens": (int,), "cost": (int, float), "seconds": (int, float),
+}
+_RECORD_REQUIRED = ("val_score", "best_score")
+
+
+def _check_record(record: Any, where: str) -> None:
+    if not isinstance(record, dict):
+        raise StateDictError(f"{where} is a {type(record).__name__}, not a record; the checkpoint is damaged")
+    for key in _RECORD_REQUIRED:
+        if key not in record:
+            raise StateDictError(f"{where} has no {key!r}; the checkpoint is damaged")
+    for key, types in _RECORD_TYPES.items():
+        if key.endswith("score") and record.get(key) in ("nan", "inf", "-inf"):
+            continue  # a non-finite score, as `jsonable` writes it
+        if key in record and (isinstance(record[key], bool) or not isinstance(record[key], types)):
+            raise StateDictError(f"{where} field {key!r} is a {type(record[key]).__name__}; the checkpoint is damaged")
 
 
 def write_log(run_dir: str | os.PathLike, records: list[dict[str, Any]]) -> Path:

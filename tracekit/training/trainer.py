@@ -533,7 +533,7 @@ class Trainer:
         kinds = {name: p.kind for name, p in self.named_params}
         if "kinds" in saved and saved["kinds"] != kinds:
             raise StateDictError(
-                f"{where} was written by a run training {saved['kinds']}, this run trains {kinds}; "
+                f"{where} was written by another run (training {saved['kinds']}; this run trains {kinds}); "
                 f"use another run_dir, or resume=False to start over")
         if any(not 0 <= i < len(self.train_set) for i in saved["order"]) or \
                 saved["position"] > len(saved["order"]):
