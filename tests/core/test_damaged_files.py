@@ -520,3 +520,20 @@ def test_a_checkpoint_from_another_run_is_refused(run, tmp_path_factory, scripte
     with pytest.raises(tk.StateDictError, match="another run"):
         make_trainer(other).fit()
     resume_expecting_typed_error_or_valid(other, must_fail=True)
+
+
+def test_a_first_format_checkpoint_still_resumes(run, tmp_path_factory, scripted_solvers):
+    from tracekit.training import checkpoint as ckpt
+
+    run_dir = copy_run(run, tmp_path_factory)
+    saved = ckpt.load_checkpoint(run_dir)
+    saved.pop("kinds")
+    saved["format"] = "tracekit.checkpoint/1"
+    payload = payload_of(run_dir / "checkpoint.json")
+    # what the first format wrote: one JSON file, tensors as nested lists (the log encoder is that one)
+    (run_dir / "checkpoint.json").write_text(json.dumps(ckpt.jsonable(saved)))
+    payload.unlink()
+    assert "__tensor__" in (run_dir / "checkpoint.json").read_text()
+    model = Agent()
+    result = make_trainer(run_dir, model).fit()
+    assert result.steps == 2 and model.w.raw.shape == (2, 3)
