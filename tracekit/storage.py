@@ -19,7 +19,8 @@ keys are not all strings, or that uses a tag as a key), `{"__float__": "nan" | "
 "-inf"}` and `{"__dtype__": "float32"}`. Files of the first format (tensors as nested
 lists, `{"__tensor__": [...], "dtype", "shape"}`) still load.
 
-Every read goes through `read_json` / `parse_json`: a missing, empty, truncated, oversized,
+A payload left by a crash between the two writes is not referenced by any manifest and
+may be deleted by hand. Every read goes through `read_json` / `parse_json`: a missing, empty, truncated, oversized,
 non-UTF-8, malformed or too deeply nested file, or one of the wrong top-level type, raises
 `DamagedFileError` (a `StateDictError`) naming the file and the problem -- never a
 `RecursionError` or a `KeyError` from deep inside.
@@ -298,6 +299,9 @@ def save(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     from safetensors.torch import save as st_save
 
     path = Path(path)
+    if "payload" in payload:
+        raise ValueError("'payload' is the manifest's own entry (the tensor file); use another key")
+    previous = _referenced_payload(path)
     manifest, tensors = encode(dict(payload))
     keep = None
     if tensors:
@@ -305,15 +309,29 @@ def save(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
         digest = hashlib.sha256(data).hexdigest()
         keep = payload_path(path, digest)
         atomic_write_bytes(keep, data)
-        manifest["payload"] = {"file": keep.name, "sha256": digest, "tensors": len(tensors)}
+        # first in the file, so the next save finds it without parsing the whole manifest
+        manifest = {"payload": {"file": keep.name, "sha256": digest, "tensors": len(tensors)}, **manifest}
     atomic_write_json(path, manifest)
-    for old in path.parent.glob(f"{_glob_escape(path.name)}.*.safetensors"):
-        if old != keep and _PAYLOAD_NAME.fullmatch(old.name[len(path.name):]):
-            try:
-                old.unlink()
-            except OSError:
-                pass  # another writer's; harmless
+    if previous is not None and previous != keep:
+        try:  # only the payload the replaced manifest named: a concurrent writer's stays
+            previous.unlink()
+        except OSError:
+            pass
     return path
+
+
+def _referenced_payload(path: Path) -> Path | None:
+    """The payload file named at the head of the manifest now at `path`, if it is one of ours."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024).decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = re.match(r'\{\s*"payload":\s*\{\s*"file":\s*"([^"\\/]+)"', head)
+    name = found.group(1) if found else ""
+    if name.startswith(path.name) and _PAYLOAD_NAME.fullmatch(name[len(path.name):]):
+        return path.with_name(name)
+    return None
 
 
 def load(path: str | os.PathLike, what: str, formats: Iterable[str]) -> dict[str, Any]:
@@ -355,9 +373,3 @@ def _read_payload(path: Path, entry: Any, what: str) -> dict[str, Any]:
                                f"the manifest") from None
     except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
         raise DamagedFileError(f"{what} {path}: cannot read tensor payload {file} ({exc})") from None
-
-
-def _glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)

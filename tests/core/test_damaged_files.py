@@ -537,3 +537,21 @@ def test_a_first_format_checkpoint_still_resumes(run, tmp_path_factory, scripted
     model = Agent()
     result = make_trainer(run_dir, model).fit()
     assert result.steps == 2 and model.w.raw.shape == (2, 3)
+
+
+def test_a_crash_between_the_payload_and_the_manifest_keeps_the_old_pair(tmp_path, monkeypatch):
+    path = trained_agent().save(tmp_path / "agent.json")
+    changed = trained_agent()
+    changed.w.data = torch.full((2, 3), -1.0)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed after the payload was written")
+
+    monkeypatch.setattr(storage, "atomic_write_json", crash)
+    with pytest.raises(KeyboardInterrupt):
+        changed.save(path)
+    monkeypatch.undo()
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2  # the new payload is written, not yet named
+    model = Agent()
+    model.load(path)
+    assert same(values(model), values(trained_agent()))  # the old manifest and its payload
