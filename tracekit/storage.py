@@ -143,11 +143,25 @@ def read_jsonl(path: str | os.PathLike, what: str = "run log") -> list[dict[str,
 def encode(value: Any, prefix: str = "") -> tuple[Any, dict[str, Any]]:
     """(JSON-ready manifest value, {key: CPU tensor}) for `value`; tensors and NumPy arrays go
     to the payload under the key of their place (`prefix/a/0/b`). Unknown types: TypeError."""
-    tensors: dict[str, Any] = {}
-    return _encode(value, prefix, tensors), tensors
+    try:
+        check_depth(value, "the value")
+    except DamagedFileError:
+        raise ValueError(f"cannot save a value nested deeper than {MAX_DEPTH} levels: it could not be "
+                         f"loaded back") from None
+    tensors = _Tensors()
+    return _encode(value, prefix, tensors), dict(tensors)
 
 
-def _encode(value: Any, where: str, tensors: dict[str, Any]) -> Any:
+class _Tensors(dict):
+    """{key: tensor} being collected, with the storages already used (safetensors refuses
+    two entries that share memory)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.storages: set[int] = set()
+
+
+def _encode(value: Any, where: str, tensors: _Tensors) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -190,18 +204,25 @@ def _array_kind(value: Any) -> str | None:
     return None
 
 
-def _encode_tensor(value: Any, kind: str, where: str, tensors: dict[str, Any]) -> dict[str, Any]:
+def _encode_tensor(value: Any, kind: str, where: str, tensors: _Tensors) -> dict[str, Any]:
     import torch
 
-    t = torch.from_numpy(value) if kind == "numpy" else value.detach()
-    t = t.cpu()
-    if not t.is_contiguous() or t.storage_offset() or \
+    if kind == "numpy":
+        import numpy as np
+
+        t = torch.from_numpy(np.ascontiguousarray(value))
+    else:
+        t = value.detach().cpu()
+    shared = t.numel() > 0 and t.untyped_storage().data_ptr() in tensors.storages
+    if shared or not t.is_contiguous() or t.storage_offset() or \
             t.untyped_storage().nbytes() != t.numel() * t.element_size():
         t = t.contiguous().clone()  # safetensors stores whole, unshared buffers
     key = where or "/"
     while key in tensors:
         key += "'"
     tensors[key] = t
+    if t.numel():
+        tensors.storages.add(t.untyped_storage().data_ptr())
     ref: dict[str, Any] = {_TENSOR_REF: key, "dtype": _dtype_name(t.dtype), "shape": list(t.shape)}
     if kind == "numpy":
         ref["numpy"] = True
