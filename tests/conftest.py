@@ -8,6 +8,9 @@ LLM fixtures (owned by the LLM layer):
   skipped with the install hint, unless TRACEKIT_REQUIRE_REAL_LLM=1 (CI), which fails them.
 - `embedded_llm_nocache` (function): the same server, without a cache, fresh accounting.
 - The whole session writes LLM caches under a temporary TRACEKIT_CACHE_DIR, never ~/.cache.
+
+Property-based (hypothesis) suites run the "ci" profile by default: few examples, no
+deadline. Run them long with `--hypothesis-profile=long` or `HYPOTHESIS_PROFILE=long`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("long", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -24,6 +24,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "InvalidValueError": ("tracekit.errors", "InvalidValueError"),
     "InvalidOptionError": ("tracekit.errors", "InvalidOptionError"),
     "StateDictError": ("tracekit.errors", "StateDictError"),
+    "DamagedFileError": ("tracekit.errors", "DamagedFileError"),
     "MissingSolverError": ("tracekit.errors", "MissingSolverError"),
     "bundle": ("tracekit.bundled", "bundle"),
     "BundledFunction": ("tracekit.bundled", "BundledFunction"),

@@ -120,10 +120,13 @@ def _read_config(path: Path) -> dict[str, Any]:
         except tomllib.TOMLDecodeError as exc:
             raise CLIError(f"{path} is not valid TOML: {exc}") from None
     if path.suffix == ".json":
+        from tracekit.errors import DamagedFileError
+        from tracekit.storage import parse_json
+
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CLIError(f"{path} is not valid JSON: {exc}") from None
+            return parse_json(text, f"config {path}")
+        except DamagedFileError as exc:
+            raise CLIError(str(exc)) from None
     raise CLIError(f"{path}: expected a .py script or a .toml / .json config")
 
 
@@ -209,6 +212,8 @@ def summarize_log(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
+    from tracekit.errors import DamagedFileError
+    from tracekit.storage import read_json
     from tracekit.training.checkpoint import BEST_FILE, LOG_FILE, SUMMARY_FILE, read_log
 
     path = Path(args.run)
@@ -218,12 +223,15 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
     records = read_log(log)
     summary = summarize_log(records)
     run_dir = log.parent
-    if (run_dir / BEST_FILE).exists():  # the exact best values (the log may summarize tensors)
-        summary["best_params"] = json.loads((run_dir / BEST_FILE).read_text())
-    if (run_dir / SUMMARY_FILE).exists():
-        summary["stop_reason"] = json.loads((run_dir / SUMMARY_FILE).read_text()).get("stop_reason")
-    else:
-        summary["stop_reason"] = "unfinished (no summary.json yet; resume to continue)"
+    try:
+        if (run_dir / BEST_FILE).exists():  # the exact best values (the log may summarize tensors)
+            summary["best_params"] = read_json(run_dir / BEST_FILE, "best-values file")
+        if (run_dir / SUMMARY_FILE).exists():
+            summary["stop_reason"] = read_json(run_dir / SUMMARY_FILE, "run summary").get("stop_reason")
+        else:
+            summary["stop_reason"] = "unfinished (no summary.json yet; resume to continue)"
+    except DamagedFileError as exc:
+        raise CLIError(str(exc)) from None
     if args.plot:
         from tracekit.pictures.run_plot import plot_run
 

@@ -15,6 +15,11 @@ class StateDictError(TracekitError, ValueError):
     """A saved state does not match the model it is loaded into."""
 
 
+class DamagedFileError(StateDictError):
+    """A file tracekit reads (state, checkpoint, payload, log, cache entry) is missing,
+    truncated, malformed, too large or too deeply nested; nothing was changed."""
+
+
 class MissingSolverError(TracekitError, RuntimeError):
     """No solver is registered for a kind of parameter that needs one."""
 

@@ -1,4 +1,5 @@
-"""`tk.Module`: a workflow with parameters, state, and JSON save/load (no pickle).
+"""`tk.Module`: a workflow with parameters, state, and save/load (a JSON manifest and a
+safetensors payload for tensors, written by `tracekit.storage`; no pickle).
 
 Parameters are found in attributes, nested modules, lists/tuples/dicts of them, and
 trainable bundled methods (one code parameter per instance).
@@ -6,18 +7,19 @@ trainable bundled methods (one code parameter per instance).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tracekit import storage
 from tracekit.bundled import BundledFunction
 from tracekit.errors import StateDictError
-from tracekit.fileio import atomic_write_json
 from tracekit.nodes import ParameterNode, _is_tensor
 
-STATE_FORMAT = "tracekit.state/1"
+STATE_FORMAT = "tracekit.state/2"
+#: Files of the first format (tensors as nested JSON lists) still load.
+STATE_FORMATS = (STATE_FORMAT, "tracekit.state/1")
 
 
 class Module:
@@ -43,12 +45,14 @@ class Module:
 
     # --- state --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """JSON-ready values of every parameter, keyed by dotted path."""
-        return {name: {"kind": p.kind, "value": encode_value(p.raw)} for name, p in self.named_parameters()}
+        """{dotted path: {"kind", "value"}} of every parameter; tensors are detached copies."""
+        return {name: {"kind": p.kind, "value": copy_value(p.raw)} for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Load values; with strict=True every key must match. All values are checked
-        before any is written, so a bad state leaves the model as it was."""
+        """Load values; with strict=True every key must match. All values are checked by each
+        parameter's own validation before any is written, so a bad state leaves the model as it was."""
+        if not isinstance(state, dict):
+            raise StateDictError(f"a state must be a dict of {{name: {{'kind', 'value'}}}}, got {type(state).__name__}")
         params = dict(self.named_parameters())
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
@@ -66,35 +70,43 @@ class Module:
                 raise StateDictError(f"state entry {name!r} is malformed: expected {{'kind', 'value'}}")
             if entry.get("kind", p.kind) != p.kind:
                 raise StateDictError(f"state entry {name!r} has kind {entry.get('kind')!r}, the model has {p.kind!r}")
-            try:
-                staged.append((p, p.validate(decode_value(entry["value"], p.raw))))
-            except Exception as exc:
-                raise StateDictError(f"state entry {name!r} is not a valid value: {exc}") from None
+            staged.append((p, validated(p, name, storage.decode(entry["value"], what=f"state entry {name!r}"))))
         for p, value in staged:
             p.set(value)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the state as JSON, atomically (temporary file, then rename)."""
+        """Write the state: a JSON manifest at `path` and, when there are tensors, a safetensors
+        payload beside it (`<path name>.<hash>.safetensors`); both atomic, no pickle."""
         payload = {"format": STATE_FORMAT, "model": _class_id(self), "parameters": self.state_dict()}
-        return atomic_write_json(path, payload)
+        return storage.save(path, payload)
 
     def load(self, path: str | os.PathLike, strict: bool = True) -> None:
-        """Load a state saved by `save`; a file from another model is refused with the reason."""
-        path = Path(path)
-        try:
-            payload = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise StateDictError(f"no state file at {path}") from None
-        except json.JSONDecodeError as exc:
-            raise StateDictError(f"{path} is not a tracekit state file (invalid JSON: {exc})") from None
-        if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-            raise StateDictError(f"{path} is not a tracekit state file (format {STATE_FORMAT!r} expected)")
+        """Load a state saved by `save`; a damaged file, a file from another model or a value a
+        parameter refuses raises StateDictError naming the problem, and nothing is changed."""
+        payload = storage.load(path, "state file", STATE_FORMATS)
         if strict and payload.get("model") != _class_id(self):
             raise StateDictError(
                 f"{path} was saved from model {payload.get('model')!r}, not {_class_id(self)!r}; "
                 f"load it into that model, or pass strict=False to load matching keys"
             )
+        if not isinstance(payload.get("parameters"), dict):
+            raise StateDictError(f"{path} is not a tracekit state file (no 'parameters' dict)")
         self.load_state_dict(payload["parameters"], strict=strict)
+
+
+def copy_value(value: Any) -> Any:
+    """A parameter value safe to keep while the parameter changes (tensors detached and cloned)."""
+    return value.detach().clone() if _is_tensor(value) else value
+
+
+def validated(p: ParameterNode, name: str, value: Any) -> Any:
+    """`value` as the parameter's own validation accepts it, or StateDictError naming `name`."""
+    try:
+        return p.validate(value)
+    except RecursionError:
+        raise StateDictError(f"state entry {name!r} is nested too deeply to be a value") from None
+    except Exception as exc:
+        raise StateDictError(f"state entry {name!r} is not a valid value: {exc}") from None
 
 
 def _class_id(obj: Any) -> str:
@@ -148,28 +160,3 @@ def model(cls: type) -> type:
     namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
                  "__doc__": cls.__doc__, "_tracekit_model_of": cls}
     return type(cls.__name__, (cls, Module), namespace)
-
-
-# --- values <-> JSON ------------------------------------------------------------------------
-def encode_value(value: Any) -> Any:
-    """A JSON-ready form of a parameter value (tensors as nested lists with dtype/shape)."""
-    if _is_tensor(value):
-        return {"__tensor__": value.detach().cpu().tolist(), "dtype": str(value.dtype).replace("torch.", ""),
-                "shape": list(value.shape)}
-    if isinstance(value, tuple):
-        return {"__tuple__": [encode_value(v) for v in value]}
-    return value
-
-
-def decode_value(encoded: Any, like: Any = None) -> Any:
-    if isinstance(encoded, dict) and "__tensor__" in encoded:
-        import torch
-
-        dtype = getattr(torch, encoded.get("dtype", "float32"))
-        tensor = torch.tensor(encoded["__tensor__"], dtype=dtype).reshape(encoded.get("shape", []))
-        if like is not None and _is_tensor(like):
-            tensor = tensor.to(like.device)
-        return tensor
-    if isinstance(encoded, dict) and "__tuple__" in encoded:
-        return tuple(decode_value(v) for v in encoded["__tuple__"])
-    return encoded

@@ -406,19 +406,42 @@ class Optimizer:
 
     # --- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Solver states keyed by group and route (JSON-friendly where the solver allows)."""
+        """Solver states keyed by group and route: plain dicts holding tensors, arrays and
+        JSON values (`tracekit.storage` writes them: tensors to safetensors)."""
         state: dict[str, Any] = {
             "solvers": {f"{gi}:{route}": s.state_dict() for (gi, route), s in self._solvers.items()},
             "steps": self._steps,
         }
         if self._penalty is not None:
-            pen = self._penalty.state_dict()
-            pen["multipliers"] = [None if m is None else m.tolist() for m in pen["multipliers"]]
-            state["constraints"] = pen
+            state["constraints"] = self._penalty.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._steps = int(state.get("steps", self._steps))
+        """Load `state_dict()`'s output (also the first format, tensors as lists). All or
+        nothing: a state that does not fit raises StateDictError and the solvers keep theirs."""
+        from tracekit.errors import StateDictError
+
+        if not isinstance(state, dict) or not isinstance(state.get("solvers", {}), dict):
+            raise StateDictError("optimizer state must be a dict with a 'solvers' dict (from Optimizer.state_dict())")
+        before = self.state_dict()
+        solvers_before = dict(self._solvers)
+        steps_before = self._steps
+        try:
+            self._load_state(state)
+        except Exception as exc:
+            self._solvers = solvers_before
+            self._steps = steps_before
+            try:
+                self._load_state(before)
+            except Exception:  # the previous state always fits; never hide the first error
+                pass
+            raise StateDictError(f"optimizer state does not fit this optimizer: {type(exc).__name__}: {exc}") \
+                from None
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        steps = state.get("steps", self._steps)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"'steps' must be a non-negative int, got {steps!r}")
         if self._penalty is not None and "constraints" in state:
             import torch
 
@@ -428,8 +451,11 @@ class Optimizer:
             self._penalty.load_state_dict(pen)
         for key, solver_state in state.get("solvers", {}).items():
             gi, route = key.split(":", 1)
+            if not gi.isdigit() or int(gi) >= len(self.param_groups):
+                raise ValueError(f"solver key {key!r} names a param group this optimizer does not have")
             solver = self._solver(int(gi), self.param_groups[int(gi)], route)
             solver.load_state_dict(solver_state)
+        self._steps = steps
 
 
 def _save_values(params: list[ParameterNode]) -> list[tuple[ParameterNode, Any]]:

@@ -2,7 +2,7 @@
 
 - `GradientOptimizer`: SGD (momentum, Nesterov), Adam, AdamW and Lion, with NaN/inf
   guards, clipping, schedules, decoupled weight decay, projection onto bounds,
-  JSON-friendly state and device moves.
+  plain-dict state (tensors) and device moves.
 - `FusedSGD`, `FusedAdam`, `FusedAdamW`: torch's optimizers whose CPU step is one fused C
   kernel call for all tensors (with the NaN/inf check fused in `guarded_step`); torch's
   fused step elsewhere.
@@ -25,10 +25,10 @@ from solvers.gradient.optimizer import (
 )
 from solvers.gradient.schedules import Constant, Cosine, WarmupLinear, make_schedule
 from solvers.gradient.spsa import SPSA, SPSAResult
-from solvers.gradient.state import from_jsonable, to_jsonable
+from solvers.gradient.state import from_jsonable
 
 __all__ = [
     "ALGORITHMS", "GradientOptimizer", "StepStats", "build_torch_optimizer", "resolve_device",
     "FusedSGD", "FusedAdam", "FusedAdamW", "Lion", "lion_update", "Constant", "Cosine", "WarmupLinear", "make_schedule",
-    "SPSA", "SPSAResult", "from_jsonable", "to_jsonable",
+    "SPSA", "SPSAResult", "from_jsonable",
 ]

@@ -30,7 +30,7 @@ import torch
 from solvers.gradient.fused import FusedAdam, FusedAdamW, FusedSGD
 from solvers.gradient.lion import Lion
 from solvers.gradient.schedules import Schedule, make_schedule
-from solvers.gradient.state import from_jsonable, is_jsonable_form, to_jsonable
+from solvers.gradient.state import from_jsonable
 
 ALGORITHMS = ("sgd", "adam", "adamw", "lion")
 FORMAT = "tracekit.gradient/1"
@@ -335,22 +335,22 @@ class GradientOptimizer:
         self.device = target
         return self
 
-    def state_dict(self, json: bool = False) -> dict[str, Any]:
-        """The state: algorithm, step count and torch's state dict (JSON-friendly if `json`)."""
-        state = {"format": FORMAT, "algorithm": self.algorithm, "steps": self.steps,
-                 "torch": self.optimizer.state_dict()}
-        return to_jsonable(state) if json else state
+    def state_dict(self) -> dict[str, Any]:
+        """The state: algorithm, step count and torch's state dict (tensors, not copies; save
+        it with `tracekit.storage`, safetensors, or `torch.save`)."""
+        return {"format": FORMAT, "algorithm": self.algorithm, "steps": self.steps,
+                "torch": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Load a state from `state_dict()` (native or JSON form)."""
-        if is_jsonable_form(state) or any(isinstance(k, str) for k in state.get("torch", {}).get("state", {})):
-            state = from_jsonable(state)
-            inner = state["torch"]
-            inner["state"] = {int(k): v for k, v in inner["state"].items()}
-            for g in inner["param_groups"]:
-                for key in ("betas", "bounds"):
-                    if isinstance(g.get(key), list):
-                        g[key] = tuple(g[key])
+        """Load a state from `state_dict()` (also the first JSON form: tensors as tagged
+        lists, string keys, lists for tuples)."""
+        state = from_jsonable(state)  # idempotent on the native form
+        inner = state["torch"]
+        inner["state"] = {int(k): v for k, v in inner["state"].items()}
+        for g in inner["param_groups"]:
+            for key in ("betas", "bounds"):
+                if isinstance(g.get(key), list):
+                    g[key] = tuple(g[key])
         if state.get("format") != FORMAT:
             raise ValueError(f"not a GradientOptimizer state (format {state.get('format')!r})")
         if state["algorithm"] != self.algorithm:

@@ -168,10 +168,11 @@ class SPSA:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-friendly state (the random generator state included)."""
+        """The state as a plain dict of numbers and NumPy arrays (copies), the random
+        generator state included."""
         return {"k": self.k, "evals": self.evals,
-                "theta": None if self.theta is None else self.theta.tolist(),
-                "scale": None if self.scale is None else self.scale.tolist(),
+                "theta": None if self.theta is None else self.theta.copy(),
+                "scale": None if self.scale is None else self.scale.copy(),
                 "f_current": self.f_current, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
-"""Optimizer state <-> JSON-friendly values.
+"""Reading optimizer states saved in the first JSON form (tensors as nested lists).
 
-Tensors become `{"__tensor__": nested list, "dtype": "float32", "shape": [...]}`, tuples
-become lists. Fine for small states (a few hundred thousand numbers); for large models
-save the native state dict with `torch.save` instead.
+States are now plain dicts holding tensors, serialised by `tracekit.storage` (JSON manifest
+plus safetensors); this module only reads the old form back:
+`{"__tensor__": nested list, "dtype": "float32", "shape": [...]}` becomes a CPU tensor.
 """
 
 from __future__ import annotations
@@ -14,36 +14,15 @@ import torch
 _TAG = "__tensor__"
 
 
-def to_jsonable(value: Any) -> Any:
-    """A copy of `value` made of dicts, lists, strings, numbers, bools and None."""
-    if isinstance(value, torch.Tensor):
-        t = value.detach().cpu()
-        return {_TAG: t.tolist(), "dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape)}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, torch.dtype):
-        return str(value).replace("torch.", "")
-    return value
-
-
 def from_jsonable(value: Any) -> Any:
-    """Undo `to_jsonable`: tagged dicts become CPU tensors again (torch moves them on load)."""
+    """Tagged dicts become CPU tensors again (torch moves them on load); tensors stay."""
     if isinstance(value, dict):
         if _TAG in value:
             dtype = getattr(torch, value["dtype"])
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"{value['dtype']!r} is not a torch dtype")
             return torch.tensor(value[_TAG], dtype=dtype).reshape(value["shape"])
         return {k: from_jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [from_jsonable(v) for v in value]
     return value
-
-
-def is_jsonable_form(value: Any) -> bool:
-    """True when a state dict holds tagged tensors (came from `to_jsonable`)."""
-    if isinstance(value, dict):
-        return _TAG in value or any(is_jsonable_form(v) for v in value.values())
-    if isinstance(value, list):
-        return any(is_jsonable_form(v) for v in value)
-    return False

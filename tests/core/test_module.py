@@ -1,11 +1,13 @@
-"""Modules: parameter discovery, state dicts, JSON save/load."""
+"""Modules: parameter discovery, state dicts, save/load (JSON manifest + safetensors)."""
 
 import json
 
 import pytest
 import torch
+from safetensors import safe_open
 
 import tracekit as tk
+from tests.legacy_format import save_module_v1
 
 
 class Retriever(tk.Module):
@@ -37,14 +39,22 @@ def test_named_parameters_walk_attributes_nested_modules_containers_and_code():
                      "heads.0", "heads.1", "extra.temperature"]
 
 
-def test_state_dict_round_trip_through_a_json_file(tmp_path):
+def test_state_dict_round_trip_through_a_manifest_and_safetensors(tmp_path):
     a = Pipeline()
     a.instruction.data = "Use one word."
     a.retriever.k.data = 7
     a.heads[1].data = [5.0, 6.0]
     a.postprocess.code_param.data = "def postprocess(self, text):\n    return text.upper()"
-    path = a.save(tmp_path / "state.json")
-    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left
+    a.save(tmp_path / "state.json")
+    a.heads[0].data = [1.0, 2.0]
+    path = a.save(tmp_path / "state.json")  # the previous payload is replaced, not left behind
+    manifest = json.loads(path.read_text())
+    payload = tmp_path / manifest["payload"]["file"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["state.json", payload.name])  # no temp files
+    assert manifest["parameters"]["instruction"]["value"] == "Use one word."  # small values stay readable JSON
+    with safe_open(payload, framework="pt") as f:  # tensors: plain safetensors, readable by other tools
+        assert sorted(f.keys()) == ["/parameters/heads.0/value", "/parameters/heads.1/value"]
+        assert f.get_tensor("/parameters/heads.1/value").tolist() == [5.0, 6.0]
     b = Pipeline()
     b.load(path)
     assert b.instruction.data == "Use one word."
@@ -113,3 +123,14 @@ def test_model_decorator_makes_a_module():
 def test_module_forward_must_be_defined():
     with pytest.raises(NotImplementedError, match="forward"):
         tk.Module()()
+
+
+def test_a_file_in_the_first_format_still_loads(tmp_path):
+    a = Pipeline()
+    a.instruction.data = "Old file."
+    a.heads[1].data = [3.0, 4.0]
+    path = save_module_v1(a, tmp_path / "old.json")
+    assert json.loads(path.read_text())["parameters"]["heads.1"]["value"]["__tensor__"] == [3.0, 4.0]
+    b = Pipeline()
+    b.load(path)
+    assert b.instruction.data == "Old file." and b.heads[1].data.tolist() == [3.0, 4.0]

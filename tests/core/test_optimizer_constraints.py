@@ -66,8 +66,8 @@ def test_violated_constraints_reach_text_parameters_as_feedback(monkeypatch):
     assert prompt.data == "short" and report.max_violation == 0.0
 
 
-def test_constraint_state_round_trips_through_json():
-    import json
+def test_constraint_state_round_trips_through_a_file(tmp_path):
+    from tracekit import storage
 
     w = tk.param(torch.zeros(2, dtype=torch.float64), name="w")
     opt = tk.Optimizer([w], numeric="adam", lr=0.05, constraints=[tk.Ineq(lambda w: w.sum() - 1.0)],
@@ -77,7 +77,8 @@ def test_constraint_state_round_trips_through_json():
         out = torch.sum((w - 2.0) ** 2)
         opt.backward(out, out)
         opt.step()
-    state = json.loads(json.dumps(opt.state_dict()))
+    storage.save(tmp_path / "opt.json", {"format": "test", "state": opt.state_dict()})
+    state = storage.load(tmp_path / "opt.json", "optimizer state", ["test"])["state"]
     other = tk.Optimizer([w], numeric="adam", lr=0.05, constraints=[tk.Ineq(lambda w: w.sum() - 1.0)])
     other.load_state_dict(state)
     assert other._steps == 3

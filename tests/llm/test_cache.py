@@ -118,3 +118,20 @@ def test_processes_share_one_file(tmp_path):
     cache = Cache(path)
     assert len(cache) == 161
     assert cache.get("3-39") == CachedReply("w3", 1, 1)
+
+
+@pytest.mark.parametrize("stored", ["", "{not json", "[1, 2]", '{"text": 1, "prompt_tokens": 1, "completion_tokens": 1}',
+                                    '{"text": "hi"}', "[" * 5000 + "]" * 5000,
+                                    '{"text": "hi", "prompt_tokens": 1, "completion_tokens": 2, "extra": 0}'])
+def test_a_damaged_disk_entry_is_a_miss_not_a_crash(tmp_path, stored):
+    import sqlite3
+
+    cache = Cache(tmp_path / "c.sqlite3")
+    cache.put("k", CachedReply("fine", 1, 2))
+    cache.close()
+    with sqlite3.connect(tmp_path / "c.sqlite3") as db:
+        db.execute("UPDATE replies SET reply = ? WHERE key = 'k'", (stored,))
+    fresh = Cache(tmp_path / "c.sqlite3")
+    assert fresh.get("k") is None and fresh.disk_errors == 1
+    fresh.put("k", CachedReply("again", 3, 4))  # the entry is rewritten on the next call
+    assert Cache(tmp_path / "c.sqlite3").get("k") == CachedReply("again", 3, 4)

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from solvers.gradient import SPSA, GradientOptimizer, Lion, _ckernel, lion_update, make_schedule
+from tests.legacy_format import to_jsonable
+from tracekit import storage
 
 ALGOS = ["sgd", "adam", "adamw", "lion"]
 LR = {"sgd": 0.02, "adam": 0.15, "adamw": 0.15, "lion": 0.1}
@@ -227,8 +229,9 @@ def test_only_restricts_the_update():
     assert a.grad is not None
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["storage", "first-json-form"])
 @pytest.mark.parametrize("algo", ALGOS)
-def test_state_dict_round_trip_through_json(algo):
+def test_state_dict_round_trip_through_a_file(algo, legacy, tmp_path):
     gen = torch.Generator().manual_seed(3)
     grads = [torch.randn(2, 3, generator=gen) for _ in range(8)]
     x1 = torch.ones(2, 3, requires_grad=True)
@@ -236,7 +239,11 @@ def test_state_dict_round_trip_through_json(algo):
     for g in grads[:4]:
         x1.grad = g.clone()
         opt1.step()
-    saved = json.loads(json.dumps(opt1.state_dict(json=True)))
+    if legacy:  # written by the old JSON encoder: still loads
+        saved = json.loads(json.dumps(to_jsonable(opt1.state_dict())))
+    else:
+        storage.save(tmp_path / "opt.json", {"format": "test", "state": opt1.state_dict()})
+        saved = storage.load(tmp_path / "opt.json", "optimizer state", ["test"])["state"]
     x2 = x1.detach().clone().requires_grad_()
     opt2 = GradientOptimizer([x2], algo, lr=0.01, schedule="cosine", total_steps=8, **_options(algo))
     opt2.load_state_dict(saved)
@@ -342,7 +349,7 @@ def test_spsa_rounds_integers_half_to_even_and_respects_the_budget():
                        np.array([9.0] * 2)).tolist() == [2.0, 4.0]
 
 
-def test_spsa_state_round_trip():
+def test_spsa_state_round_trip(tmp_path):
     def f(x):
         return float(np.sum((x - 1) ** 2))
 
@@ -350,7 +357,10 @@ def test_spsa_state_round_trip():
     x = np.zeros(3)
     for _ in range(3):
         x = a.step(f, x).x
-    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    storage.save(tmp_path / "spsa.json", {"format": "test", "state": a.state_dict()})
+    loaded = storage.load(tmp_path / "spsa.json", "SPSA state", ["test"])["state"]
+    assert isinstance(loaded["theta"], np.ndarray)  # arrays come back as arrays
+    b.load_state_dict(loaded)
     xa = a.step(f, x).x
     xb = b.step(f, x).x
     assert np.array_equal(xa, xb)

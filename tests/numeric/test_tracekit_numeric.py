@@ -173,7 +173,9 @@ def test_user_optimizer_factory_and_group_options():
     assert opt._solvers[(1, "gradient")].optimizer.algorithm == "SGD"
 
 
-def test_state_dict_round_trip_through_tk_optimizer():
+def test_state_dict_round_trip_through_tk_optimizer(tmp_path):
+    from tracekit import storage
+
     X, y = _data(2)
 
     def make():
@@ -193,7 +195,8 @@ def test_state_dict_round_trip_through_tk_optimizer():
     obj1 = lambda: torch.mean((X @ w1.data.detach() + t1.data - y) ** 2)  # noqa: E731
     opt1 = tk.Optimizer([w1, t1], numeric="adam", lr=0.05, objective=obj1)
     train(w1, t1, opt1, 5)
-    saved = json.loads(json.dumps(opt1.state_dict()))
+    storage.save(tmp_path / "opt.json", {"format": "test", "state": opt1.state_dict()})
+    saved = storage.load(tmp_path / "opt.json", "optimizer state", ["test"])["state"]
     assert set(saved["solvers"]) == {"0:gradient", "0:zeroth_order"}
 
     w2, t2 = make()

@@ -134,7 +134,10 @@ class Cache:
                 return None
             if row is None:
                 return None
-            reply = CachedReply(**json.loads(row[0]))
+            reply = _parse_reply(row[0])
+            if reply is None:  # a damaged entry is a miss: the call goes to the model
+                self.disk_errors += 1
+                return None
             self._remember(key, reply)
             return reply
 
@@ -181,6 +184,22 @@ class Cache:
         self._memory.move_to_end(key)
         while len(self._memory) > self.memory_size:
             self._memory.popitem(last=False)
+
+
+def _parse_reply(text: Any) -> CachedReply | None:
+    """A stored reply read through tracekit's guarded JSON reader, or None when the entry
+    is damaged (not JSON, too deep, wrong fields or types)."""
+    from tracekit.errors import DamagedFileError
+    from tracekit.storage import parse_json
+
+    try:
+        obj = parse_json(text if isinstance(text, (str, bytes)) else "", "LLM cache entry")
+    except DamagedFileError:
+        return None
+    if set(obj) != {"text", "prompt_tokens", "completion_tokens"} or not isinstance(obj["text"], str) or \
+            not all(isinstance(obj[k], int) and not isinstance(obj[k], bool) for k in ("prompt_tokens", "completion_tokens")):
+        return None
+    return CachedReply(**obj)
 
 
 _shared: dict[Path, Cache] = {}

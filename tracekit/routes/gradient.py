@@ -91,8 +91,8 @@ class GradientSolver:
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-friendly (tensors as nested lists): fine for small states; see docs/numeric.md."""
-        return {"names": [p.name for p in self.nodes], "optimizer": self.optimizer.state_dict(json=True)}
+        """Parameter names and the optimizer's native state (tensors; `tracekit.storage` saves it)."""
+        return {"names": [p.name for p in self.nodes], "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         names = [p.name for p in self.nodes]

@@ -85,13 +85,16 @@ class ZerothOrderSolver:
                                          reason=reason, info=info)
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-friendly: one SPSA state per set of parameters stepped together."""
+        """One SPSA state per set of parameters stepped together (arrays; `tracekit.storage` saves it)."""
         return {key: s.state_dict() for key, s in self._spsa.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load every SPSA state into fresh instances first, then swap them in (all or nothing)."""
+        loaded = {}
         for key, s in state.items():
-            spsa = self._spsa.setdefault(key, SPSA(**self.spsa_options))
-            spsa.load_state_dict(s)
+            loaded[key] = SPSA(**self.spsa_options)
+            loaded[key].load_state_dict(s)
+        self._spsa.update(loaded)
 
 
 def _is_integer(p: ParameterNode) -> bool:

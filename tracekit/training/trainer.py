@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit.context import no_trace
-from tracekit.errors import FeedbackError
+from tracekit.errors import FeedbackError, StateDictError
 from tracekit.feedback import Feedback, loss_to_float
 from tracekit.llm.accounting import Usage
 from tracekit.nodes import Node, short_repr
@@ -523,16 +523,36 @@ class Trainer:
         return state
 
     def _load(self, saved: dict[str, Any]) -> dict[str, Any]:
-        """Restore parameters, optimizer states, RNGs, history and the data position."""
-        ckpt.restore(self.named_params, saved["params"])
+        """Restore parameters, optimizer states, RNGs, history and the data position. Every
+        part is checked first; a damaged checkpoint or one of another run raises
+        StateDictError and leaves the parameters, the optimizer and the RNGs as they were."""
+        where = f"checkpoint {self.run_dir / ckpt.CHECKPOINT_FILE}"
+        ckpt.check_checkpoint(saved, where)
+        kinds = {name: p.kind for name, p in self.named_params}
+        if "kinds" in saved and saved["kinds"] != kinds:
+            raise StateDictError(
+                f"{where} was written by another run (training {saved['kinds']}; this run trains {kinds}); "
+                f"use another run_dir, or resume=False to start over")
+        if any(not 0 <= i < len(self.train_set) for i in saved["order"]) or \
+                saved["position"] > len(saved["order"]):
+            raise StateDictError(f"{where} refers to examples outside this training set "
+                                 f"({len(self.train_set)} examples); it was written by another run")
+        staged = ckpt.stage(self.named_params, saved["params"], f"{where} params", strict=True)
+        best = ckpt.stage(self.named_params, saved["best_params"], f"{where} best_params", strict=True)
+        rng = random.Random(self.seed)
+        set_rngs = ckpt.stage_rng_state(rng, saved["rng"])
         if saved.get("optimizer"):
-            self.optimizer.load_state_dict(saved["optimizer"])
-        self.rng = random.Random(self.seed)
-        ckpt.set_rng_state(self.rng, saved["rng"])
+            self.optimizer.load_state_dict(saved["optimizer"])  # all or nothing
+        for p, value in staged:
+            p.set(value)
+        self.rng = rng
+        for setter in set_rngs:
+            setter()
         self.history = list(saved["history"])
         ckpt.write_log(self.run_dir, self.history)  # drop records written after the checkpoint
         state = {k: saved[k] for k in ("step", "epoch", "position", "order", "stop_reason", "best_score",
-                                       "best_step", "bad_steps", "best_params", "elapsed")}
+                                       "best_step", "bad_steps", "elapsed")}
+        state["best_params"] = {name: value for (name, _), (_, value) in zip(self.named_params, best)}
         if state["stop_reason"] and not state["stop_reason"].startswith("early stopping"):
             state["stop_reason"] = None  # a step or epoch limit: the new limits decide
         return state
@@ -633,6 +653,7 @@ class Trainer:
             **{k: state[k] for k in ("step", "epoch", "position", "order", "stop_reason", "best_score",
                                      "best_step", "bad_steps", "best_params", "elapsed")},
             "seed": self.seed,
+            "kinds": {name: p.kind for name, p in self.named_params},
             "params": ckpt.snapshot(self.named_params),
             "optimizer": self.optimizer.state_dict(),
             "rng": ckpt.rng_state(self.rng),
