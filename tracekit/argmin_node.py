@@ -69,8 +69,8 @@ class ArgminOutcome:
 class ArgminOp:
     """The op of an argmin node: its code line, its documentation and the solve's text."""
 
-    doc = ("argmin: solves the optimization problem shown under the call (objective, "
-           "constraints) for the inputs given; its output is the minimizer y*.")
+    doc = ("solves the optimization problem shown under the call (objective, constraints) "
+           "for the inputs given; its output is the minimizer y*.")
 
     def __init__(self, label: str, problem_text: str, call_args: str = "") -> None:
         self.name = "argmin"
@@ -83,7 +83,7 @@ class ArgminOp:
         args = ", ".join([self.label, *labels])
         return f"argmin({args}{self.call_args})"
 
-    def describe(self) -> str:
+    def call_detail(self) -> str:
         """The problem's source and the outcome, bounded to `DESCRIPTION_CHARS`."""
         text = self.problem_text
         o = self.outcome
@@ -375,14 +375,33 @@ def _lambda_source(fn: Any) -> str:
         return "<lambda>"
     try:
         tree = ast.parse(text)
-    except SyntaxError:
-        return text
+    except SyntaxError:  # a fragment of a multi-line call: cut the lambda out by brackets
+        return _scan_lambda(text)
     code = fn.__code__
     args = list(code.co_varnames[: code.co_argcount])
     found = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda) and [a.arg for a in n.args.args] == args]
     if len(found) == 1:
         return ast.get_source_segment(text, found[0]) or text
     return text
+
+
+def _scan_lambda(text: str) -> str:
+    start = text.find("lambda")
+    if start < 0:
+        return text
+    depth = 0
+    body = text.find(":", start)  # the arguments' commas are not the end
+    for i in range(body if body > 0 else start, len(text)):
+        ch = text[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                return text[start:i].strip()
+            depth -= 1
+        elif ch == "," and depth == 0:
+            return text[start:i].strip()
+    return text[start:].strip()
 
 
 def _short(value: Any) -> str:

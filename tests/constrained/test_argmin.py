@@ -204,7 +204,7 @@ def test_cvxpy_problem_node_matches_callable_path():
     assert torch.allclose(w.data.detach(), torch.tensor([0.65, 0.35, 0.0], dtype=D), atol=1e-5)
     (w.data * torch.tensor([1.0, 2.0, 3.0], dtype=D)).sum().backward()
     assert torch.allclose(c.raw.grad, torch.tensor([-0.5, 0.5, 0.0], dtype=D), atol=1e-4)
-    assert "cvxpy problem" in w.op.describe()
+    assert "cvxpy problem" in w.op.call_detail()
     # batched parameters solve a batch in one call
     cb = torch.tensor([[0.8, 0.5, -0.3], [0.1, 0.1, 0.1]], dtype=D)
     wb = tk.argmin(problem, parameters={c_par: cb}, variables=[y])
