@@ -236,8 +236,12 @@ class _Argmin(torch.autograd.Function):
 
         values = _fill(slots, [t.detach() for t in tensors])
         cons = [type(c)((lambda y, fn=c.fn: fn(y, *values)), name=c.name) for c in spec.constraints]
+        # "auto" is the augmented Lagrangian here: the KKT residual the gradient needs (1e-8)
+        # is one SLSQP rarely reaches, so dispatch's auto rule would run both; auglag also
+        # batches and takes the dual warm start
+        method = "auglag" if spec.method == "auto" else spec.method
         res = minimize(lambda y: spec.objective(y, *values), y0.detach(), constraints=cons, bounds=spec.bounds,
-                       method=spec.method, batched=spec.batched, tol=spec.tol, multipliers0=spec.multipliers0,
+                       method=method, batched=spec.batched, tol=spec.tol, multipliers0=spec.multipliers0,
                        feas_tol=max(100 * spec.tol, 1e-9), kkt_tol=max(100 * spec.tol, 1e-9),
                        options=spec.options or None)
         spec.result = res
