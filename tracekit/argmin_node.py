@@ -152,7 +152,8 @@ def argmin(objective: Any, y0: Any = None, *inputs: Any, constraints: Any = None
     With a cvxpy problem as first argument, give `parameters={cp_param: value_or_node}`
     and `variables=[cp_var, ...]` instead. Returns an `ArgminNode`, or an `ExceptionNode`
     carrying a `tk.SolveError` subclass when the solve fails. `tol` is the solver's
-    accuracy (default 1e-10: the gradient's error is proportional to it).
+    accuracy (default 1e-10: the gradient's error is proportional to it); `method="auto"`
+    uses the augmented Lagrangian (see docs/concepts/argmin.md).
     """
     frame = sys._getframe(1)
     site = (frame.f_code.co_filename, frame.f_lineno, name)

@@ -221,3 +221,28 @@ def test_cvxpy_infeasible_is_an_exception_node():
     w = tk.argmin(problem, parameters={c_par: torch.zeros(2, dtype=D)}, variables=[y])
     assert isinstance(w, tk.ExceptionNode)
     assert isinstance(w.error.exception, tk.SolveError)
+
+
+def test_approximate_convergence_is_noted_on_the_node():
+    from solvers.constrained.result import Multipliers, OptimizeResult
+    from tracekit.argmin_node import _grade
+
+    near = OptimizeResult(x=torch.zeros(2, dtype=D), fun=0.0, success=False, status="not_converged",
+                          message="stopped", max_violation=3e-6, kkt_residual=2e-5, multipliers=Multipliers(),
+                          nit=5, nfev=5, solver="auglag", time=0.0)
+    assert _grade(near, [], False).converged == "approximate"
+    near.kkt_residual = 1e-2
+    assert _grade(near, [], False).converged == "no"
+
+
+def test_inside_a_bundle_argmin_runs_plain():
+    @tk.bundle()
+    def project(c):
+        """Projection onto the box [0, 0.5]."""
+        return tk.argmin(lambda y, c: ((y - c) ** 2).sum(), torch.zeros(2, dtype=D), c, bounds=(0.0, 0.5))
+
+    c = tk.param(torch.tensor([0.2, 0.9], dtype=D), name="c")
+    out = project(c)
+    assert torch.is_tensor(out.data) and torch.allclose(out.data, torch.tensor([0.2, 0.5], dtype=D))
+    out.data.sum().backward()
+    assert torch.allclose(c.raw.grad, torch.tensor([1.0, 0.0], dtype=D))
