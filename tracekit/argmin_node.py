@@ -64,6 +64,7 @@ class ArgminOutcome:
     warm_started: bool = False
     time: float = 0.0
     result: Any = None  # the solver's OptimizeResult (None for cvxpylayers)
+    backward: dict[str, Any] = field(default_factory=dict)  # the last backward: linear solver, singular, ...
 
 
 class ArgminOp:
@@ -224,6 +225,7 @@ def _callable_argmin(objective, y0, inputs, constraints, bounds, method, tol, na
         err = TracedError(type(exc).__name__, str(exc), "", None, "argmin", exc)
         return ExceptionNode(err, parents, argnames, op)
     outcome = _grade(res, constraints, warm_started)
+    outcome.backward = spec.backward_info  # filled when a gradient is computed
     op.outcome = outcome
     if outcome.converged != "no" and bool(torch.isfinite(y).all()):
         _remember(site, shape, y, Multipliers(ineq=[m.detach() for m in res.multipliers.ineq],

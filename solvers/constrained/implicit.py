@@ -267,7 +267,8 @@ class _Argmin(torch.autograd.Function):
 
         grads, info = implicit_vjp(bind(spec.objective), [bind(f) for f in ineq], [bind(f) for f in eq],
                                    ctx.point, tensors, ybar, shape=ctx.shape, linear_solver=spec.linear_solver)
-        spec.backward_info = info
+        spec.backward_info.clear()
+        spec.backward_info.update(info)
         out = tuple(None if g is None or not need else g.to(t.dtype)
                     for g, t, need in zip(grads, tensors, ctx.needs_input_grad[3:]))
         return (None, None, None) + out

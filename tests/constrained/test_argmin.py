@@ -246,3 +246,17 @@ def test_inside_a_bundle_argmin_runs_plain():
     assert torch.is_tensor(out.data) and torch.allclose(out.data, torch.tensor([0.2, 0.5], dtype=D))
     out.data.sum().backward()
     assert torch.allclose(c.raw.grad, torch.tensor([1.0, 0.0], dtype=D))
+
+
+def test_linearly_dependent_active_constraints_give_the_minimum_norm_gradient():
+    # the same constraint twice (scaled): multipliers are not unique, the KKT matrix is singular,
+    # but y* is differentiable: y0 = 0.1 fixed, y1 = c1
+    c = torch.tensor([0.5, 0.5], dtype=D, requires_grad=True)
+    w = tk.argmin(lambda y, c: ((y - c) ** 2).sum(), torch.zeros(2, dtype=D), c,
+                  constraints=[tk.Ineq(lambda y, c: y[:1] - 0.1), tk.Ineq(lambda y, c: 2 * (y[:1] - 0.1))])
+    assert torch.allclose(w.data.detach(), torch.tensor([0.1, 0.5], dtype=D), atol=1e-8)
+    (w.data * torch.tensor([3.0, 5.0], dtype=D)).sum().backward()
+    assert torch.allclose(c.grad, torch.tensor([0.0, 5.0], dtype=D), atol=1e-8)
+    info = w.outcome.backward
+    assert info["linear_solver"] == "dense KKT"
+    assert info["singular"] == (info["active_constraints"] == 2)
