@@ -184,7 +184,7 @@ def test_optimizer_trains_upstream_tensor_through_argmin():
         w = tk.argmin(lambda y, c: ((y - c) ** 2).sum(), torch.full((4,), 0.25, dtype=D), c,
                       constraints=[tk.Eq(lambda y, c: y.sum() - 1, name="budget")], bounds=(0.0, 1.0))
         loss = ((w.data - target) ** 2).sum()
-        losses.append(float(loss))
+        losses.append(loss.item())
         opt.zero_feedback()
         opt.backward(w, loss)
         opt.step()

@@ -92,3 +92,39 @@ def test_real_model_step_through_argmin(embedded_llm):
     assert report.llm_calls >= 1
     assert profile.data in ("cautious", "balanced", "aggressive")
     assert not torch.equal(mu.raw.detach(), mu_before)  # the gradient route ran in the same step
+
+
+def test_failed_solve_feeds_back_to_the_categorical_and_keeps_the_tensor():
+    @tk.bundle()
+    def max_weight(profile):
+        """Largest weight one asset may get under a risk profile."""
+        return {"cautious": 0.2, "balanced": 0.5, "aggressive": 1.0}[profile]
+
+    prompts = []
+
+    def llm(messages, **kwargs):
+        prompts.append("\n".join(m["content"] for m in messages))
+        return json.dumps({"reasoning": "0.2 x 3 < 1", "suggestion": {"risk_profile": "balanced"}})
+
+    profile, mu = params()
+    mu_before = mu.raw.detach().clone()
+    def capped(w, mu, gamma, cap):
+        return mean_variance(w, mu, gamma)
+
+    cap = max_weight(profile)
+    w = tk.argmin(capped, torch.full((3,), 1 / 3, dtype=D), mu, 3.0, cap,
+                  constraints=[tk.Eq(lambda w, mu, gamma, cap: w.sum() - 1, name="budget"),
+                               tk.Ineq(lambda w, mu, gamma, cap: w - cap, name="cap")])
+    assert isinstance(w, tk.ExceptionNode) and isinstance(w.error.exception, tk.InfeasibleError)
+    opt = tk.Optimizer([profile, mu], llm=llm, numeric="sgd", lr=0.5)
+    opt.zero_feedback()
+    opt.backward(w, "the allocation failed; choose a profile that allows a fully invested portfolio")
+    report = opt.step()
+    assert prompts and "InfeasibleError" in prompts[0] and "lambda w, mu, gamma, cap: w - cap" in prompts[0]
+    assert profile.data == "balanced" and report.changed == ["risk_profile"]
+    assert torch.equal(mu.raw.detach(), mu_before)
+    # with the new profile the same workflow solves
+    w = tk.argmin(capped, torch.full((3,), 1 / 3, dtype=D), mu, 3.0, max_weight(profile),
+                  constraints=[tk.Eq(lambda w, mu, gamma, cap: w.sum() - 1, name="budget"),
+                               tk.Ineq(lambda w, mu, gamma, cap: w - cap, name="cap")])
+    assert isinstance(w, tk.ArgminNode) and w.data.max().item() <= 0.5 + 1e-8
