@@ -217,12 +217,15 @@ def _callable_argmin(objective, y0, inputs, constraints, bounds, method, tol, na
                 raise
             spec.multipliers0, warm_started = None, False  # the warm duals did not fit: start cold
             y, res = solve_argmin(spec, y0v, values)
-    except ProblemError as exc:
-        raise TypeError(f"tk.argmin: {exc}") from exc
-    except Exception as exc:  # the user's functions raised: a node, as in a bundle
+    except Exception as exc:
+        cause = exc.__cause__
+        if isinstance(exc, ProblemError) and (cause is None or isinstance(cause, ProblemError)):
+            raise TypeError(f"tk.argmin: {exc}") from exc  # bad input: a clear error, nothing ran
         if outer is not None:
             raise
-        err = TracedError(type(exc).__name__, str(exc), "", None, "argmin", exc)
+        # the user's functions raised: a node, as in a bundle (the message says which function)
+        original = cause if isinstance(exc, ProblemError) else exc
+        err = TracedError(type(original).__name__, str(exc), "", None, "argmin", original)
         return ExceptionNode(err, parents, argnames, op)
     outcome = _grade(res, constraints, warm_started)
     outcome.backward = spec.backward_info  # filled when a gradient is computed

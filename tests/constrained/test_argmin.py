@@ -260,3 +260,13 @@ def test_linearly_dependent_active_constraints_give_the_minimum_norm_gradient():
     info = w.outcome.backward
     assert info["linear_solver"] == "dense KKT"
     assert info["singular"] == (info["active_constraints"] == 2)
+
+
+def test_an_objective_that_raises_is_an_exception_node():
+    def objective(y, table, key):
+        return ((y - table[key]) ** 2).sum()
+
+    key = tk.node("missing", name="key")
+    w = tk.argmin(objective, torch.zeros(2, dtype=D), {"present": torch.ones(2, dtype=D)}, key)
+    assert isinstance(w, tk.ExceptionNode) and w.error.type == "KeyError"
+    assert "objective raised KeyError" in w.error.message and key in w.parents
