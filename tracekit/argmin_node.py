@@ -284,13 +284,13 @@ def _active(res: Any, constraints: list, tol: float = 1e-9, limit: int = 12) -> 
     out: list[str] = []
     mult = res.multipliers
     it_i, it_e = iter(mult.ineq), iter(mult.eq)
-    for c in constraints:
+    for k, c in enumerate(constraints):
         m = next(it_i if isinstance(c, Ineq) else it_e, None)
         if m is None:
             continue
         flat = m.detach().reshape(-1) if isinstance(res.status, str) else m.detach()[0].reshape(-1)
         idx = [i for i in range(flat.numel()) if (not isinstance(c, Ineq)) or float(flat[i]) > tol]
-        label = getattr(c, "name", type(c).__name__)
+        label = _cname(c, k)
         for i in idx:
             suffix = f"[{i}]" if flat.numel() > 1 else ""
             out.append(f"{label}{suffix} (multiplier {float(flat[i]):.4g})")
@@ -345,17 +345,24 @@ def _input_names(objective: Any, count: int) -> tuple[str, ...]:
 def _call_args(constraints: list, bounds: Any) -> str:
     text = ""
     if constraints:
-        text += ", constraints=[" + ", ".join(f"{type(c).__name__}({c.name})" for c in constraints) + "]"
+        text += ", constraints=[" + ", ".join(f"{type(c).__name__}({_cname(c, i)})"
+                                              for i, c in enumerate(constraints)) + "]"
     if bounds is not None:
         text += f", bounds={_cut(_short(bounds), 60)}"
     return text
 
 
+def _cname(c: Any, i: int) -> str:
+    """A constraint's name, or `constraint_<i>` for an anonymous lambda."""
+    name = getattr(c, "name", "") or ""
+    return f"constraint_{i}" if not name or name.startswith("<") else name
+
+
 def _problem_text(objective: Any, constraints: list, bounds: Any) -> str:
     lines = ["objective (minimized over y):", _cut(_source(objective), 600)]
-    for c in constraints:
+    for i, c in enumerate(constraints):
         rel = "<= 0" if type(c).__name__ == "Ineq" else "== 0"
-        lines.append(f"constraint {c.name} ({rel}): {_cut(_source(c.fn), 300)}")
+        lines.append(f"constraint {_cname(c, i)} ({rel}): {_cut(_source(c.fn), 300)}")
     if bounds is not None:
         lines.append(f"bounds on y: {_cut(_short(bounds), 120)}")
     return "\n".join(lines)
