@@ -488,7 +488,10 @@ def _cvxpy_argmin(problem: Any, parameters: dict | None, variables: Any, name: s
     outer = used_nodes.get()
     if outer is None and any(p.is_error for p in parents):
         return _propagate_error(op, parents, argnames)
-    tensors = [v if _is_tensor(v) else torch.as_tensor(v, dtype=torch.float64) for v in (pn.raw for pn in parents)]
+    raws = [pn.raw for pn in parents]
+    like = next((v for v in raws if _is_tensor(v)), None)  # plain values join the tensors' device
+    device = like.device if like is not None else None
+    tensors = [v if _is_tensor(v) else torch.as_tensor(v, dtype=torch.float64, device=device) for v in raws]
     try:
         sols = layer(*tensors)
     except Exception as exc:  # noqa: BLE001 - the cone solver's failures become typed errors
