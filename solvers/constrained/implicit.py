@@ -295,8 +295,9 @@ def solve_argmin(spec: ArgminSpec, y0: Any, inputs: Sequence[Any]) -> tuple[torc
         y0t = y0.detach()
         if not y0t.is_floating_point():
             y0t = y0t.to(torch.float64)
-    else:
-        y0t = torch.as_tensor(y0, dtype=torch.float64)
+    else:  # a plain start joins the inputs' device (CUDA inputs keep the solve on CUDA)
+        like = next((v for v in inputs if torch.is_tensor(v) and v.is_floating_point()), None)
+        y0t = torch.as_tensor(y0, dtype=torch.float64, device=None if like is None else like.device)
     slots = tuple(_TENSOR if torch.is_tensor(v) and v.is_floating_point() else v for v in inputs)
     tensors = [v for v in inputs if torch.is_tensor(v) and v.is_floating_point()]
     y = _Argmin.apply(spec, y0t, slots, *tensors)
