@@ -45,6 +45,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Ineq": ("tracekit.problems", "Ineq"),
     "Eq": ("tracekit.problems", "Eq"),
     "OptimizeResult": ("tracekit.problems", "OptimizeResult"),
+    # solver nodes inside a workflow
+    "argmin": ("tracekit.argmin_node", "argmin"),
+    "ArgminNode": ("tracekit.argmin_node", "ArgminNode"),
+    "SolveError": ("tracekit.errors", "SolveError"),
+    "InfeasibleError": ("tracekit.errors", "InfeasibleError"),
+    "UnboundedError": ("tracekit.errors", "UnboundedError"),
+    "NotConvergedError": ("tracekit.errors", "NotConvergedError"),
     # training
     "Trainer": ("tracekit.training", "Trainer"),
     "TrainResult": ("tracekit.training", "TrainResult"),

@@ -31,3 +31,32 @@ class FeedbackError(TracekitError, TypeError):
 class InvalidOptionError(TracekitError, ValueError):
     """An argument of `tk.Optimizer` (an option, a parameter list, a param group) is refused
     when the optimizer is built; the message names the argument and what is accepted."""
+
+
+class SolveError(TracekitError, RuntimeError):
+    """An optimization step inside a workflow (`tk.argmin`) did not produce a solution.
+
+    `status` is the solver's status, `max_violation` the constraint violation at the
+    returned point, `solver_message` the solver's own words and `result` its full result
+    (an `OptimizeResult`, or None when the solver raised).
+    """
+
+    def __init__(self, message: str, status: str | None = None, max_violation: float | None = None,
+                 solver_message: str = "", result: object = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.max_violation = max_violation
+        self.solver_message = solver_message
+        self.result = result
+
+
+class InfeasibleError(SolveError):
+    """The constraints of an argmin admit no point (the solver proved it or stalled infeasible)."""
+
+
+class UnboundedError(SolveError):
+    """The objective of an argmin decreases without bound on the feasible set."""
+
+
+class NotConvergedError(SolveError):
+    """The solver of an argmin stopped before meeting its tolerances (or hit NaN/inf)."""

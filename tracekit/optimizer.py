@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracekit.errors import InvalidOptionError, MissingSolverError
+from tracekit.errors import InvalidOptionError, MissingSolverError, SolveError
 from tracekit.feedback import Feedback, as_feedback, backward
 from tracekit.nodes import Node, ParameterNode, _is_tensor, short_repr
 from tracekit.options import check_options, check_params
@@ -162,8 +162,20 @@ def route_of(p: ParameterNode, has_objective: bool) -> str:
         return "gradient"
     if p.is_tensor and p.raw.is_floating_point() and nonfinite_loss(p):
         return "gradient"  # NaN/inf loss: the gradient solver skips it, keeps the value, says why
+    if p.is_tensor and p.raw.is_floating_point() and _through_failed_solve(p):
+        return "gradient"  # its path runs through a failed tk.argmin: no gradient, value kept
     # a number, or a tensor whose loss did not reach it through torch: no gradient path
     return "zeroth_order" if has_objective else "text"
+
+
+def _through_failed_solve(p: ParameterNode) -> bool:
+    """True when every feedback record of `p` reached it through a failed solve (an
+    exception node carrying a `SolveError`): no number is guessed from such feedback."""
+    def failed(record: Any) -> bool:
+        return any(getattr(n, "is_error", False) and isinstance(getattr(n.raw, "exception", None), SolveError)
+                   for n in record.graph.nodes)
+
+    return bool(p.feedback) and all(failed(r) for r in p.feedback)
 
 
 class Optimizer:

@@ -1,22 +1,12 @@
 """Bilevel problems by implicit differentiation: ``min_x F(x, y*(x))``,
 ``y*(x) = argmin_y G(x, y)`` subject to inner bounds and constraints.
 
-Hypergradient. At an inner KKT point, with inner Lagrangian ``l = G + lam.g + mu.h`` and
-the *active set* (variables at a bound with a nonzero bound multiplier are fixed;
-equalities and inequalities with ``lam > 0`` are active, collected in ``c_A``), the
-implicit function theorem applied to ``grad_y l = 0, c_A = 0`` gives
-
-    dF/dx = F_x - d/dx [ v . grad_y l(x, y, lam) + w . c_A(x, y) ]   (y, lam, v, w fixed)
-
-where ``[v; w]`` solves the adjoint KKT system ``[H  A^T; A  0] [v; w] = [F_y; 0]``
-(``H = grad_yy l`` on the free variables, ``A`` the active constraint Jacobian). Without
-active constraints this is ``H v = F_y``, solved matrix-free by conjugate gradient on
-Hessian-vector products (``linear_solver="cg"``); ``"dense"`` builds ``H`` from one
-batched autograd call and uses a Cholesky solve, which is faster for a few hundred
-inner variables; ``"auto"`` picks dense up to 200 free variables. With active
-constraints the (indefinite) KKT system is assembled densely and solved by LU. The
-active-set rule assumes strict complementarity at the inner solution (the usual
-condition for ``y*`` to be differentiable).
+Hypergradient. ``dF/dx = F_x + F_y . dy*/dx``; the product is the vector-Jacobian
+product of the inner argmin computed by ``solvers.constrained.implicit.implicit_vjp``
+(implicit differentiation of the inner KKT conditions on the active set), the same code
+path that makes ``tk.argmin`` nodes differentiable. See that module for the linear
+systems (dense KKT, or matrix-free CG on Hessian-vector products for large unconstrained
+inner problems; ``linear_solver`` = ``"auto"`` | ``"dense"`` | ``"cg"``).
 
 The inner problem is solved by ``solvers.constrained.dispatch`` (``inner_method``, default
 ``"auglag"`` warm-started from the previous ``y``) to ``inner_tol``, because the
@@ -35,7 +25,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .constraints import Eq, Ineq, ProblemError
-from .krylov import cg
+from .implicit import KKTPoint, implicit_vjp
 from .result import OptimizeResult
 
 __all__ = ["bilevel", "hypergradient", "solve_inner", "InnerSolution"]
@@ -80,10 +70,6 @@ def solve_inner(
                          res.multipliers.bounds, bool(res.success), res.message, float(res.kkt_residual))
 
 
-def _flat(parts: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([p.reshape(-1) for p in parts]) if parts else torch.zeros(0)
-
-
 def hypergradient(
     outer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     inner: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -106,100 +92,31 @@ def hypergradient(
 
 
 def _hypergradient(outer, inner, x, sol, inner_constraints, linear_solver, cg_tol, active_tol):
+    """``F`` and ``F_x + F_y . dy*/dx``: the product comes from ``implicit.implicit_vjp``."""
     x = x.detach().requires_grad_(True)
     y = sol.y.detach().requires_grad_(True)
-    ny = y.numel()
     cons = list(inner_constraints or [])
     ineq = [c for c in cons if isinstance(c, Ineq)]
     eq = [c for c in cons if isinstance(c, Eq)]
     with torch.enable_grad():
         F = outer(x, y)
         Fx, Fy = torch.autograd.grad(F, (x, y), allow_unused=True)
-        Fx = torch.zeros_like(x) if Fx is None else Fx
-        Fy = torch.zeros_like(y) if Fy is None else Fy
-        lag = inner(x, y)
-        gvals = [c.fn(x, y) for c in ineq]
-        hvals = [c.fn(x, y) for c in eq]
-        lam = [m.to(y.dtype).reshape(-1) for m in sol.ineq]
-        mu = [m.to(y.dtype).reshape(-1) for m in sol.eq]
-        for gv, lm in zip(gvals, lam):
-            lag = lag + (gv.reshape(-1) * lm).sum()
-        for hv, mm in zip(hvals, mu):
-            lag = lag + (hv.reshape(-1) * mm).sum()
-        (Ly,) = torch.autograd.grad(lag, y, create_graph=True)
-    # active set
-    free = torch.ones(ny, dtype=y.dtype, device=y.device)
-    if sol.bounds is not None:
-        free = (sol.bounds.reshape(-1).abs() <= active_tol).to(y.dtype)
-    act_rows = []
-    for gv, lm in zip(gvals, lam):
-        gflat = gv.reshape(-1)
-        for i in torch.nonzero(lm > active_tol).flatten().tolist():
-            act_rows.append(gflat[i])
-    for hv in hvals:
-        act_rows.extend(hv.reshape(-1).unbind())
-    fy = Fy.reshape(-1) * free
-    Ly_flat = Ly.reshape(-1)
+    Fx = torch.zeros_like(x) if Fx is None else Fx
+    Fy = torch.zeros_like(y) if Fy is None else Fy
+    Y = y.detach().reshape(1, -1)
 
-    def hvp(v: torch.Tensor) -> torch.Tensor:
-        (Hv,) = torch.autograd.grad(Ly_flat, y, grad_outputs=(v * free).reshape(y.shape), retain_graph=True,
-                                    allow_unused=True)
-        Hv = torch.zeros_like(y) if Hv is None else Hv
-        return Hv.reshape(-1) * free + v * (1 - free)
+    def flat(parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([p.to(Y).reshape(1, -1) for p in parts], 1) if parts else Y.new_zeros(1, 0)
 
-    info: dict[str, Any] = {"active_constraints": len(act_rows), "free": int(free.sum())}
-    nfree = int(free.sum())
-    if act_rows:
-        A = torch.stack([torch.autograd.grad(r, y, retain_graph=True, allow_unused=True)[0].reshape(-1)
-                         if r.requires_grad else torch.zeros(ny, dtype=y.dtype) for r in act_rows]) * free
-        H = _dense_hessian(Ly_flat, y, free)
-        ma = A.shape[0]
-        K = torch.zeros(ny + ma, ny + ma, dtype=y.dtype, device=y.device)
-        K[:ny, :ny] = H
-        K[:ny, ny:] = A.T
-        K[ny:, :ny] = A
-        rhs = torch.cat([fy, torch.zeros(ma, dtype=y.dtype, device=y.device)])
-        sol_vw = torch.linalg.lstsq(K, rhs[:, None]).solution[:, 0]
-        v, w = sol_vw[:ny], sol_vw[ny:]
-        info["linear_solver"] = "dense KKT"
-    else:
-        use_dense = linear_solver == "dense" or (linear_solver == "auto" and nfree <= 200)
-        if use_dense:
-            H = _dense_hessian(Ly_flat, y, free)
-            Lc, bad = torch.linalg.cholesky_ex(H)
-            if int(bad) == 0:
-                v = torch.cholesky_solve(fy[:, None], Lc)[:, 0]
-            else:
-                v = torch.linalg.lstsq(H, fy[:, None]).solution[:, 0]
-            info["linear_solver"] = "dense cholesky"
-        else:
-            vb, cinfo = cg(lambda V: hvp(V[0])[None], fy[None], rtol=cg_tol, maxiter=10 * ny + 50)
-            v = vb[0]
-            info["linear_solver"] = "cg"
-            info["cg_iterations"] = int(cinfo["iterations"][0])
-        w = None
-    with torch.enable_grad():
-        s = (Ly_flat * v.detach()).sum()
-        if w is not None:
-            s = s + (torch.stack(act_rows) * w.detach()).sum()
-        (cross,) = torch.autograd.grad(s, x, allow_unused=True)
-    cross = torch.zeros_like(x) if cross is None else cross
-    return F.detach(), (Fx - cross).detach(), info
-
-
-def _dense_hessian(Ly_flat: torch.Tensor, y: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
-    ny = y.numel()
-    eye = torch.eye(ny, dtype=y.dtype, device=y.device)
-    try:
-        (H,) = torch.autograd.grad(Ly_flat, y, grad_outputs=eye.reshape((ny,) + tuple(y.shape)),
-                                   is_grads_batched=True, retain_graph=True, allow_unused=True)
-        H = torch.zeros(ny, ny, dtype=y.dtype) if H is None else H.reshape(ny, ny)
-    except RuntimeError:
-        cols = [torch.autograd.grad(Ly_flat, y, grad_outputs=e.reshape(y.shape), retain_graph=True)[0].reshape(-1)
-                for e in eye]
-        H = torch.stack(cols)
-    H = 0.5 * (H + H.T)
-    return H * free[:, None] * free[None, :] + torch.diag(1 - free)
+    bounds = None if sol.bounds is None else sol.bounds.to(Y).reshape(1, -1)
+    point = KKTPoint(Y, flat(sol.ineq), flat(sol.eq), bounds)
+    swap = [(lambda yy, xx, fn=c.fn: fn(xx, yy)) for c in ineq], [(lambda yy, xx, fn=c.fn: fn(xx, yy)) for c in eq]
+    grads, info = implicit_vjp(lambda yy, xx: inner(xx, yy), swap[0], swap[1], point, [x.detach()], Fy,
+                               shape=tuple(y.shape), linear_solver=linear_solver, active_tol=active_tol,
+                               cg_tol=cg_tol)
+    g = grads[0]
+    total = Fx if g is None else Fx + g.reshape(x.shape)
+    return F.detach(), total.detach(), info
 
 
 def bilevel(

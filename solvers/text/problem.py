@@ -54,7 +54,9 @@ class Call:
     """One traced call, shown as a line of code `out = fn(arg=name, ...)`.
 
     `output` is the name of the value it produced; `inputs` the names it read (in argument
-    order). `function` keys the documentation; `doc` is that documentation.
+    order). `function` keys the documentation; `doc` is that documentation. `detail` is
+    text about this particular call (an optimization step's problem and outcome), shown
+    as comment lines under the call and bounded by the prompt.
     """
 
     output: str
@@ -63,6 +65,7 @@ class Call:
     doc: str = ""
     inputs: list[str] = field(default_factory=list)
     error: str = ""
+    detail: str = ""  # what the call did, shown under its line (e.g. a solve's problem and outcome)
 
 
 @dataclass

@@ -369,7 +369,7 @@ def _graph_once(problem: Problem, room: int, value_chars: int, collapse: bool) -
             break  # full: the rest is counted, not rendered
         c = calls[i]
         cost_parts: list[tuple[str, str]] = []
-        line = _cut(c.code, 300) + (f"   # raised {_cut(c.error, 200)}" if c.error else "")
+        line = _call_text(c)
         cost = len(line) + 1
         doc = ""
         if c.function and c.function not in documented and c.doc:
@@ -409,7 +409,7 @@ def _graph_once(problem: Problem, room: int, value_chars: int, collapse: bool) -
                 code_lines.append(_gap_note(gap_count, gap))
                 gap.clear()
                 gap_count = 0
-            code_lines.append(_cut(c.code, 300) + (f"   # raised {_cut(c.error, 200)}" if c.error else ""))
+            code_lines.append(_call_text(c))
         else:
             gap[templates[i].split("/")[0]] += 1
             gap_count += 1
@@ -439,6 +439,19 @@ def _graph_once(problem: Problem, room: int, value_chars: int, collapse: bool) -
     stats.update(calls_shown=len(shown_calls), calls_left_out=left_calls,
                  values_shown=len(shown_values), values_left_out=left_values)
     return "\n\n".join(sections), stats
+
+
+#: the most characters of a call's `detail` shown under its line
+DETAIL_CHARS = 1500
+
+
+def _call_text(c: Call) -> str:
+    """A call's code line, its error, and its detail as indented comment lines (bounded)."""
+    line = _cut(c.code, 300) + (f"   # raised {_cut(c.error, 200)}" if c.error else "")
+    if c.detail:
+        body = _cut(c.detail, DETAIL_CHARS)
+        line += "\n" + "\n".join(f"#   {row}" for row in body.splitlines())
+    return line
 
 
 def _gap_note(count: int, templates: Counter[str]) -> str:

@@ -12,7 +12,6 @@ import torch
 import tracekit as tk
 from tracekit import kinds
 from tracekit import seam as registry
-from tracekit.module import encode_value
 from tracekit.seam import ParamUpdate
 
 PARSE_SRC = "def parse(text):\n    return text.split(':')[0]"
@@ -126,7 +125,7 @@ def by_loading(p, value):
     model.p = p
     before = _plain(p.raw)
     try:
-        model.load_state_dict({"p": {"kind": p.kind, "value": encode_value(value)}})
+        model.load_state_dict({"p": {"kind": p.kind, "value": value}})
     except tk.StateDictError:
         assert _plain(p.raw) == before
         return None

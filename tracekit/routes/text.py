@@ -234,5 +234,7 @@ def _call(n: MessageNode, label: Callable[[Any], str], names: dict[int, str]) ->
         code += f"   # runs the code in variable {code_var[0]}"
     error = str(n.raw) if getattr(n, "is_error", False) else ""
     function = getattr(op, "name", "") or ""
+    describe = getattr(op, "call_detail", None)  # e.g. a tk.argmin node: its problem and outcome
+    detail = describe() if callable(describe) else ""
     return Call(output=label(n), code=code, function=function, doc=getattr(op, "doc", "") or "",
-                inputs=labels, error=error)
+                inputs=labels, error=error, detail=detail)
