@@ -51,6 +51,136 @@ STREAMS = {
 }
 
 
+# --- 0. tk.Optimizer against torch: small problem, 1000 tensors, cold start ------------------
+def small_problem(steps: int, repeats: int) -> dict[str, Any]:
+    """10 tensor parameters (16 entries each), SGD lr=1e-2: a raw torch loop vs the same
+    loop through `tk.Optimizer` (the loss from one `@tk.bundle` node; zero_feedback,
+    backward, step). Target: ratio <= 1.15."""
+    gen = torch.Generator().manual_seed(0)
+    targets = [torch.randn(16, generator=gen) for _ in range(10)]
+
+    def raw() -> float:
+        ws = [torch.zeros(16, requires_grad=True) for _ in range(10)]
+        opt = torch.optim.SGD(ws, lr=1e-2)
+        for _ in range(steps):
+            loss = sum(torch.sum((w - t) ** 2) for w, t in zip(ws, targets))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return float(loss.detach())
+
+    @tk.bundle()
+    def objective(*ws: torch.Tensor) -> torch.Tensor:
+        return sum(torch.sum((w - t) ** 2) for w, t in zip(ws, targets))
+
+    def traced() -> float:
+        ws = [tk.param(torch.zeros(16), name=f"w{i}") for i in range(10)]
+        opt = tk.Optimizer(ws, numeric="sgd", lr=1e-2)
+        for _ in range(steps):
+            loss = objective(*ws)  # one traced node
+            opt.zero_feedback()
+            opt.backward(loss, loss)
+            opt.step()
+        return float(loss.raw.detach())
+
+    runs = {"raw_torch_sgd": raw, "tk_optimizer_sgd": traced}
+    times = {k: float("inf") for k in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name] = min(times[name], time.perf_counter() - start)
+    return {"task": f"10 tensors x 16 entries, SGD lr=1e-2, {steps} steps (forward+backward+step)",
+            "per_step_us": {k: round(v / steps * 1e6, 1) for k, v in times.items()},
+            "ratio": round(times["tk_optimizer_sgd"] / times["raw_torch_sgd"], 3),
+            "goal": "ratio <= 1.15"}
+
+
+def many_tensors(count: int, size: int, repeats: int) -> dict[str, Any]:
+    """One Adam step on `count` tensors of `size` entries: `tk.Optimizer.step()` (gradients
+    set directly, so the step alone is timed, report included) vs torch's Adam step with
+    fused=True and foreach=True on tensors of the same shapes. Target: ratio <= 1.0."""
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(size, generator=gen) for _ in range(count)]
+    nodes = [tk.param(torch.randn(size, generator=gen), name=f"w{i}") for i in range(count)]
+    tk_opt = tk.Optimizer(nodes, numeric="adam", lr=1e-4)
+    peers = {}
+    for name, kw in (("torch_adam_fused", {"fused": True}), ("torch_adam_foreach", {"foreach": True})):
+        ts = [torch.randn(size, generator=gen).requires_grad_() for _ in range(count)]
+        for t, g in zip(ts, grads):
+            t.grad = g
+        peers[name] = torch.optim.Adam(ts, lr=1e-4, **kw).step
+
+    def tk_step() -> None:
+        for n, g in zip(nodes, grads):
+            n.raw.grad = g
+        tk_opt.step()
+
+    steps: dict[str, Callable[[], Any]] = {"tk_optimizer_adam": tk_step, **peers}
+    best = {k: float("inf") for k in steps}
+    for round_ in range(repeats + 3):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            if round_ >= 3:  # warm-up: state created, caches filled
+                best[name] = min(best[name], time.perf_counter() - start)
+    return {"task": f"one Adam step, {count} tensors x {size} entries",
+            "step_ms": {k: round(v * 1e3, 3) for k, v in best.items()},
+            "ratio_vs_torch_fused": round(best["tk_optimizer_adam"] / best["torch_adam_fused"], 3),
+            "ratio_vs_torch_foreach": round(best["tk_optimizer_adam"] / best["torch_adam_foreach"], 3),
+            "goal": "ratio_vs_torch_fused <= 1.0"}
+
+
+_COLD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch, tracekit as tk
+count, size, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+nodes = [tk.param(torch.randn(size), name=f"w{i}") for i in range(count)]
+opt = tk.Optimizer(nodes, numeric="adam", lr=1e-4)
+grads = [torch.randn(size) for _ in range(count)]
+t_import = time.perf_counter() - t0
+times = []
+for _ in range(steps):
+    for n, g in zip(nodes, grads):
+        n.raw.grad = g
+    s = time.perf_counter(); opt.step(); times.append(time.perf_counter() - s)
+print(json.dumps({"import_and_build_s": t_import, "times": times}))
+"""
+
+
+def cold_start(count: int, size: int, steps: int) -> dict[str, Any]:
+    """A fresh process with an empty kernel cache: the first `tk.Optimizer.step()` on
+    `count` tensors, and the steps after it, against the same process's steady state
+    (the best of its last half): whatever compiles or builds shows up here."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TRACEKIT_KERNEL_DIR": cache,
+               "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", _COLD, str(count), str(size), str(steps)], env=env,
+                             capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - start
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    times = data["times"]
+    steady = min(times[len(times) // 2:])
+    first_second = []
+    acc = 0.0
+    for t in times[1:]:
+        if acc > 1.0:
+            break
+        first_second.append(t)
+        acc += t
+    return {"task": f"fresh process, empty kernel cache, Adam on {count} tensors x {size}, {steps} steps",
+            "process_wall_s": round(wall, 2), "import_and_build_s": round(data["import_and_build_s"], 3),
+            "first_step_ms": round(times[0] * 1e3, 2),
+            "mean_step_ms_after_first": round(sum(times[1:]) / max(1, len(times) - 1) * 1e3, 3),
+            "steady_step_ms": round(steady * 1e3, 3),
+            "first_step_vs_steady": round(times[0] / steady, 1)}
+
+
 # --- 1. overhead -----------------------------------------------------------------------------
 def overhead(steps: int, repeats: int) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
@@ -284,7 +414,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice); on a loaded machine "
                              "1 thread avoids the barrier stalls that make multi-threaded timings noise")
-    parser.add_argument("--only", choices=["overhead", "throughput", "linear"], default=None)
+    parser.add_argument("--only", choices=["small", "many", "cold", "overhead", "throughput", "linear"],
+                        default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -297,6 +428,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                     "load_average_at_start": os.getloadavg()},
     }
+    if args.only in (None, "small"):
+        doc["small_problem"] = small_problem(100 if args.quick else 300, repeats=3 if args.quick else 7)
+    if args.only in (None, "many"):
+        doc["many_tensors"] = many_tensors(1000, 1000, repeats=5 if args.quick else 20)
+    if args.only in (None, "cold"):
+        doc["cold_start"] = cold_start(1000, 1000, 60 if args.quick else 300)
     if args.only in (None, "overhead"):
         doc["overhead"] = overhead(100 if args.quick else 500, repeats=2 if args.quick else 5)
     if args.only in (None, "throughput"):
