@@ -251,8 +251,7 @@ def throughput(total: int, layouts: list[int], repeats: int) -> dict[str, Any]:
     out["note"] = ("GBps = streams x 4 bytes x parameters / step time; streams: "
                    + ", ".join(f"{k}={v}" for k, v in STREAMS.items())
                    + "; kernel = opt.optimizer.step() (backend: what it ran, 'ckernel' = one fused C "
-                   "call per step; gather: how it read the tensors' pointers, 'c++' = one prefetching "
-                   "call); guarded_step = GradientOptimizer.step(), counted with one more read of the "
+                   "call per step); guarded_step = GradientOptimizer.step(), counted with one more read of the "
                    "gradients (the NaN/inf check and grad norms; fused into the same pass with the C "
                    "kernel, so it may score above the kernel alone); torch_fused = "
                    "torch.optim.<cls>(fused=True).step(); reference = a large in-place add "
@@ -275,9 +274,9 @@ def _layout(total: int, count: int, repeats: int) -> dict[str, Any]:
     own fused implementation (`torch.optim.SGD/Adam/AdamW(fused=True)`) on the same tensors.
     All of them, and the reference add, run once per round, interleaved.
     """
-    from solvers.gradient import _tensormeta
+    from solvers.gradient import _ckernel
 
-    _tensormeta.load(wait=True)  # built on first use; time the steady state
+    _ckernel.build()  # ahead of time, as `python -m solvers.gradient._ckernel` does
     size = total // count
     params = [torch.randn(size).requires_grad_() for _ in range(count)]
     grads = [torch.randn(size) for _ in range(count)]
@@ -323,8 +322,7 @@ def _layout(total: int, count: int, repeats: int) -> dict[str, Any]:
         kernel["speedup_vs_torch_adam_default"] = round(base_ms / kernel["step_ms"], 2)
         results[algo] = {"kernel": kernel, "guarded_step": entry(f"{algo}/guarded_step"),
                          "inner": f"{type(inner).__module__}.{type(inner).__name__}",
-                         "backend": getattr(inner, "last_backend", ""),
-                         "gather": getattr(inner, "last_gather", "")}
+                         "backend": getattr(inner, "last_backend", "")}
         if f"{algo}/torch_fused" in steps:
             results[algo]["torch_fused"] = entry(f"{algo}/torch_fused")
     return results

@@ -45,6 +45,8 @@ class Lion(KernelOptimizer, torch.optim.Optimizer):
             raise ValueError(f"Lion: weight_decay must be >= 0, got {weight_decay}")
         if backend not in BACKENDS:
             raise ValueError(f"Lion: unknown backend {backend!r}; use one of {BACKENDS}")
+        if backend == "ckernel":
+            _ckernel.build()  # asked for by name: compiled now (once), never during a step
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay,
                                   "backend": backend})
 
