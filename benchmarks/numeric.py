@@ -150,35 +150,39 @@ print(json.dumps({"import_and_build_s": t_import, "times": times}))
 
 
 def cold_start(count: int, size: int, steps: int) -> dict[str, Any]:
-    """A fresh process with an empty kernel cache: the first `tk.Optimizer.step()` on
-    `count` tensors, and the steps after it, against the same process's steady state
-    (the best of its last half): whatever compiles or builds shows up here."""
+    """A fresh process: the first `tk.Optimizer.step()` on `count` tensors, and the steps
+    after it, against the same process's steady state (the best of its last half), with
+    an empty kernel cache and with the kernels built ahead (`python -m
+    solvers.gradient.prebuild`): whatever compiles or builds during training shows here."""
     import subprocess
     import tempfile
 
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "TRACEKIT_KERNEL_DIR": cache,
-               "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", _COLD, str(count), str(size), str(steps)], env=env,
-                             capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - start
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    times = data["times"]
-    steady = min(times[len(times) // 2:])
-    first_second = []
-    acc = 0.0
-    for t in times[1:]:
-        if acc > 1.0:
-            break
-        first_second.append(t)
-        acc += t
-    return {"task": f"fresh process, empty kernel cache, Adam on {count} tensors x {size}, {steps} steps",
-            "process_wall_s": round(wall, 2), "import_and_build_s": round(data["import_and_build_s"], 3),
+    from solvers.gradient import _ckernel
+
+    out: dict[str, Any] = {"task": f"fresh process, Adam on {count} tensors x {size}, {steps} steps"}
+    for variant in ("empty_cache", "kernels_prebuilt"):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "TRACEKIT_KERNEL_DIR": cache,
+                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+            if variant == "kernels_prebuilt":
+                subprocess.run([sys.executable, "-c", "from solvers.gradient import _ckernel as k; "
+                                "getattr(k, 'build', k.load)()"], env=env, check=True)
+            start = time.perf_counter()
+            run = subprocess.run([sys.executable, "-c", _COLD, str(count), str(size), str(steps)],
+                                 env=env, capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - start
+        data = json.loads(run.stdout.strip().splitlines()[-1])
+        times = data["times"]
+        steady = min(times[len(times) // 2:])
+        out[variant] = {
+            "process_wall_s": round(wall, 2), "import_and_setup_s": round(data["import_and_build_s"], 3),
             "first_step_ms": round(times[0] * 1e3, 2),
             "mean_step_ms_after_first": round(sum(times[1:]) / max(1, len(times) - 1) * 1e3, 3),
             "steady_step_ms": round(steady * 1e3, 3),
-            "first_step_vs_steady": round(times[0] / steady, 1)}
+            "first_step_vs_steady": round(times[0] / steady, 1),
+            "mean_after_first_vs_steady": round(sum(times[1:]) / max(1, len(times) - 1) / steady, 2)}
+    del _ckernel
+    return out
 
 
 # --- 1. overhead -----------------------------------------------------------------------------
@@ -276,7 +280,7 @@ def _layout(total: int, count: int, repeats: int) -> dict[str, Any]:
     """
     from solvers.gradient import _ckernel
 
-    _ckernel.build()  # ahead of time, as `python -m solvers.gradient._ckernel` does
+    _ckernel.build()  # ahead of time, as `python -m solvers.gradient.prebuild` does
     size = total // count
     params = [torch.randn(size).requires_grad_() for _ in range(count)]
     grads = [torch.randn(size) for _ in range(count)]

@@ -12,7 +12,7 @@ is still in cache.
 
 No torch headers are needed (the kernels see only pointers and sizes), so the build takes
 well under a second. It is never started by a training step: `build()` (or
-`python -m solvers.gradient._ckernel`, or `backend="ckernel"`) compiles it ahead of time into
+`python -m solvers.gradient.prebuild`, or `backend="ckernel"`) compiles it ahead of time into
 `$TRACEKIT_KERNEL_DIR` (default `~/.cache/tracekit/kernels`), keyed by the source, the
 compiler flags and the CPU; `load()` only opens what is there. Until then, without a C
 compiler, or with `TRACEKIT_NO_CKERNEL=1`, the callers run torch's own kernels.
@@ -443,7 +443,7 @@ def load() -> Any:
 def build() -> Any:
     """Compile the kernels into the cache now, if they are not there, and load them; None
     without a C compiler or with `TRACEKIT_NO_CKERNEL=1`. Run it ahead of training
-    (`python -m solvers.gradient._ckernel`); `backend="ckernel"` calls it at construction."""
+    (`python -m solvers.gradient.prebuild`); `backend="ckernel"` calls it at construction."""
     global _lib, _tried
     if os.environ.get("TRACEKIT_NO_CKERNEL"):
         return None
@@ -505,11 +505,3 @@ def lion_step(params: list, grads: list, exp_avgs: list, lr: float, weight_decay
         raise MemoryError("the fused Lion kernel could not allocate its work arrays")
     return list(sums)[:nt] if check else None
 
-
-if __name__ == "__main__":
-    import sys
-
-    lib = build()
-    print(f"tracekit optimizer kernels: {_target()}" if lib is not None
-          else "tracekit optimizer kernels: not built (no C compiler, or TRACEKIT_NO_CKERNEL is set)")
-    sys.exit(0 if lib is not None else 1)

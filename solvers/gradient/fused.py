@@ -23,7 +23,7 @@ pointers are read each step. The step bumps the parameters' autograd version cou
 tensors behind the optimizer's back (load a state dict instead).
 
 The kernel library is never compiled here: it runs when it has been built ahead of time
-(`python -m solvers.gradient._ckernel`, see `_ckernel.build`) or when `backend="ckernel"`
+(`python -m solvers.gradient.prebuild`, see `_ckernel.build`) or when `backend="ckernel"`
 asks for it at construction; otherwise torch's step runs.
 """
 

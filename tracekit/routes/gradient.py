@@ -15,7 +15,7 @@ import torch
 
 from solvers.gradient import GradientOptimizer
 from tracekit.nodes import ParameterNode
-from tracekit.seam import GroupUpdate, StepContext, nonfinite_loss
+from tracekit.seam import GroupUpdate, StepContext
 
 # GradientOptimizer keywords accepted as tk.Optimizer / param-group options
 GRADIENT_OPTIONS = (
@@ -59,7 +59,7 @@ class GradientSolver:
             positions.append(i)
             if i < 0:
                 odd[k] = ("not a floating-point tensor known to this solver; kept", {})
-            elif p.feedback and nonfinite_loss(p):
+            elif p.feedback and _nonfinite(p.feedback):
                 odd[k] = ("NaN/inf loss: skipped, value kept", {"skipped": "non-finite loss"})
             elif p.raw.grad is None:
                 odd[k] = ("no gradient: no differentiable path to the loss", {"differentiable": False})
@@ -116,3 +116,11 @@ class GradientSolver:
         if state.get("names") != names:
             raise ValueError(f"gradient state is for parameters {state.get('names')}, not {names}")
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _nonfinite(records: list) -> bool:
+    """`tracekit.seam.nonfinite_loss` on a parameter's records, without a generator."""
+    for r in records:
+        if not r.loss_is_finite:
+            return True
+    return False
