@@ -7,7 +7,8 @@ every contiguous float32/float64 CPU tensor in one call of the kernels in `_cker
 (one pass over memory for all tensors, OpenMP threads). Anything the kernel does not
 cover runs torch's own step (its fused kernel when the group says `fused=True`): CUDA
 or other devices, non-contiguous tensors, `amsgrad`, `capturable`, `differentiable`,
-tensor learning rates, `backend="torch"`, no C compiler, or `TRACEKIT_NO_CKERNEL=1`.
+tensor learning rates, `backend="torch"`, kernels not built ahead (no C compiler, or
+`python -m solvers.gradient.prebuild` not run), or `TRACEKIT_NO_CKERNEL=1`.
 
 `guarded_step(decay=0.0)` checks and updates in the same pass: each gradient's sum of
 squares (double) is computed first and a tensor whose sum is not finite is left alone

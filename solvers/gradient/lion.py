@@ -7,7 +7,8 @@
 Backends: "ckernel" (one fused C pass per step over all CPU float32/float64 tensors, see
 `_ckernel` and `fused`), "foreach" (torch `_foreach_*` ops: five passes, used on CUDA and as the CPU
 fallback) and "reference" (one tensor at a time, for tests). "auto" picks the fused kernel
-for contiguous CPU tensors and foreach otherwise.
+for contiguous CPU tensors when it has been built ahead (`python -m solvers.gradient.prebuild`;
+"ckernel" builds it at construction) and foreach otherwise.
 """
 
 from __future__ import annotations
