@@ -247,7 +247,7 @@ class StepReport:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def __len__(self) -> int:
+    def _count(self) -> int:
         return sum(len(p) if isinstance(p, GroupRows) else 1 for p in self._parts)
 
     def __getitem__(self, name: str) -> ParamChange:
@@ -257,7 +257,7 @@ class StepReport:
         raise KeyError(name)
 
     def __repr__(self) -> str:
-        return (f"StepReport({len(self.changed)}/{len(self)} changed, seconds={self.seconds:.4f}, "
+        return (f"StepReport({len(self.changed)}/{self._count()} changed, seconds={self.seconds:.4f}, "
                 f"llm_calls={self.llm_calls}, tokens={self.tokens})")
 
     def __str__(self) -> str:
