@@ -1,5 +1,10 @@
 """Numeric-parameter benchmarks; prints one JSON document.
 
+0. tk.Optimizer against torch (ratios in one process, steady state unless said):
+   small_problem: 10 tensors, a raw torch SGD loop vs the same loop through tk.Optimizer
+   (goal <= 1.15); many_tensors: one Adam step on 1000 tensors, tk.Optimizer.step() vs
+   torch's fused and foreach Adam (goal <= 1.0 vs fused); cold_start: a fresh process's
+   first steps vs its steady state, with an empty kernel cache and with prebuilt kernels.
 1. overhead: a 1k-parameter regression trained 500 steps with raw torch vs through a traced
    workflow (`@tk.bundle` + `tk.Optimizer`); goal: ratio <= 1.3 (vs raw torch Adam). The
    traced run's inner optimizer is `FusedAdam` (the C kernel), so a raw loop with it is
@@ -49,6 +54,166 @@ STREAMS = {
     "adamw": 7,
     "lion": 5,  # read p, g, m; write p, m
 }
+
+
+# --- 0. tk.Optimizer against torch: small problem, 1000 tensors, cold start ------------------
+def small_problem(steps: int, repeats: int) -> dict[str, Any]:
+    """10 tensor parameters (16 entries each), SGD lr=1e-2: a raw torch loop vs the same
+    loop through `tk.Optimizer` (the loss from one `@tk.bundle` node; zero_feedback,
+    backward, step). Target: ratio <= 1.15.
+
+    Each iteration (forward, backward, step) is timed on its own, one of each loop in
+    turn, and the ratio is that of the lower quartiles: on a loaded machine a long run
+    is often preempted, a single 0.3 ms iteration rarely."""
+    gen = torch.Generator().manual_seed(0)
+    targets = [torch.randn(16, generator=gen) for _ in range(10)]
+    ws = [torch.zeros(16, requires_grad=True) for _ in range(10)]
+    raw_opt = torch.optim.SGD(ws, lr=1e-2)
+
+    def raw() -> None:
+        loss = sum(torch.sum((w - t) ** 2) for w, t in zip(ws, targets))
+        raw_opt.zero_grad()
+        loss.backward()
+        raw_opt.step()
+
+    @tk.bundle()
+    def objective(*ws: torch.Tensor) -> torch.Tensor:
+        return sum(torch.sum((w - t) ** 2) for w, t in zip(ws, targets))
+
+    nodes = [tk.param(torch.zeros(16), name=f"w{i}") for i in range(10)]
+    opt = tk.Optimizer(nodes, numeric="sgd", lr=1e-2)
+
+    def traced() -> None:
+        loss = objective(*nodes)  # one traced node
+        opt.zero_feedback()
+        opt.backward(loss, loss)
+        opt.step()
+
+    runs = {"raw_torch_sgd": raw, "tk_optimizer_sgd": traced}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for i in range(steps * repeats + 50):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            if i >= 50:  # warm-up
+                times[name].append(time.perf_counter() - start)
+    q = {k: sorted(v)[len(v) // 4] for k, v in times.items()}
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {"task": f"10 tensors x 16 entries, SGD lr=1e-2, {len(times['raw_torch_sgd'])} iterations "
+                    "(forward+backward+step) each, interleaved",
+            "per_step_us_lower_quartile": {k: round(v * 1e6, 1) for k, v in q.items()},
+            "per_step_us_median": {k: round(v * 1e6, 1) for k, v in med.items()},
+            "ratio": round(q["tk_optimizer_sgd"] / q["raw_torch_sgd"], 3),
+            "ratio_of_medians": round(med["tk_optimizer_sgd"] / med["raw_torch_sgd"], 3),
+            "goal": "ratio <= 1.15"}
+
+
+def many_tensors(count: int, size: int, repeats: int) -> dict[str, Any]:
+    """One Adam step on `count` tensors of `size` entries: `tk.Optimizer.step()` (gradients
+    set directly, so the step alone is timed, report included) vs torch's Adam step with
+    fused=True and foreach=True on tensors of the same shapes. Target: ratio <= 1.0."""
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(size, generator=gen) for _ in range(count)]
+    nodes = [tk.param(torch.randn(size, generator=gen), name=f"w{i}") for i in range(count)]
+    tk_opt = tk.Optimizer(nodes, numeric="adam", lr=1e-4)
+    peers = {}
+    for name, kw in (("torch_adam_fused", {"fused": True}), ("torch_adam_foreach", {"foreach": True})):
+        ts = [torch.randn(size, generator=gen).requires_grad_() for _ in range(count)]
+        for t, g in zip(ts, grads):
+            t.grad = g
+        peers[name] = torch.optim.Adam(ts, lr=1e-4, **kw).step
+
+    def tk_step() -> None:
+        for n, g in zip(nodes, grads):
+            n.raw.grad = g
+        tk_opt.step()
+
+    steps: dict[str, Callable[[], Any]] = {"tk_optimizer_adam": tk_step, **peers}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for round_ in range(repeats + 3):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            if round_ >= 3:  # warm-up: state created, caches filled
+                times[name].append(time.perf_counter() - start)
+    best = {k: min(v) for k, v in times.items()}
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {"task": f"one Adam step, {count} tensors x {size} entries (best and median of {repeats} "
+                    "interleaved rounds)",
+            "step_ms": {k: round(v * 1e3, 3) for k, v in best.items()},
+            "step_ms_median": {k: round(v * 1e3, 3) for k, v in med.items()},
+            "ratio_vs_torch_fused": round(best["tk_optimizer_adam"] / best["torch_adam_fused"], 3),
+            "ratio_vs_torch_foreach": round(best["tk_optimizer_adam"] / best["torch_adam_foreach"], 3),
+            "ratio_of_medians_vs_torch_fused": round(med["tk_optimizer_adam"] / med["torch_adam_fused"], 3),
+            "goal": "ratio_vs_torch_fused <= 1.0"}
+
+
+_COLD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch, tracekit as tk
+count, size, steps, peer = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "torch"
+grads = [torch.randn(size) for _ in range(count)]
+if peer:  # torch's fused Adam, built in the first step as tk.Optimizer builds its solver
+    ts = [torch.randn(size).requires_grad_() for _ in range(count)]
+    holder = []
+    def step():
+        if not holder:
+            holder.append(torch.optim.Adam(ts, lr=1e-4, fused=True))
+        holder[0].step()
+    def set_grads():
+        for t, g in zip(ts, grads):
+            t.grad = g
+else:
+    nodes = [tk.param(torch.randn(size), name=f"w{i}") for i in range(count)]
+    opt = tk.Optimizer(nodes, numeric="adam", lr=1e-4)
+    step = opt.step
+    def set_grads():
+        for n, g in zip(nodes, grads):
+            n.raw.grad = g
+t_import = time.perf_counter() - t0
+times = []
+for _ in range(steps):
+    set_grads()
+    s = time.perf_counter(); step(); times.append(time.perf_counter() - s)
+print(json.dumps({"import_and_build_s": t_import, "times": times}))
+"""
+
+
+def cold_start(count: int, size: int, steps: int) -> dict[str, Any]:
+    """Fresh processes: the first step on `count` tensors (which builds the optimizer, and
+    in torch imports torch._dynamo) and the next steps, against the same process's steady
+    state. `tk.Optimizer` with an empty kernel cache and with the kernels built ahead
+    (`python -m solvers.gradient.prebuild`); torch's fused Adam as the peer. Medians, so
+    that a loaded machine's stalls weigh less: whatever compiles or builds during training
+    shows as `early_vs_steady` above 1."""
+    import statistics
+    import subprocess
+    import tempfile
+
+    out: dict[str, Any] = {"task": f"fresh process, Adam on {count} tensors x {size}, {steps} steps; "
+                                   "early = median of steps 2-31, steady = median of the last half"}
+    for variant in ("tk_empty_cache", "tk_kernels_prebuilt", "torch_adam_fused"):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "TRACEKIT_KERNEL_DIR": cache,
+                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+            if variant == "tk_kernels_prebuilt":
+                subprocess.run([sys.executable, "-c", "from solvers.gradient import _ckernel as k; "
+                                "getattr(k, 'build', k.load)()"], env=env, check=True)
+            start = time.perf_counter()
+            run = subprocess.run([sys.executable, "-c", _COLD, str(count), str(size), str(steps),
+                                  "torch" if variant.startswith("torch") else "tk"],
+                                 env=env, capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - start
+        data = json.loads(run.stdout.strip().splitlines()[-1])
+        times = data["times"]
+        early = statistics.median(times[1:31])
+        steady = statistics.median(times[len(times) // 2:])
+        out[variant] = {
+            "process_wall_s": round(wall, 2), "import_and_setup_s": round(data["import_and_build_s"], 3),
+            "first_step_ms": round(times[0] * 1e3, 1), "early_step_ms": round(early * 1e3, 3),
+            "steady_step_ms": round(steady * 1e3, 3), "early_vs_steady": round(early / steady, 2)}
+    return out
 
 
 # --- 1. overhead -----------------------------------------------------------------------------
@@ -121,8 +286,7 @@ def throughput(total: int, layouts: list[int], repeats: int) -> dict[str, Any]:
     out["note"] = ("GBps = streams x 4 bytes x parameters / step time; streams: "
                    + ", ".join(f"{k}={v}" for k, v in STREAMS.items())
                    + "; kernel = opt.optimizer.step() (backend: what it ran, 'ckernel' = one fused C "
-                   "call per step; gather: how it read the tensors' pointers, 'c++' = one prefetching "
-                   "call); guarded_step = GradientOptimizer.step(), counted with one more read of the "
+                   "call per step); guarded_step = GradientOptimizer.step(), counted with one more read of the "
                    "gradients (the NaN/inf check and grad norms; fused into the same pass with the C "
                    "kernel, so it may score above the kernel alone); torch_fused = "
                    "torch.optim.<cls>(fused=True).step(); reference = a large in-place add "
@@ -145,9 +309,9 @@ def _layout(total: int, count: int, repeats: int) -> dict[str, Any]:
     own fused implementation (`torch.optim.SGD/Adam/AdamW(fused=True)`) on the same tensors.
     All of them, and the reference add, run once per round, interleaved.
     """
-    from solvers.gradient import _tensormeta
+    from solvers.gradient import _ckernel
 
-    _tensormeta.load(wait=True)  # built on first use; time the steady state
+    _ckernel.build()  # ahead of time, as `python -m solvers.gradient.prebuild` does
     size = total // count
     params = [torch.randn(size).requires_grad_() for _ in range(count)]
     grads = [torch.randn(size) for _ in range(count)]
@@ -193,8 +357,7 @@ def _layout(total: int, count: int, repeats: int) -> dict[str, Any]:
         kernel["speedup_vs_torch_adam_default"] = round(base_ms / kernel["step_ms"], 2)
         results[algo] = {"kernel": kernel, "guarded_step": entry(f"{algo}/guarded_step"),
                          "inner": f"{type(inner).__module__}.{type(inner).__name__}",
-                         "backend": getattr(inner, "last_backend", ""),
-                         "gather": getattr(inner, "last_gather", "")}
+                         "backend": getattr(inner, "last_backend", "")}
         if f"{algo}/torch_fused" in steps:
             results[algo]["torch_fused"] = entry(f"{algo}/torch_fused")
     return results
@@ -284,7 +447,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice); on a loaded machine "
                              "1 thread avoids the barrier stalls that make multi-threaded timings noise")
-    parser.add_argument("--only", choices=["overhead", "throughput", "linear"], default=None)
+    parser.add_argument("--only", choices=["small", "many", "cold", "overhead", "throughput", "linear"],
+                        default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -297,6 +461,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                     "load_average_at_start": os.getloadavg()},
     }
+    if args.only in (None, "small"):
+        doc["small_problem"] = small_problem(100, repeats=5 if args.quick else 25)
+    if args.only in (None, "many"):
+        doc["many_tensors"] = many_tensors(1000, 1000, repeats=5 if args.quick else 40)
+    if args.only in (None, "cold"):
+        doc["cold_start"] = cold_start(1000, 1000, 60 if args.quick else 300)
     if args.only in (None, "overhead"):
         doc["overhead"] = overhead(100 if args.quick else 500, repeats=2 if args.quick else 5)
     if args.only in (None, "throughput"):

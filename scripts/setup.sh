@@ -38,5 +38,9 @@ if ! command -v dot >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get 
     || echo "note: graphviz not installed; tk.render will use matplotlib"
 fi
 
+# The fused CPU optimizer kernels (plain C, under a second): built here, ahead of time,
+# because a training step never compiles; without a C compiler torch's kernels run.
+"$VPY" -m solvers.gradient.prebuild || echo "note: optimizer kernels not built; torch's kernels will run"
+
 rm -f .venv/.setup-*
 touch "$stamp"

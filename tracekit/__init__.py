@@ -37,7 +37,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "subgraph": ("tracekit.graph", "subgraph"),
     "to_networkx": ("tracekit.graph", "to_networkx"),
     "Optimizer": ("tracekit.optimizer", "Optimizer"),
-    "StepReport": ("tracekit.optimizer", "StepReport"),
+    "StepReport": ("tracekit.report", "StepReport"),
     "register_solver": ("tracekit.seam", "register_solver"),
     # constrained and bilevel problems
     "minimize": ("tracekit.problems", "minimize"),

@@ -7,22 +7,27 @@ A step is transactional per parameter: proposals are validated before anything i
 written, and a solver that fails leaves its parameters as they were; the report says why
 for an expected failure, and a bug (TypeError, AttributeError, ...) propagates
 (`tracekit.seam.expected_failure` decides which). Arguments are checked when the optimizer
-is built (`tracekit.options`).
+is built (`tracekit.options`). The step report lives in `tracekit.report`. Work is done per
+(param group, route), not per parameter, where it can be: the plan of a group whose tensors
+all have gradients is the group itself, and the gradient route answers with one
+`GroupUpdate` whose report rows are built when read.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tracekit.errors import InvalidOptionError, MissingSolverError, SolveError
 from tracekit.feedback import Feedback, as_feedback, backward
-from tracekit.nodes import Node, ParameterNode, _is_tensor, short_repr
+from tracekit.nodes import Node, ParameterNode, _is_tensor
 from tracekit.options import check_options, check_params
+from tracekit.report import GroupRows, ParamChange, Snapshot, StepReport, _Preview
 from tracekit.seam import (
     UNCHANGED,
+    GroupUpdate,
     ParamUpdate,
     StepContext,
     expected_failure,
@@ -30,128 +35,9 @@ from tracekit.seam import (
     solver_factory,
 )
 
+__all__ = ["Optimizer", "ParamChange", "ParamUpdate", "StepReport", "UNCHANGED", "route_of"]
 
-@dataclass
-class ParamChange:
-    """One line of a step report. `old` and `new` are previews (`short_repr`) of the value
-    before and after the step, rendered when first read (see `_Preview`)."""
-
-    name: str
-    kind: str
-    solver: str
-    old: str
-    new: str
-    changed: bool
-    reason: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def diff(self) -> str:
-        """A unified diff of the whole old and new value of a changed text or code parameter
-        (the previews show 40 characters); "" otherwise. At most `DIFF_LINES` lines."""
-        old, new = self.__dict__.get("_old"), self.__dict__.get("_new")
-        if not (self.changed and isinstance(old, _Preview) and isinstance(new, _Preview)
-                and isinstance(old.value, str) and isinstance(new.value, str)):
-            return ""
-        import difflib
-
-        lines = list(difflib.unified_diff(old.value.splitlines(), new.value.splitlines(),
-                                          "before", "after", lineterm="", n=1))
-        if len(lines) > DIFF_LINES:
-            lines = lines[:DIFF_LINES] + [f"... ({len(lines) - DIFF_LINES} more diff lines)"]
-        return "\n".join(lines)
-
-
-DIFF_LINES = 40
-_IMMUTABLE = (str, int, float, bool, complex, bytes, type(None))
-
-
-class _Preview:
-    """`short_repr(value, 40)`, rendered on first read: most reports are never printed.
-
-    What a later step could change is pinned now: a tensor's shape and dtype (its preview
-    does not show the values above 8 entries; small tensors are rendered at once), and
-    any mutable Python value (rendered at once). Immutable values are kept as they are.
-    """
-
-    __slots__ = ("value", "shape", "dtype", "text")
-
-    def __init__(self, value: Any) -> None:
-        self.value = self.shape = self.dtype = self.text = None
-        if _is_tensor(value):
-            if value.numel() <= 8:
-                self.text = short_repr(value, 40)
-            else:
-                self.shape, self.dtype = value.shape, value.dtype
-        elif isinstance(value, _IMMUTABLE):
-            self.value = value
-        else:
-            self.text = short_repr(value, 40)
-
-    def render(self) -> str:
-        if self.text is None:
-            if self.shape is not None:  # short_repr's text for a tensor of more than 8 entries
-                text = f"tensor(shape={tuple(self.shape)}, dtype={str(self.dtype).replace('torch.', '')})"
-                self.text = text if len(text) <= 40 else text[:28] + f"...[+{len(text) - 28} chars]"
-            else:
-                self.text = short_repr(self.value, 40)
-        return self.text
-
-
-def _preview_property(slot: str) -> property:
-    def get(self: ParamChange) -> str:
-        value = self.__dict__[slot]
-        return value.render() if isinstance(value, _Preview) else value  # renders once
-
-    def set_(self: ParamChange, value: Any) -> None:
-        self.__dict__[slot] = value
-
-    return property(get, set_)
-
-
-ParamChange.old = _preview_property("_old")  # type: ignore[assignment]
-ParamChange.new = _preview_property("_new")  # type: ignore[assignment]
-
-
-@dataclass
-class StepReport:
-    """Which parameters changed, by which solver, why others did not, and LLM usage."""
-
-    changes: list[ParamChange]
-    llm_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    seconds: float = 0.0
-    max_violation: float | None = None  # of the optimizer's constraints, after the step
-
-    @property
-    def changed(self) -> list[str]:
-        return [c.name for c in self.changes if c.changed]
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __getitem__(self, name: str) -> ParamChange:
-        for c in self.changes:
-            if c.name == name:
-                return c
-        raise KeyError(name)
-
-    def __str__(self) -> str:
-        lines = [f"step: {len(self.changed)}/{len(self.changes)} parameters changed in "
-                 f"{self.seconds:.3f}s; LLM calls {self.llm_calls}, tokens {self.tokens}, cost {self.cost:.4g}"]
-        if self.max_violation is not None:
-            lines.append(f" constraints: max violation {self.max_violation:.3g}")
-        for c in self.changes:
-            mark = "*" if c.changed else " "
-            detail = f"{c.old} -> {c.new}" if c.changed else f"kept {c.old}"
-            why = f"  ({c.reason})" if c.reason else ""
-            lines.append(f" {mark} {c.name} [{c.kind}, {c.solver}]: {detail}{why}")
-            if c.kind == "code" and c.changed:  # code reads better as a diff than a preview
-                lines.extend("     " + line for line in c.diff.splitlines())
-        return "\n".join(lines)
+HISTORY = 100  # step reports kept in `Optimizer.history` by default (see `history_size`)
 
 
 def route_of(p: ParameterNode, has_objective: bool) -> str:
@@ -214,7 +100,7 @@ class Optimizer:
         self.constraint_update_every = max(1, int(constraint_update_every))
         self._steps = 0
         self._solvers: dict[tuple[int, str], Any] = {}
-        self.history: list[StepReport] = []
+        self.history: deque[StepReport] = deque(maxlen=HISTORY)  # the last reports (history_size)
 
     # --- parameters ------------------------------------------------------------------
     def add_param_group(self, group: dict[str, Any]) -> None:
@@ -231,6 +117,18 @@ class Optimizer:
         params = check_params(group["params"], where, seen)
         self.param_groups.append({**self.defaults, **options, "params": params})
         self._assign_names()
+
+    @property
+    def history_size(self) -> int | None:
+        """How many step reports `history` keeps (default `HISTORY`, 100; None: all, which
+        grows by about 1 KB per parameter per step once the reports are read)."""
+        return self.history.maxlen
+
+    @history_size.setter
+    def history_size(self, size: int | None) -> None:
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise ValueError(f"history_size must be an int >= 0 or None, got {size!r}")
+        self.history = deque(self.history, maxlen=size)
 
     @property
     def params(self) -> list[ParameterNode]:
@@ -293,21 +191,24 @@ class Optimizer:
         start = time.perf_counter()
         if self._penalty is not None:
             self._constraint_feedback()
-        plan = self._plan()
+        plan, idle = self._plan()
         if any(route == "text" for _, route in plan):
             self._resolve_llm()
         usage_before = _llm_usage(self.llm)
-        changes: list[ParamChange] = []
+        parts: list[Any] = []  # ParamChange rows and GroupRows (built when read)
         for (group_index, route), params in plan.items():
             group = self.param_groups[group_index]
-            changes.extend(self._run_solver(group_index, group, route, params))
-        for p in self.params:
-            if not p.feedback and not (p.is_tensor and p.raw.grad is not None):
-                preview = _Preview(p.raw)
-                changes.append(ParamChange(self.names[id(p)], p.kind, "-", preview, preview, False,
-                                           "no feedback reached it"))
+            rows = self._run_solver(group_index, group, route, params)
+            if isinstance(rows, GroupRows):
+                parts.append(rows)
+            else:
+                parts.extend(rows)
+        for p in idle:
+            preview = _Preview(p.raw)
+            parts.append(ParamChange(self.names[id(p)], p.kind, "-", preview, preview, False,  # type: ignore[arg-type]
+                                     "no feedback reached it"))
         usage = _llm_usage(self.llm)
-        report = StepReport(changes, seconds=time.perf_counter() - start,
+        report = StepReport(parts, seconds=time.perf_counter() - start,
                             **{k: usage[k] - usage_before[k] for k in usage})
         self._steps += 1
         if self._penalty is not None:
@@ -320,16 +221,31 @@ class Optimizer:
         self.history.append(report)
         return report
 
-    def _plan(self) -> dict[tuple[int, str], list[ParameterNode]]:
-        """Group parameters with feedback by (param group, route); fail before any update
-        when a route has no solver."""
+    def _plan(self) -> tuple[dict[tuple[int, str], list[ParameterNode]], list[ParameterNode]]:
+        """Group parameters with feedback by (param group, route), and list those without
+        (the report says no feedback reached them); fail before any update when a route has
+        no solver.
+
+        A group whose parameters are all trainable numeric tensors with a gradient goes to
+        the gradient route whole, checked in one pass (the common case of a torch model);
+        other groups are routed parameter by parameter (`route_of`)."""
         plan: dict[tuple[int, str], list[ParameterNode]] = {}
+        idle: list[ParameterNode] = []
         has_objective = self.objective is not None
         for gi, group in enumerate(self.param_groups):
-            for p in group["params"]:
-                if not p.trainable:
+            params = group["params"]
+            try:  # a number has no .grad: AttributeError, and the careful path below
+                if params and all(p.trainable and p.kind == "numeric" and p.raw.grad is not None
+                                  for p in params):
+                    plan[(gi, "gradient")] = params
                     continue
+            except AttributeError:
+                pass
+            for p in params:
                 if not p.feedback and not (p.is_tensor and p.raw.grad is not None):
+                    idle.append(p)
+                    continue
+                if not p.trainable:
                     continue
                 plan.setdefault((gi, route_of(p, has_objective)), []).append(p)
         missing = {route: [self.names[id(p)] for p in ps] for (_, route), ps in plan.items()
@@ -341,7 +257,7 @@ class Optimizer:
                 f"tk.register_solver(route, factory), or install the optional solver package "
                 f"for that route. Nothing was changed."
             )
-        return plan
+        return plan, idle
 
     def _resolve_llm(self) -> None:
         """Make `self.llm` a tracekit backend (the default one when None) so that every
@@ -368,7 +284,7 @@ class Optimizer:
         context = StepContext(self.names, llm=self.llm, objective=self.objective,
                               constraints=self.constraints,
                               options={k: v for k, v in group.items() if k != "params"})
-        old = {id(p): _Preview(p.raw) for p in params}
+        old = Snapshot(params)
         saved = None if route == "gradient" else _save_values(params)
         try:
             solver = self._solver(group_index, group, route)
@@ -386,9 +302,16 @@ class Optimizer:
                     for p in params]
         return self._apply(params, updates, old, getattr(solver, "name", route))
 
-    def _apply(self, params: list[ParameterNode], updates: list[ParamUpdate], old: dict[int, _Preview],
-               solver_name: str) -> list[ParamChange]:
-        """Validate every proposal first, then write them; refused ones keep the old value."""
+    def _apply(self, params: list[ParameterNode], updates: list[ParamUpdate] | GroupUpdate,
+               old: Snapshot, solver_name: str) -> list[ParamChange] | GroupRows:
+        """Validate every proposal first, then write them; refused ones keep the old value.
+
+        This is where tensors updated in place are exempted from validation: a solver that
+        returns a `GroupUpdate` (the gradient route) has skipped non-finite gradients and
+        projected onto the bounds itself, so its tensors are reported, not re-checked, and
+        their rows are built only when the report is read."""
+        if isinstance(updates, GroupUpdate):
+            return GroupRows(updates, self.names, old)
         by_name = {u.name: u for u in updates}
         validated: dict[int, Any] = {}
         reasons: dict[int, str] = {}

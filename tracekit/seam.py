@@ -1,8 +1,8 @@
 """The seam between `tk.Optimizer` and its solvers: what a solver receives and returns.
 
 A solver gets its parameters and a `StepContext` and returns one `ParamUpdate` per
-parameter (a proposal, `UNCHANGED`, or a tensor it updated in place); the optimizer
-validates and applies. Each parameter is routed by its kind and path (text / code /
+parameter (a proposal, `UNCHANGED`, or a tensor it updated in place), or one
+`GroupUpdate` for tensors it updated in place; the optimizer validates and applies. Each parameter is routed by its kind and path (text / code /
 categorical -> "text", tensor with a gradient -> "gradient", number without gradient ->
 "zeroth_order" when an objective is given, else "text"); a factory builds one solver per
 route per Optimizer (`register_solver` replaces a built-in one).
@@ -33,6 +33,24 @@ class ParamUpdate:
     applied_in_place: bool = False  # True when the solver already updated a tensor in place
     reason: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GroupUpdate:
+    """What a solver did to many tensors at once, updating them in place: the cheap form of
+    a list of `ParamUpdate` for the gradient route (no object per parameter per step).
+
+    Returning it says the solver has already guarded what the optimizer would otherwise
+    check per parameter: it skipped non-finite gradients and projected every updated tensor
+    onto its bounds, so `tk.Optimizer` does not validate these tensors again. `applied[i]`:
+    `params[i]` was updated in place. `details(i)` -> (reason, info) for `params[i]`,
+    called only when the step report's rows are read.
+    """
+
+    solver: str
+    params: list
+    applied: list[bool]
+    details: Callable[[int], tuple[str, dict[str, Any]]]
 
 
 def nonfinite_loss(p: ParameterNode) -> bool:
@@ -109,7 +127,8 @@ class Solver(Protocol):
     name: str
 
     def step(self, params: list, context: Any) -> list:
-        """Return one ParamUpdate per parameter (proposals are validated by the Optimizer)."""
+        """Return one ParamUpdate per parameter (proposals are validated by the Optimizer),
+        or a GroupUpdate for tensors updated in place."""
 
     def state_dict(self) -> dict: ...
 

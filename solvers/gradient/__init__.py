@@ -4,8 +4,9 @@
   guards, clipping, schedules, decoupled weight decay, projection onto bounds,
   plain-dict state (tensors) and device moves.
 - `FusedSGD`, `FusedAdam`, `FusedAdamW`: torch's optimizers whose CPU step is one fused C
-  kernel call for all tensors (with the NaN/inf check fused in `guarded_step`); torch's
-  fused step elsewhere.
+  kernel call for all tensors (with the NaN/inf check fused in `guarded_step`) once the
+  kernels are built ahead (`python -m solvers.gradient.prebuild`); torch's fused step
+  otherwise.
 - `Lion`: a `torch.optim.Optimizer` (same C kernel on CPU); `lion_update` the bare update.
 - `make_schedule`: constant, warmup + linear decay, cosine.
 - `SPSA`: two-point zeroth-order steps with an evaluation budget and integer rounding.

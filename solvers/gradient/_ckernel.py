@@ -10,10 +10,12 @@ first reduces each gradient to a sum of squares in double (the NaN/inf guard and
 gradient norms), then updates only the tensors whose sum is finite, while their gradient
 is still in cache.
 
-No torch headers are needed, so the build takes well under a second; the library is
-cached under `$TRACEKIT_KERNEL_DIR` (default `~/.cache/tracekit/kernels`), keyed by the
-source, the compiler flags and the CPU. Set `TRACEKIT_NO_CKERNEL=1` to disable it; without
-a C compiler the callers fall back to torch.
+No torch headers are needed (the kernels see only pointers and sizes), so the build takes
+well under a second. It is never started by a training step: `build()` (or
+`python -m solvers.gradient.prebuild`, or `backend="ckernel"`) compiles it ahead of time into
+`$TRACEKIT_KERNEL_DIR` (default `~/.cache/tracekit/kernels`), keyed by the source, the
+compiler flags and the CPU; `load()` only opens what is there. Until then, without a C
+compiler, or with `TRACEKIT_NO_CKERNEL=1`, the callers run torch's own kernels.
 """
 
 from __future__ import annotations
@@ -414,8 +416,14 @@ def _build(target: Path) -> bool:
                          [[compiler, *flags, *_BASE, "{src}", "-o", "{out}", "-lm"] for flags in _FLAGS])
 
 
+def _target() -> Path:
+    key = "\0".join([_SOURCE, repr(_FLAGS), repr(_BASE), _cpu_signature()])
+    return cache_dir() / f"optim_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+
+
 def load() -> Any:
-    """The loaded kernel library, or None when it cannot be built (callers fall back)."""
+    """The kernel library when it has been built (see `build`), else None: callers then run
+    torch's kernels. Never compiles: nothing is built while a model trains."""
     global _lib, _tried
     if _tried:
         return _lib
@@ -425,21 +433,44 @@ def load() -> Any:
         _tried = True
         if os.environ.get("TRACEKIT_NO_CKERNEL"):
             return None
-        key = "\0".join([_SOURCE, repr(_FLAGS), repr(_BASE), _cpu_signature()])
-        target = cache_dir() / f"optim_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+        target = _target()
+        if not target.exists():
+            return None
+        _lib = _open(target)
+        return _lib
+
+
+def build() -> Any:
+    """Compile the kernels into the cache now, if they are not there, and load them; None
+    without a C compiler or with `TRACEKIT_NO_CKERNEL=1`. Run it ahead of training
+    (`python -m solvers.gradient.prebuild`); `backend="ckernel"` calls it at construction."""
+    global _lib, _tried
+    if os.environ.get("TRACEKIT_NO_CKERNEL"):
+        return None
+    with _lock:
+        if _lib is not None:
+            return _lib
+        target = _target()
         try:
             if not target.exists() and not _build(target):
                 return None
-            lib = ctypes.CDLL(str(target))
         except (OSError, subprocess.SubprocessError):
             return None
-        for algo in ALGORITHMS:
-            for suffix in ("f32", "f64"):
-                fn = getattr(lib, f"{algo}_{suffix}")
-                fn.restype = ctypes.c_int
-                fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-        _lib = lib
+        _lib, _tried = _open(target), True
         return _lib
+
+
+def _open(target: Path) -> Any:
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError:
+        return None
+    for algo in ALGORITHMS:
+        for suffix in ("f32", "f64"):
+            fn = getattr(lib, f"{algo}_{suffix}")
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    return lib
 
 
 def addresses(tensors: Any) -> array:
@@ -473,3 +504,4 @@ def lion_step(params: list, grads: list, exp_avgs: list, lr: float, weight_decay
     if fn(address(ia), address(da), address(sums)) < 0:
         raise MemoryError("the fused Lion kernel could not allocate its work arrays")
     return list(sums)[:nt] if check else None
+

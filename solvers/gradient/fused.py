@@ -7,7 +7,8 @@ every contiguous float32/float64 CPU tensor in one call of the kernels in `_cker
 (one pass over memory for all tensors, OpenMP threads). Anything the kernel does not
 cover runs torch's own step (its fused kernel when the group says `fused=True`): CUDA
 or other devices, non-contiguous tensors, `amsgrad`, `capturable`, `differentiable`,
-tensor learning rates, `backend="torch"`, no C compiler, or `TRACEKIT_NO_CKERNEL=1`.
+tensor learning rates, `backend="torch"`, kernels not built ahead (no C compiler, or
+`python -m solvers.gradient.prebuild` not run), or `TRACEKIT_NO_CKERNEL=1`.
 
 `guarded_step(decay=0.0)` checks and updates in the same pass: each gradient's sum of
 squares (double) is computed first and a tensor whose sum is not finite is left alone
@@ -18,12 +19,13 @@ by `1 - lr * decay` first (the decoupled weight decay `GradientOptimizer` gives 
 
 The pointers of parameters and state are cached per param group and re-checked each
 step (the parameters' data pointers and sizes, the state dict's identity); gradient
-pointers are read each step. With `_tensormeta` (a small C++ library built against
-torch's headers on first use) both happen in one call that overlaps the cache misses of
-1000 tensors (about 0.13 ms instead of 0.8 ms in Python); until it is built, or when it
-cannot be, Python reads them. The step bumps the parameters' autograd version counters,
-as torch's in-place ops do. Do not swap state tensors behind the optimizer's back (load
-a state dict instead).
+pointers are read each step. The step bumps the parameters' autograd version counters
+(`torch.autograd.graph.increment_version`), as torch's in-place ops do. Do not swap state
+tensors behind the optimizer's back (load a state dict instead).
+
+The kernel library is never compiled here: it runs when it has been built ahead of time
+(`python -m solvers.gradient.prebuild`, see `_ckernel.build`) or when `backend="ckernel"`
+asks for it at construction; otherwise torch's step runs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 import torch
 
-from solvers.gradient import _ckernel, _tensormeta
+from solvers.gradient import _ckernel
 
 KERNEL_BACKENDS = ("auto", "ckernel", "torch")
 _FLOATS = (torch.float32, torch.float64)
@@ -44,25 +46,15 @@ class _Plan:
     """Pointers for the tensors of one param group that have gradients: cached between
     steps when every tensor of the group has one, rebuilt each step otherwise."""
 
-    __slots__ = ("params", "pptr", "calls", "fresh", "numel", "dtypes", "itemsize", "gptr")
+    __slots__ = ("params", "pptr", "calls", "fresh", "numel", "dtypes")
 
     def __init__(self, params: list) -> None:
         self.params = params
         self.pptr = array("Q", [p.data_ptr() for p in params])
         self.numel = array("q", [p.numel() for p in params])
         self.dtypes = [p.dtype for p in params]
-        self.itemsize = params[0].element_size()  # what the C++ reader checks (one dtype only)
-        self.gptr = array("Q", bytes(8 * len(params)))  # filled by `_tensormeta.tk_gather`
         self.calls: list[tuple] = []  # (indices or None, C function, ia, da, keep-alive)
         self.fresh: list = []  # params whose state this plan created
-
-    def gather(self, meta: Any) -> bool:
-        """Check the params (pointers, sizes) and read their gradients' pointers into
-        `gptr` in one C++ call; False (nothing known) when anything differs."""
-        if len(self.calls) != 1:  # several dtypes: the Python path checks them
-            return False
-        return meta.tk_gather(self.params, _addr(self.pptr), _addr(self.numel), self.itemsize,
-                              _addr(self.gptr)) == 0
 
 
 class KernelOptimizer:
@@ -79,15 +71,14 @@ class KernelOptimizer:
     _flags_slot = 0  # where the first-step flags go in ia (0: not used)
     backend = "auto"
     last_backend = ""  # "ckernel" or "torch": what the last step ran
-    last_gather = ""  # "c++" (_tensormeta) or "python": how the last kernel step read pointers
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _set_backend(self, backend: str) -> None:
         if backend not in KERNEL_BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; use one of {KERNEL_BACKENDS}")
-        if backend == "ckernel" and _ckernel.load() is None:
+        if backend == "ckernel" and _ckernel.build() is None:  # asked for: built now, not in a step
             raise RuntimeError("backend 'ckernel' requested but the C kernel could not be built "
-                               "(no C compiler, or TRACEKIT_NO_CKERNEL is set)")
+                               "(no C compiler, or TRACEKIT_NO_CKERNEL is set); use backend='auto'")
         self.backend = backend
 
     def _invalidate(self) -> None:
@@ -158,19 +149,12 @@ class KernelOptimizer:
         if plans is None or plans[0] is not self.state:
             plans = self.__dict__["_plans"] = (self.state, {})
         cache: dict[int, _Plan] = plans[1]
-        meta = _tensormeta.load() if cache else None  # (built only once the kernel runs here)
         jobs = []
         base = 0
         for gi, group in enumerate(self.param_groups):  # first check everything, change nothing
             params = group["params"]
             size = len(params)
             plan = cache.get(gi)
-            if meta is not None and plan is not None and plan.params is params and plan.gather(meta):
-                if not self._kernel_group_ok(group):
-                    return None
-                jobs.append((gi, group, plan, params, None, None, base))  # gptr: in plan.gptr
-                base += size
-                continue
             grads = [p.grad for p in params]
             present = [g for g in grads if g is not None]  # (`is`: == on tensors is an op)
             if not present:
@@ -207,10 +191,7 @@ class KernelOptimizer:
                     cache[gi] = plan
             for idx, fn, ia, da, _keep in plan.calls:
                 ps = params if idx is None else [params[i] for i in idx]
-                if gptrs is None:  # gathered by _tensormeta
-                    gaddr = plan.gptr
-                else:
-                    gaddr = array("q", gptrs if idx is None else [gptrs[i] for i in idx])
+                gaddr = array("q", gptrs if idx is None else [gptrs[i] for i in idx])
                 ia[2], ia[3], ia[6] = threads, check, gaddr.buffer_info()[0]
                 self._kernel_flags(group, ia)
                 self._kernel_scalars(group, decay, da)
@@ -232,10 +213,8 @@ class KernelOptimizer:
                     raise MemoryError("the fused optimizer kernel could not allocate its work arrays")
                 ia[6] = 0  # the gradient pointers live only for this call
                 # written behind autograd's back: tell it, as torch's in-place ops would
-                if meta is None or meta.tk_bump(ps) != _tensormeta.OK:
-                    torch._C._increment_version(ps)
+                torch.autograd.graph.increment_version(ps)
         self.last_backend = "ckernel"
-        self.last_gather = "c++" if all(job[4] is None for job in jobs) else "python"
         return sums
 
     def _fits(self, params: list, grads: list) -> bool:

@@ -7,7 +7,8 @@
 Backends: "ckernel" (one fused C pass per step over all CPU float32/float64 tensors, see
 `_ckernel` and `fused`), "foreach" (torch `_foreach_*` ops: five passes, used on CUDA and as the CPU
 fallback) and "reference" (one tensor at a time, for tests). "auto" picks the fused kernel
-for contiguous CPU tensors and foreach otherwise.
+for contiguous CPU tensors when it has been built ahead (`python -m solvers.gradient.prebuild`;
+"ckernel" builds it at construction) and foreach otherwise.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Lion(KernelOptimizer, torch.optim.Optimizer):
             raise ValueError(f"Lion: weight_decay must be >= 0, got {weight_decay}")
         if backend not in BACKENDS:
             raise ValueError(f"Lion: unknown backend {backend!r}; use one of {BACKENDS}")
+        if backend == "ckernel":
+            _ckernel.build()  # asked for by name: compiled now (once), never during a step
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay,
                                   "backend": backend})
 

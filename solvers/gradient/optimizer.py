@@ -1,8 +1,9 @@
 """`GradientOptimizer`: one gradient step with the guards a trainable workflow needs.
 
 It wraps a torch optimizer (SGD / Adam / AdamW / Lion from this package, which run one
-fused C kernel per step on CPU and torch's fused kernels elsewhere, or any user
-optimizer) and adds, around its `step()`:
+fused C kernel per step on CPU once it has been built ahead (`python -m
+solvers.gradient.prebuild`) and torch's fused kernels otherwise, or any user optimizer)
+and adds, around its `step()`:
 
 1. a finiteness check: tensors whose gradient holds NaN/inf are left untouched this step
    (their gradient is hidden from the inner optimizer, then restored) and reported; with
@@ -117,7 +118,8 @@ class GradientOptimizer:
     "auto" (CUDA when present, else CPU) or a device; the state moves with the tensors.
     `check_finite`: skip tensors with NaN/inf gradients (fused into the update pass with
     the C kernel when no clipping is asked for; else one extra read of the gradients).
-    `backend`: "auto" (the C kernel on CPU when it builds, else torch) | "ckernel" | "torch",
+    `backend`: "auto" (the C kernel on CPU when built ahead, else torch) | "ckernel" (build
+    it now if needed) | "torch",
     for sgd / adam / adamw; `lion_backend` for lion.
     """
 

@@ -17,7 +17,7 @@ import torch
 from solvers.gradient import GradientOptimizer, Lion, _ckernel, lion_update
 from solvers.gradient.fused import FusedAdam, FusedAdamW, FusedSGD
 
-needs_kernel = pytest.mark.skipif(_ckernel.load() is None, reason="no C compiler: torch's step is used")
+needs_kernel = pytest.mark.skipif(_ckernel.build() is None, reason="no C compiler: torch's step is used")
 
 # odd sizes (not multiples of the vector width), tiny and empty tensors, two "large" ones
 # that the threads share in the checked pass when two threads run
@@ -274,6 +274,32 @@ print("ok")
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_a_training_step_never_compiles(tmp_path):
+    """With an empty kernel cache, steps run torch's kernels and build nothing; only an
+    explicit build (or backend="ckernel") compiles."""
+    script = """
+import torch
+from solvers.gradient import GradientOptimizer, Lion, _ckernel
+x = torch.ones(5, requires_grad=True)
+opt = GradientOptimizer([x], "adam", lr=0.1)
+lion = Lion([y := torch.ones(5, requires_grad=True)], lr=0.1)
+for _ in range(3):
+    x.grad = torch.arange(5.0); y.grad = torch.arange(5.0)
+    opt.step(); lion.step()
+assert opt.optimizer.last_backend == "torch"
+assert _ckernel.load() is None
+print("ok")
+"""
+    env = {**os.environ, "TRACEKIT_KERNEL_DIR": str(tmp_path)}
+    env.pop("TRACEKIT_NO_CKERNEL", None)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+    assert list(tmp_path.iterdir()) == []  # nothing was compiled
 
 
 # --- through GradientOptimizer ---------------------------------------------------------------

@@ -16,11 +16,13 @@ import torch
 from solvers.gradient import GradientOptimizer
 from tracekit.nodes import ParameterNode
 from tracekit.options import GRADIENT_OPTIONS
-from tracekit.seam import ParamUpdate, StepContext, nonfinite_loss
+from tracekit.seam import GroupUpdate, StepContext
 
 
 class GradientSolver:
-    """Tensor parameters with gradients -> one guarded gradient step (updated in place)."""
+    """Tensor parameters with gradients -> one guarded gradient step (updated in place),
+    returned as one `GroupUpdate`: NaN/inf gradients skipped and bounds projected here, so
+    the optimizer trusts these tensors without validating each one."""
 
     name = "gradient"
 
@@ -41,49 +43,59 @@ class GradientSolver:
         positions = {id(t): i for i, t in enumerate(self.optimizer.params)}
         self._index = {id(p): positions[id(p.raw)] for p in self.nodes}
 
-    def step(self, params: list[ParameterNode], context: StepContext) -> list[ParamUpdate]:
-        """Step the parameters given (those with a gradient this time); report per parameter."""
-        updates: dict[int, ParamUpdate] = {}
-        eligible: list[ParameterNode] = []
-        for p in params:
-            name = context.name_of(p)
-            if id(p) not in self._index:
-                updates[id(p)] = ParamUpdate(name, self.name, reason="not a floating-point tensor "
-                                             "known to this solver; kept")
-            elif nonfinite_loss(p):
-                updates[id(p)] = ParamUpdate(name, self.name, reason="NaN/inf loss: skipped, value kept",
-                                             info={"skipped": "non-finite loss"})
+    def step(self, params: list[ParameterNode], context: StepContext) -> GroupUpdate:
+        """Step the parameters given (those with a gradient this time) in one guarded step of
+        the inner optimizer; the report's per-parameter reasons are built only when read."""
+        index = self._index
+        positions: list[int] = []  # each param's position in the inner optimizer, -1: unknown
+        odd: dict[int, tuple[str, dict[str, Any]]] = {}  # params not stepped -> (reason, info)
+        for k, p in enumerate(params):
+            i = index.get(id(p), -1)
+            positions.append(i)
+            if i < 0:
+                odd[k] = ("not a floating-point tensor known to this solver; kept", {})
+            elif p.feedback and _nonfinite(p.feedback):
+                odd[k] = ("NaN/inf loss: skipped, value kept", {"skipped": "non-finite loss"})
             elif p.raw.grad is None:
-                updates[id(p)] = ParamUpdate(name, self.name, reason="no gradient: no differentiable "
-                                             "path to the loss", info={"differentiable": False})
-            else:
-                eligible.append(p)
-        if eligible:
+                odd[k] = ("no gradient: no differentiable path to the loss", {"differentiable": False})
+        stats = None
+        if len(odd) < len(params):
             # every tensor of this solver eligible: no need to restrict (and hide gradients)
-            only = None if len(eligible) == len(self.nodes) else [p.raw for p in eligible]
+            only = (None if len(params) - len(odd) == len(self.nodes)
+                    else [p.raw for k, p in enumerate(params) if k not in odd])
             stats = self.optimizer.step(only=only)
-            for p in eligible:
-                i = self._index[id(p)]
-                info: dict[str, Any] = {"algorithm": self.optimizer.algorithm, "step": stats.step,
-                                        "lr": stats.lr, "grad_norm": stats.grad_norm[i],
-                                        "differentiable": True}
-                if stats.clipped:
-                    info["clipped"] = True
-                    info["total_grad_norm"] = stats.total_grad_norm
-                if i in stats.skipped:
-                    info["skipped"] = "non-finite gradient"
-                    updates[id(p)] = ParamUpdate(context.name_of(p), self.name, reason=stats.skipped[i],
-                                                 info=info)
-                    continue
-                reason = ""
-                if i in stats.bound_active:
-                    info["bound_active"] = stats.bound_active[i]
-                    reason = f"bound active: {stats.bound_active[i]} entries on a bound {p.bounds}"
-                if stats.grad_norm[i] == 0.0:
-                    reason = (reason + "; " if reason else "") + "zero gradient"
-                updates[id(p)] = ParamUpdate(context.name_of(p), self.name, applied_in_place=True,
-                                             reason=reason, info=info)
-        return [updates[id(p)] for p in params]
+        if stats is None:
+            applied = [False] * len(params)
+        elif odd:
+            applied = [k not in odd and stats.updated[i] for k, i in enumerate(positions)]
+        else:
+            updated = stats.updated
+            applied = [updated[i] for i in positions]
+        algorithm = self.optimizer.algorithm
+
+        def details(k: int) -> tuple[str, dict[str, Any]]:
+            if k in odd:
+                reason, info = odd[k]
+                return reason, dict(info)
+            assert stats is not None
+            i = positions[k]
+            info: dict[str, Any] = {"algorithm": algorithm, "step": stats.step, "lr": stats.lr,
+                                    "grad_norm": stats.grad_norm[i], "differentiable": True}
+            if stats.clipped:
+                info["clipped"] = True
+                info["total_grad_norm"] = stats.total_grad_norm
+            if i in stats.skipped:
+                info["skipped"] = "non-finite gradient"
+                return stats.skipped[i], info
+            reason = ""
+            if i in stats.bound_active:
+                info["bound_active"] = stats.bound_active[i]
+                reason = f"bound active: {stats.bound_active[i]} entries on a bound {params[k].bounds}"
+            if stats.grad_norm[i] == 0.0:
+                reason = (reason + "; " if reason else "") + "zero gradient"
+            return reason, info
+
+        return GroupUpdate(self.name, list(params), applied, details)
 
     def to(self, device: Any) -> GradientSolver:
         """Move the tensors and the optimizer state ("auto": CUDA when present)."""
@@ -99,3 +111,11 @@ class GradientSolver:
         if state.get("names") != names:
             raise ValueError(f"gradient state is for parameters {state.get('names')}, not {names}")
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _nonfinite(records: list) -> bool:
+    """`tracekit.seam.nonfinite_loss` on a parameter's records, without a generator."""
+    for r in records:
+        if not r.loss_is_finite:
+            return True
+    return False
