@@ -84,7 +84,7 @@ class Optimizer:
     def __init__(self, params: Iterable[Any], llm: Any = None, numeric: Any = "adam",
                  lr: float = 1e-2, constraints: list | None = None, objective: Any = None,
                  constraint_update_every: int = 25, constraint_rho: float = 10.0,
-                 **options: Any) -> None:
+                 history_size: int | None = HISTORY, **options: Any) -> None:
         # every option is checked here, as torch.optim does, not at the first step
         check_options({"numeric": numeric, "lr": lr, **options})
         self.defaults: dict[str, Any] = {"numeric": numeric, "lr": lr, **options}
@@ -101,6 +101,7 @@ class Optimizer:
         self._steps = 0
         self._solvers: dict[tuple[int, str], Any] = {}
         self.history: deque[StepReport] = deque(maxlen=HISTORY)  # the last reports (history_size)
+        self.history_size = history_size  # checked by the property's setter
 
     # --- parameters ------------------------------------------------------------------
     def add_param_group(self, group: dict[str, Any]) -> None:

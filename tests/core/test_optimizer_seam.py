@@ -210,7 +210,7 @@ def test_a_programming_error_in_a_solver_propagates_after_rollback(empty_registr
         opt.step()
     assert text.data == "Answer." and w.data.tolist() == [1.0, 2.0]  # rolled back
     assert any("not an expected solver failure" in note for note in caught.value.__notes__)
-    assert opt.history == []  # no report for a step that raised
+    assert len(opt.history) == 0  # no report for a step that raised
 
 
 @pytest.mark.parametrize("error", [AttributeError("'NoneType' object has no attribute 'x'"),
