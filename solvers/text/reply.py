@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from .completeness import cut_off
 from .exclude import exclusion_pattern, normal_form
 from .problem import Variable
 
@@ -170,6 +171,7 @@ class Parsed:
     unknown: list[str] = field(default_factory=list)
     reasoning: str = ""
     problem: str = ""
+    cut: bool = False  # the reply was cut off (see completeness.py): nothing in it is used
 
 
 _FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\s*\n?(.*?)```", re.S)
@@ -233,9 +235,18 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def parse_reply(text: Any, variables: list[Variable]) -> Parsed:
-    """Read a reply leniently: find the JSON object, its suggestion, and match names."""
+def parse_reply(text: Any, variables: list[Variable], finish_reason: str | None = None) -> Parsed:
+    """Read a reply leniently: find the JSON object, its suggestion, and match names.
+
+    A cut-off reply (`completeness.cut_off`: the server's `finish_reason`, read from the
+    argument or the reply's `.finish_reason`, or JSON that never closes) yields no values
+    and `cut=True`: a repair would turn the unfinished value into a truncated one.
+    """
     out = Parsed()
+    why = cut_off(text, finish_reason)
+    if why:
+        out.problem, out.cut = why, True
+        return out
     obj = extract_json(text) if isinstance(text, str) else (text if isinstance(text, dict) else None)
     if obj is None:
         out.problem = "the reply holds no JSON object"
@@ -248,6 +259,10 @@ def parse_reply(text: Any, variables: list[Variable]) -> Parsed:
             suggestion = obj[key]
             break
     if isinstance(suggestion, str):
+        why = cut_off(suggestion)
+        if why:
+            out.problem, out.cut = why, True
+            return out
         inner = extract_json(suggestion)
         suggestion = inner if inner is not None else suggestion
     names = {v.name for v in variables}

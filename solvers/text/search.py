@@ -35,6 +35,7 @@ from .reply import (
 Objective = Callable[[dict[str, Any]], float]
 DEFAULT_TEMPERATURES = (0.0, 0.7, 1.0, 1.3)
 REASK_RESERVE = 160  # prompt tokens kept free for the note a re-ask adds
+MAX_REPLY_TOKENS = 8192  # a re-ask after a cut-off reply doubles max_tokens up to this
 
 
 def _accepted(fn: Callable[..., Any]) -> bool | frozenset[str]:
@@ -191,7 +192,8 @@ class TextOptimizer:
         except Exception as exc:
             attempts = getattr(exc, "attempts", None)
             if attempts:  # the backend got a reply that did not validate: read it field by field
-                return parse_reply(str(attempts[-1][0]), variables)
+                reply = attempts[-1][0]  # a str that keeps the backend's .finish_reason
+                return parse_reply(reply if isinstance(reply, str) else str(reply), variables)
             raise
         values, unknown, reasoning = model_values(instance, variables)
         return Parsed(values=values, unknown=unknown, reasoning=reasoning)
@@ -210,8 +212,9 @@ class TextOptimizer:
                 if structured:
                     parsed = self._structured(current, model, problem.variables, **kwargs)
                 else:
-                    reply = self._call(current, **kwargs)[:MAX_REPLY_CHARS]
-                    parsed = parse_reply(reply, problem.variables)
+                    reply = self._call(current, **kwargs)
+                    parsed = parse_reply(reply[:MAX_REPLY_CHARS], problem.variables,
+                                         finish_reason=getattr(reply, "finish_reason", None))
             except ReplyError as exc:
                 parsed = Parsed(problem=str(exc))
             except Exception as exc:  # transport or backend failure: no re-ask
@@ -225,6 +228,10 @@ class TextOptimizer:
             why = parsed.problem or "; ".join(f"{k}: {v}" for k, v in cand.problems.items()) \
                 or "no variable got a new value"
             cand.error = why[:500]
+            if parsed.cut:  # re-ask with room for a longer reply
+                cand.cut_off += 1
+                kwargs["max_tokens"] = min(2 * int(kwargs["max_tokens"]), MAX_REPLY_TOKENS)
+                why += "; reply more briefly"
             current = _reask(messages, why)
         return cand
 

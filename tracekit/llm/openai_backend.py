@@ -198,6 +198,7 @@ class OpenAICompatible(Backend):
     def _completion(self, request: Request, response: Any) -> Completion:
         try:
             text = response.choices[0].message.content or ""
+            finish = getattr(response.choices[0], "finish_reason", None)
         except (AttributeError, IndexError, TypeError) as exc:
             raise LLMRequestError(
                 f"{self.name} sent a reply without choices[0].message ({response!r:.200}); is "
@@ -206,9 +207,11 @@ class OpenAICompatible(Backend):
         usage = getattr(response, "usage", None)
         if usage is not None and usage.prompt_tokens is not None:
             return Completion(text, int(usage.prompt_tokens), int(usage.completion_tokens or 0),
-                              model=getattr(response, "model", None) or None)
+                              model=getattr(response, "model", None) or None,
+                              finish_reason=finish if isinstance(finish, str) else None)
         return Completion(text, request.prompt_estimate, estimate_tokens(text),
-                          tokens_estimated=True)
+                          tokens_estimated=True,
+                          finish_reason=finish if isinstance(finish, str) else None)
 
     def _translate(self, exc: Exception) -> Exception:
         """Map an `openai` exception to a tracekit one whose message says what to do."""

@@ -15,6 +15,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from solvers.text.completeness import cut_off
+
 from .errors import StructuredOutputError
 
 StructuredMode = Literal["json_schema", "json_object_schema", "json_object", "prompt"]
@@ -92,7 +94,14 @@ def _summarize(error: ValidationError) -> str:
 
 
 def parse_reply(reply: str, schema: type[ModelT]) -> tuple[ModelT | None, str]:
-    """Validate `reply` as `schema`, with one JSON repair; returns (instance, problem)."""
+    """Validate `reply` as `schema`, with one JSON repair; returns (instance, problem).
+
+    A cut-off reply (`solvers.text.completeness.cut_off`: finish_reason "length", or JSON
+    that never closes) is refused before any repair, which would complete the cut value.
+    """
+    why = cut_off(reply)
+    if why:
+        return None, why
     try:
         return schema.model_validate_json(reply), ""
     except ValidationError as error:
@@ -133,6 +142,7 @@ class StructuredAttempts(Generic[ModelT]):
         self.backend_name = backend_name
         self.messages = with_instruction(messages, instruction(schema))
         self.attempts: list[tuple[str, str]] = []
+        self.last_cut = False  # the last reply was cut off: the next one gets more room
 
     @property
     def exhausted(self) -> bool:
@@ -143,6 +153,7 @@ class StructuredAttempts(Generic[ModelT]):
         instance, problem = parse_reply(reply, self.schema)
         if instance is not None:
             return instance
+        self.last_cut = bool(cut_off(reply))
         self.attempts.append((reply, problem))
         self.messages = self.messages + [
             {"role": "assistant", "content": reply},
