@@ -15,6 +15,7 @@ from typing import Any
 
 from tracekit.codeparam import CodeVersions, source_of
 from tracekit.context import used_nodes
+from tracekit.errors import message_of, type_name
 from tracekit.nodes import (
     ExceptionNode,
     MessageNode,
@@ -242,7 +243,7 @@ class BundledFunction:
             lineno = abs_lineno
             if code is target:
                 lineno = abs_lineno - _def_line(code) + 1  # counted from the def line
-        return TracedError(type(exc).__name__, str(exc), line, lineno, self.name, exc)
+        return TracedError(type_name(exc), message_of(exc), line, lineno, self.name, exc)
 
     def __repr__(self) -> str:
         kind = "trainable " if self.trainable else ""

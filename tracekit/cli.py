@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tracekit.errors import describe, message_of
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tracekit` console script; returns the exit status."""
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, extra) or 0)
     except CLIError as exc:
-        print(f"tracekit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tracekit {args.command}: error: {message_of(exc)}", file=sys.stderr)
         return 1
 
 
@@ -176,7 +178,7 @@ def load_object(spec: str, base: Path | None = None) -> Any:
     try:
         module = importlib.import_module(module_part)
     except ImportError as exc:
-        raise CLIError(f"cannot import {module_part!r}: {exc}") from None
+        raise CLIError(f"cannot import {module_part!r}: {describe(exc)}") from None
     try:
         return getattr(module, attr)
     except AttributeError:

@@ -17,7 +17,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from tracekit.errors import InvalidValueError
+from tracekit.errors import InvalidValueError, describe
 
 _PLACEHOLDER = "    ...  # source unavailable (defined in a REPL or with -c)"
 
@@ -122,7 +122,7 @@ class CodeVersions:
         try:
             exec(code, namespace, local_ns)  # defines the function only (checked above)
         except Exception as exc:  # e.g. a default value that raises
-            raise InvalidValueError(f"{where} failed while defining the function: {exc!r}") from None
+            raise InvalidValueError(f"{where} failed while defining the function: {describe(exc)}") from None
         return local_ns[self.name]
 
     def _globals(self) -> dict[str, Any]:

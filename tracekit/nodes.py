@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tracekit.context import used_nodes
-from tracekit.errors import InvalidValueError
+from tracekit.errors import InvalidValueError, message_of
 
 KINDS = ("text", "code", "numeric", "categorical")
 
@@ -448,7 +448,7 @@ def _cast_for_kind(p: ParameterNode, value: Any) -> Any:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
-                raise InvalidValueError(f"{where}: expected JSON for a {p.value_type.__name__}: {exc}") from None
+                raise InvalidValueError(f"{where}: expected JSON for a {p.value_type.__name__}: {message_of(exc)}") from None
         if p.value_type in (list, dict, tuple):
             if not isinstance(value, (list, dict, tuple)):
                 raise InvalidValueError(f"{where}: expected a {p.value_type.__name__}, got {type(value).__name__}")
@@ -469,7 +469,7 @@ def _cast_numeric(p: ParameterNode, value: Any, where: str) -> Any:
         try:
             new = torch.as_tensor(value, dtype=current.dtype, device=current.device)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise InvalidValueError(f"{where}: cannot make a tensor from {short_repr(value)}: {exc}") from None
+            raise InvalidValueError(f"{where}: cannot make a tensor from {short_repr(value)}: {message_of(exc)}") from None
         if new.shape != current.shape:
             raise InvalidValueError(f"{where}: expected shape {tuple(current.shape)}, got {tuple(new.shape)}")
         if new.is_floating_point() and not bool(torch.isfinite(new).all()):

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracekit.errors import MissingSolverError
+from tracekit.errors import MissingSolverError, describe, message_of
 from tracekit.feedback import Feedback, as_feedback, backward
 from tracekit.nodes import Node, ParameterNode, _is_tensor, short_repr
 from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, solver_factory
@@ -340,7 +340,7 @@ class Optimizer:
             solver = self._solver(group_index, group, route)
             updates = solver.step(params, context)
         except Exception as exc:  # a failing solver changes nothing
-            reason = f"solver {route} failed: {type(exc).__name__}: {exc}"
+            reason = f"solver {route} failed: {describe(exc)}"
             return [ParamChange(self.names[id(p)], p.kind, route, old[id(p)], old[id(p)], False, reason)
                     for p in params]
         return self._apply(params, updates, old, getattr(solver, "name", route))
@@ -358,7 +358,7 @@ class Optimizer:
             try:
                 validated[id(p)] = p.validate(u.new_value)
             except Exception as exc:
-                reasons[id(p)] = f"proposal refused: {exc}"
+                reasons[id(p)] = f"proposal refused: {message_of(exc)}"
         changes = []
         for p in params:
             name = self.names[id(p)]

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from ..errors import describe
+
 __all__ = ["Ineq", "Eq", "Problem", "Evaluator", "as_bounds", "ProblemError"]
 
 
@@ -258,7 +260,7 @@ class Evaluator:
                     raw = fn(self._unflatten(Xp))
             except Exception as exc:
                 raise ProblemError(
-                    f"{name} raised {type(exc).__name__}: {exc} when called with a tensor of "
+                    f"{name} raised {describe(exc)} when called with a tensor of "
                     f"shape {tuple(self._unflatten(Xp).shape)}. Functions receive torch "
                     "tensors shaped like x0" + (" (with the batch dimension first; index "
                     "with x[..., i] and reduce with .sum(-1))" if problem.batch else "") + "."

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from ..errors import message_of
 from .completeness import cut_off
 from .exclude import exclusion_pattern, normal_form
 from .problem import Variable
@@ -315,7 +316,7 @@ def check_value(v: Variable, raw: Any, max_text_chars: int | None = None) -> Any
         try:
             result = v.check(value)
         except Exception as exc:
-            raise ReplyError(str(exc)[:300] or type(exc).__name__) from None
+            raise ReplyError(message_of(exc, 300) or type(exc).__name__) from None
         value = value if result is None else result
     return value
 
@@ -548,5 +549,5 @@ def _check_code_once(v: Variable, source: str) -> str:
     try:
         compile(tree, f"<proposal:{v.name}>", "exec")
     except (SyntaxError, ValueError) as exc:
-        raise ReplyError(f"{where} does not compile: {exc}") from None
+        raise ReplyError(f"{where} does not compile: {message_of(exc, 300)}") from None
     return source

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..errors import describe, message_of
 from .problem import Candidate, MemoryEntry, Problem, Result, Variable
 from .prompt import DEFAULT_BUDGET, build_prompt, estimate_tokens, shorten
 from .reply import (
@@ -216,9 +217,9 @@ class TextOptimizer:
                     parsed = parse_reply(reply[:MAX_REPLY_CHARS], problem.variables,
                                          finish_reason=getattr(reply, "finish_reason", None))
             except ReplyError as exc:
-                parsed = Parsed(problem=str(exc))
+                parsed = Parsed(problem=message_of(exc))
             except Exception as exc:  # transport or backend failure: no re-ask
-                cand.error = f"LLM call failed: {type(exc).__name__}: {str(exc)[:300]}"
+                cand.error = f"LLM call failed: {describe(exc, limit=300)}"
                 return cand
             cand.values, cand.problems = self._validate(parsed, problem.variables)
             cand.unknown = parsed.unknown
@@ -244,7 +245,7 @@ class TextOptimizer:
             try:
                 value = check_value(v, parsed.values[v.name], self._text_cap(v))
             except ReplyError as exc:
-                problems[v.name] = str(exc)[:300]
+                problems[v.name] = message_of(exc, 300)
                 continue
             if _same(value, v.value):
                 problems[v.name] = "the suggestion equals the current value"
@@ -297,7 +298,7 @@ class TextOptimizer:
             try:
                 loss = float(objective(values))
             except Exception as exc:
-                return math.inf, f"{type(exc).__name__}: {str(exc)[:200]}"
+                return math.inf, describe(exc, limit=200)
             return (loss, "") if math.isfinite(loss) else (math.inf, f"objective returned {loss}")
 
         jobs: list[dict[str, Any]] = [{}] + [c.values for c in unique.values()]

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
+from tracekit.errors import message_of
+
 from .accounting import Budget, estimate_tokens
 from .backend import Backend, Completion, Request
 from .cache import Cache
@@ -226,7 +228,7 @@ class OpenAICompatible(Backend):
             )
         if isinstance(exc, openai.APIConnectionError):
             return LLMConnectionError(
-                f"{where}: cannot connect ({exc}) after {self.max_retries} retries. Check that "
+                f"{where}: cannot connect ({message_of(exc, 300)}) after {self.max_retries} retries. Check that "
                 f"the server is running and that base_url is right."
             )
         if isinstance(exc, openai.AuthenticationError):
@@ -242,9 +244,9 @@ class OpenAICompatible(Backend):
                 400: "the server rejected the request",
             }.get(status, "server error after retries" if status >= 500 else "request failed")
             return LLMRequestError(f"{where}: HTTP {status}: {hint}. Server said: "
-                                   f"{str(exc)[:300]}", status_code=status)
+                                   f"{message_of(exc, 300)}", status_code=status)
         if isinstance(exc, openai.OpenAIError):
-            return LLMRequestError(f"{where}: {exc}")
+            return LLMRequestError(f"{where}: {message_of(exc, 300)}")
         if isinstance(exc, ValueError):  # a body that is not JSON
             return LLMRequestError(
                 f"{where}: the server's reply is not an OpenAI chat completion ({describe(exc)}). "

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit.context import no_trace
+from tracekit.errors import describe
 from tracekit.feedback import Feedback
 from tracekit.nodes import Node, short_repr
 from tracekit.training import checkpoint as ckpt
@@ -140,7 +141,7 @@ class Evaluate:
                 with no_trace():
                     out = call(self.workflow, example)
         except Exception as exc:
-            return self._failed(index, None, f"the workflow raised {type(exc).__name__}: {exc}")
+            return self._failed(index, None, f"the workflow raised {describe(exc)}")
         if _is_awaitable(out):
             return self._finish_async(index, example, out)
         return self._score(index, example, out)
@@ -153,7 +154,7 @@ class Evaluate:
                 with no_trace():
                     out = await awaitable
         except Exception as exc:
-            return self._failed(index, None, f"the workflow raised {type(exc).__name__}: {exc}")
+            return self._failed(index, None, f"the workflow raised {describe(exc)}")
         result = self._score(index, example, out)
         if _is_awaitable(result):
             result = await result
@@ -167,7 +168,7 @@ class Evaluate:
         try:
             raw = self.metric(prediction, example)
         except Exception as exc:
-            return self._failed(index, output, f"the metric raised {type(exc).__name__}: {exc}",
+            return self._failed(index, output, f"the metric raised {describe(exc)}",
                                 prediction)
         if _is_awaitable(raw):
             return self._score_async(index, output, prediction, raw)
@@ -177,7 +178,7 @@ class Evaluate:
         try:
             value = await raw
         except Exception as exc:
-            return self._failed(index, output, f"the metric raised {type(exc).__name__}: {exc}", prediction)
+            return self._failed(index, output, f"the metric raised {describe(exc)}", prediction)
         return self._result(index, output, prediction, value)
 
     def _result(self, index: int, output: Any, prediction: Any, raw: Any) -> ExampleResult:
