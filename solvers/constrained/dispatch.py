@@ -33,6 +33,7 @@ import torch
 from .auglag import AugLagOptions, auglag
 from .constraints import Eq, Evaluator, Ineq, Problem, ProblemError
 from .convex import build_problem, is_cvxpy_object, solve_problem
+from .infeasibility import infeasible_message, least_violation
 from .kkt import estimate_multipliers, measures
 from .result import Multipliers, OptimizeResult
 from .scipy_methods import solve_scipy
@@ -257,8 +258,43 @@ def minimize(
     return _build_result(prob, ev, best, method_used, feas_tol, kkt_tol, t0)
 
 
+def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float,
+                      unbounded: float = 1e20) -> _Graded:
+    """Every method's result gets the same infeasibility test (see `infeasibility.py`):
+    rows left above `feas_tol` are moved to a least-violation point; where the violation
+    stops decreasing above `feas_tol` the status is "infeasible" at that point, and where
+    a feasible point turns up the method's own "infeasible" becomes "not_converged"."""
+    m = c.m
+    rows = [b for b in range(len(c.status))
+            if bool(m.finite[b]) and float(m.violation[b]) > feas_tol
+            and float(m.f[b]) >= -unbounded and c.status[b] not in ("nan", "unbounded")]
+    if not rows:
+        return c
+    lo, hi = prob.lower, prob.upper
+    R = least_violation(ev, c.X, rows, lo, hi)
+    mr = measures(ev, R, c.lam, c.mu, lo.expand_as(R), hi.expand_as(R))
+    X = c.X.detach().clone()
+    status, msgs = list(c.status), list(c.messages)
+    for b in rows:
+        v_old, v_new = float(m.violation[b]), float(mr.violation[b])
+        if not (bool(mr.finite[b]) and v_new == v_new):
+            continue
+        if v_new > feas_tol:
+            if v_new < v_old:
+                X[b] = R[b]
+            status[b] = "infeasible"
+            msgs[b] = infeasible_message(min(v_new, v_old), f"{c.solver} ended with: {msgs[b]}")
+        elif status[b] == "infeasible":
+            status[b] = "not_converged"
+            msgs[b] = (f"{msgs[b]}; but a point with violation {v_new:.3g} exists, so the "
+                       f"problem is not infeasible there: {c.solver} did not converge")
+    m = measures(ev, X, c.lam, c.mu, lo.expand_as(X), hi.expand_as(X))
+    return _Graded(X, c.lam, c.mu, m, status, msgs, c.solver, c.nit)
+
+
 def _build_result(prob: Problem, ev: Evaluator, c: _Graded, solver: str, feas_tol: float,
                   kkt_tol: float, t0: float) -> OptimizeResult:
+    c = _check_infeasible(prob, ev, c, feas_tol)
     success, status, msgs = _grade_status(c.m, c.status, c.messages, feas_tol, kkt_tol)
     batched = prob.batch is not None
     X = c.X.detach()
@@ -307,6 +343,10 @@ def _minimize_cvxpy_object(obj: Any, constraints: Any, solver: str | None, optio
     success = out.status == "optimal" and out.violation <= feas_tol
     status = "optimal" if success else (out.status if out.status != "optimal" else "not_converged")
     message = f"cvxpy ({out.solver}) status {out.cvxpy_status}"
+    if status == "infeasible":  # a certificate, but no point: the violation is not measured
+        message = (f"infeasible: cvxpy ({out.solver}) proved that no point satisfies the "
+                   f"constraints (status {out.cvxpy_status}); max_violation is nan because a cvxpy "
+                   f"problem gives no point to measure")
     return OptimizeResult(
         x=x, fun=out.fun, success=success, status=status, message=message,
         max_violation=out.violation, kkt_residual=float("nan"),
@@ -350,9 +390,21 @@ def _minimize_cvxpy_callables(prob: Problem, X0: torch.Tensor, solver: str | Non
             pass
     success = out.status == "optimal" and viol <= feas_tol and (math.isnan(kkt) or kkt <= kkt_tol)
     status = "optimal" if success else (out.status if out.status != "optimal" else "not_converged")
+    message = f"cvxpy ({out.solver}) status {out.cvxpy_status}"
+    if status == "infeasible":  # measured like every method: the least-violation point from x0
+        try:
+            ev = Evaluator(prob, X0)
+            R = least_violation(ev, X0, [0], prob.lower, prob.upper)
+            mr = measures(ev, R, R.new_zeros(1, ev.m_ineq), R.new_zeros(1, ev.m_eq),
+                          prob.lower.expand_as(R), prob.upper.expand_as(R))
+            x, viol, fun, kkt = R.reshape(prob.shape), float(mr.violation[0]), float(mr.f[0]), float(mr.kkt[0])
+            deriv = ev.derivatives
+            message = infeasible_message(viol, f"cvxpy ({out.solver}) status {out.cvxpy_status}")
+        except Exception:  # noqa: BLE001 - functions may only speak cvxpy
+            message = f"infeasible: {message}; max_violation is nan (the functions do not take tensors)"
     return OptimizeResult(
         x=x, fun=fun, success=success, status=status,
-        message=f"cvxpy ({out.solver}) status {out.cvxpy_status}", max_violation=viol, kkt_residual=kkt,
+        message=message, max_violation=viol, kkt_residual=kkt,
         multipliers=Multipliers(ineq=ineq, eq=eq), nit=out.iterations, nfev=0, solver=f"cvxpy:{out.solver}",
         time=time.perf_counter() - t0, derivatives=deriv, info={"cvxpy_problem": cp_prob},
     )
