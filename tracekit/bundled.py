@@ -13,6 +13,7 @@ import linecache
 from collections.abc import Callable
 from typing import Any
 
+from tracekit import arguments
 from tracekit.codeparam import CodeVersions, source_of
 from tracekit.context import used_nodes
 from tracekit.errors import message_of, type_name
@@ -307,7 +308,13 @@ def bundle(fn: Callable | None = None, *, trainable: bool = False, description: 
     `catch_errors=False` re-raises exceptions instead of returning an ExceptionNode.
     Usable as `@tk.bundle` or `@tk.bundle(...)`.
     """
+    arguments.flag("trainable", trainable)
+    arguments.flag("catch_errors", catch_errors)
+    arguments.optional_text("description", description)
+    arguments.optional_text("name", name, empty=False)
+
     def decorate(f: Callable) -> BundledFunction:
+        arguments.function("fn", f, "a function: @tk.bundle needs a function to trace")
         return BundledFunction(f, trainable=trainable, description=description,
                                catch_errors=catch_errors, name=name)
 

@@ -103,7 +103,7 @@ def as_bounds(
     lo = -inf if lo is None else lo
     hi = inf if hi is None else hi
     out = []
-    for name, v in (("lower bound", lo), ("upper bound", hi)):
+    for name, v in (("bounds: the lower bound", lo), ("bounds: the upper bound", hi)):
         t = _to_tensor(v, dtype, device, name)
         if t.numel() == 1:
             t = t.reshape(1).expand(n)

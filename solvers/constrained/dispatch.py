@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import arguments as args
 from .auglag import AugLagOptions, auglag
 from .constraints import Eq, Evaluator, Ineq, Problem, ProblemError
 from .convex import build_problem, is_cvxpy_object, solve_problem
@@ -196,6 +197,8 @@ def minimize(
     t0 = time.perf_counter()
     method = _check_method(method)
     if is_cvxpy_object(f):
+        args.optional_str("solver", solver)
+        args.options_for("cvxpy", options)
         if method not in ("auto", "cvxpy"):
             raise ProblemError(f"a cvxpy problem can only be solved with method='cvxpy' or 'auto', not {method!r}.")
         return _minimize_cvxpy_object(f, constraints, solver, options, feas_tol, t0)
@@ -206,8 +209,12 @@ def minimize(
     if x0 is None:
         raise ProblemError("x0 is required for a callable objective; pass a starting point shaped like x.")
     for name, v in (("tol", tol), ("feas_tol", feas_tol), ("kkt_tol", kkt_tol)):
-        if not (isinstance(v, (int, float)) and v > 0):
-            raise ProblemError(f"{name} must be a positive number, got {v!r}.")
+        args.positive(name, v)
+    args.iterations("max_iter", max_iter)
+    args.flag("batched", batched)
+    args.constraint_list("constraints", constraints)
+    args.options_for(method, options)
+    args.optional_str("solver", solver)
     prob, X0 = Problem.build(f, x0, constraints, bounds, batched=batched)
     if method == "cvxpy":
         return _minimize_cvxpy_callables(prob, X0, solver, options, feas_tol, kkt_tol, t0)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tracekit import arguments
 from tracekit.context import no_trace
 from tracekit.errors import describe
 from tracekit.feedback import Feedback
@@ -375,6 +376,24 @@ class Trainer:
         for attr in ("params", "names", "zero_feedback", "backward", "step", "state_dict"):
             if not hasattr(optimizer, attr):
                 raise TypeError(f"optimizer must be a tk.Optimizer (missing {attr!r}), got {type(optimizer).__name__}")
+        for name, data in (("train", train), ("val", val)):
+            if data is not None and (isinstance(data, (str, bytes, dict))
+                                     or not hasattr(data, "__iter__")):
+                raise TypeError(f"{name} must be a list of examples, got {type(data).__name__}")
+        arguments.function("call", call, "a callable call(workflow, example)", optional=True)
+        arguments.count("batch_size", batch_size)
+        for name, value in (("epochs", epochs), ("max_steps", max_steps), ("patience", patience),
+                            ("trace_examples", trace_examples)):
+            arguments.count(name, value, optional=True)
+        arguments.count("max_concurrency", max_concurrency)
+        arguments.count("feedback_chars", feedback_chars)
+        arguments.count("seed", seed, minimum=0)
+        arguments.number("error_score", error_score)
+        arguments.number("min_delta", min_delta, minimum=0.0)
+        for name, value in (("higher_is_better", higher_is_better), ("revert_on_worse", revert_on_worse),
+                            ("resume", resume), ("progress", progress)):
+            arguments.flag(name, value)
+        arguments.path("run_dir", run_dir)
         self.train_set = list(train)
         if not self.train_set:
             raise ValueError("the training set is empty")
