@@ -394,7 +394,7 @@ def infer_kind(value: Any, kind: str | None, choices: Sequence[Any] | None) -> s
         return "categorical"
     if isinstance(value, bool):
         raise InvalidValueError(
-            "cannot infer a kind for a bool parameter; pass choices=[False, True] (categorical)"
+            "cannot infer a kind for a bool value; pass choices=[False, True] (categorical)"
         )
     if isinstance(value, str):
         return "text"
