@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:
+        if extra:  # e.g. an option before any command: say so instead of only printing help
+            parser.error(f"unrecognized arguments: {' '.join(extra)}; give a command first")
         parser.print_help()
         return 2
     if args.command != "run" and extra:

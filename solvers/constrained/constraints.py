@@ -168,7 +168,10 @@ class Problem:
                 x = x.to(torch.float64)
         else:
             try:
-                x = torch.as_tensor(np.asarray(x0, dtype=np.float64))
+                array = np.asarray(x0)
+                if array.dtype.kind not in "biuf":  # numeric text ("0") is not a starting point
+                    raise TypeError(array.dtype)
+                x = torch.as_tensor(array.astype(np.float64))
             except (TypeError, ValueError) as exc:
                 raise ProblemError(f"x0 must be numeric (scalar, array or tensor), got {x0!r}.") from exc
         if not torch.isfinite(x).all():

@@ -232,6 +232,16 @@ def _depth(text: str) -> int:
     return deepest
 
 
+def storable(value: Any) -> bool:
+    """True when every string in `value` (a decoded JSON value) encodes as UTF-8: JSON
+    escapes can decode to unpaired surrogates ("\\ud800"), which no file can hold."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 

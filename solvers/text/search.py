@@ -31,6 +31,7 @@ from .reply import (
     model_values,
     parse_reply,
     reply_model,
+    storable,
 )
 
 Objective = Callable[[dict[str, Any]], float]
@@ -241,6 +242,10 @@ class TextOptimizer:
         problems: dict[str, str] = {}
         for v in variables:
             if v.name not in parsed.values:
+                continue
+            if not storable(parsed.values[v.name]):
+                problems[v.name] = ("the value holds text that is not valid Unicode (an unpaired "
+                                    "surrogate such as \\ud800), which cannot be saved")
                 continue
             try:
                 value = check_value(v, parsed.values[v.name], self._text_cap(v))

@@ -1,0 +1,55 @@
+"""One regression test per class of failure the property suite found (docs/guarantees.md
+lists them)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+import torch
+
+import tracekit as tk
+from tracekit.cli import main as cli_main
+
+
+@tk.bundle()
+def echo(prompt):
+    """The workflow."""
+    return prompt
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_a_reply_with_an_unpaired_surrogate_is_not_applied(structured):
+    prompt = tk.param("Answer briefly.", name="prompt")
+    reply = '{"suggestion": {"prompt": "lone \\ud800 surrogate"}}'
+    opt = tk.Optimizer([prompt], llm=lambda messages: reply, max_reasks=0, use_structured=structured)
+    opt.backward(echo(prompt), "too short")
+    report = opt.step()
+    assert prompt.data == "Answer briefly."
+    assert "surrogate" in report["prompt"].reason or "Unicode" in report["prompt"].reason, report
+
+
+def test_numeric_text_is_not_a_starting_point():
+    with pytest.raises(ValueError, match="x0"):
+        tk.minimize(lambda x: (x ** 2).sum(), "0")
+
+
+def test_an_option_before_any_command_is_an_error():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
+            pytest.raises(SystemExit) as exit_:
+        cli_main(["-:"])
+    assert exit_.value.code == 2 and "unrecognized arguments" in err.getvalue()
+
+
+def test_initial_values_go_through_the_parameters_own_validation():
+    with pytest.raises(ValueError, match="value"):
+        tk.param("   ")  # a later assignment of "   " is refused: so is the first
+    with pytest.raises(ValueError, match="value"):
+        tk.param(torch.tensor([float("nan"), 1.0]))
+
+
+def test_string_choices_are_not_a_list_of_letters():
+    with pytest.raises(TypeError, match="choices"):
+        tk.param("a", choices="abc")
