@@ -53,3 +53,13 @@ def test_initial_values_go_through_the_parameters_own_validation():
 def test_string_choices_are_not_a_list_of_letters():
     with pytest.raises(TypeError, match="choices"):
         tk.param("a", choices="abc")
+
+
+def test_a_wrong_type_is_not_coerced_by_the_json_repair():
+    # a number for a text parameter: the schema-guided repair made it "0", which was applied
+    prompt = tk.param("Answer briefly.", name="prompt")
+    opt = tk.Optimizer([prompt], llm=lambda messages: '{"suggestion": {"prompt": 0}}', max_reasks=0)
+    opt.backward(echo(prompt), "too short")
+    report = opt.step()
+    assert prompt.data == "Answer briefly.", report
+    assert "string" in report["prompt"].reason

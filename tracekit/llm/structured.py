@@ -94,7 +94,8 @@ def _summarize(error: ValidationError) -> str:
 
 
 def parse_reply(reply: str, schema: type[ModelT]) -> tuple[ModelT | None, str]:
-    """Validate `reply` as `schema`, with one JSON repair; returns (instance, problem).
+    """Validate `reply` as `schema`, with one JSON repair of its syntax (quotes, commas,
+    fences; not of types or missing fields); returns (instance, problem).
 
     A cut-off reply (`solvers.text.completeness.cut_off`: finish_reason "length", or JSON
     that never closes) is refused before any repair, which would complete the cut value.
@@ -106,15 +107,18 @@ def parse_reply(reply: str, schema: type[ModelT]) -> tuple[ModelT | None, str]:
         return schema.model_validate_json(reply), ""
     except ValidationError as error:
         first_problem = _summarize(error)
+    try:
+        json.loads(reply)
+        return None, first_problem  # well-formed JSON that does not validate: nothing to repair
+    except (ValueError, RecursionError):
+        pass
     from json_repair import repair_json  # imported on first need; pure Python
 
-    try:
-        repaired = repair_json(reply, return_objects=True, schema=schema)
-    except Exception:  # schema-guided repair gave up: try a plain repair
-        try:
-            repaired = repair_json(reply, return_objects=True)
-        except Exception:
-            repaired = ""
+    try:  # syntax only: a schema-guided repair would coerce wrong types (0 -> "0") and
+        # fill missing fields, hiding exactly what validation must refuse
+        repaired = repair_json(reply, return_objects=True)
+    except Exception:
+        repaired = ""
     if repaired in ("", None):
         return None, f"the reply contains no JSON ({first_problem})"
     try:
