@@ -9,7 +9,9 @@ demo: setup
 	.venv/bin/python examples/quickstart.py
 
 # The setup installs the embedded model, so its tests must run, never skip.
+# The import contracts (pyproject's [tool.importlinter]) are checked first.
 test: setup
+	.venv/bin/lint-imports
 	TRACEKIT_REQUIRE_REAL_LLM=1 .venv/bin/python -m pytest -q -ra
 
 docs: setup

@@ -280,7 +280,7 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
             prompt_tokens += usage.prompt_tokens
             completion_tokens += usage.completion_tokens
         info = report.changes[0].info
-        replies += info.get("llm_calls", 0)
+        replies += info.get("replies", 0)
         valid += info.get("valid_candidates", 0)
         candidates += info.get("candidates", 0)
         problems += info.get("reply_problems", [])

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 import tracekit as tk
-from tracekit.drawing import plot_run, render
+from tracekit.pictures.graph_picture import render
+from tracekit.pictures.run_plot import plot_run
 
 HERE = Path(__file__).resolve().parent
 GRAPH_SUFFIX = ".svg"  # --png switches the Graphviz pictures to PNG (to look at them)

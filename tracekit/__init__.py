@@ -20,7 +20,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "ExceptionNode": ("tracekit.nodes", "ExceptionNode"),
     "param": ("tracekit.nodes", "param"),
     "node": ("tracekit.nodes", "node"),
+    "TracekitError": ("tracekit.errors", "TracekitError"),
     "InvalidValueError": ("tracekit.errors", "InvalidValueError"),
+    "InvalidOptionError": ("tracekit.errors", "InvalidOptionError"),
     "StateDictError": ("tracekit.errors", "StateDictError"),
     "MissingSolverError": ("tracekit.errors", "MissingSolverError"),
     "bundle": ("tracekit.bundled", "bundle"),
@@ -53,8 +55,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "RayExecutor": ("tracekit.training.executors", "RayExecutor"),
     "training": ("tracekit.training", None),
     # pictures
-    "render": ("tracekit.drawing", "render"),
-    "plot_run": ("tracekit.drawing", "plot_run"),
+    "render": ("tracekit.pictures.graph_picture", "render"),
+    "plot_run": ("tracekit.pictures.run_plot", "plot_run"),
     # LLM layer (a subpackage)
     "llm": ("tracekit.llm", None),
 }

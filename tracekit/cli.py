@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print the summary as JSON")
     show.add_argument("--steps", action="store_true", help="also list every step")
     show.add_argument("--plot", metavar="FILE", help="also plot scores and tokens per step to FILE "
-                                                     "(.png/.svg/.pdf, through tracekit.drawing)")
+                                                     "(.png/.svg/.pdf, through tracekit.pictures.run_plot)")
     show.set_defaults(func=_cmd_show)
 
     graph = sub.add_parser("graph", help="render a traced graph",
@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                                        "them, or a tk.Subgraph) and render its graph.")
     graph.add_argument("function", help="module:function or path/to/file.py:function")
     graph.add_argument("-o", "--output", help="write to this file (.dot/.gv: DOT; .txt: text; other "
-                                              "extensions through tracekit.drawing when installed)")
+                                              "extensions: a picture drawn by tk.render)")
     graph.add_argument("--format", choices=["text", "dot"], default="text",
                        help="what to print when no --output is given (default: text)")
     graph.set_defaults(func=_cmd_graph)
@@ -229,11 +229,14 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
     else:
         summary["stop_reason"] = "unfinished (no summary.json yet; resume to continue)"
     if args.plot:
+        from tracekit.pictures.run_plot import plot_run
+
         try:
-            from tracekit.drawing import plot_run
-        except ImportError:
-            raise CLIError("--plot needs tracekit.drawing (and matplotlib: pip install 'tracekit[plot]')") from None
-        plot_run(records, args.plot, title=f"run {run_dir}")
+            plot_run(records, args.plot, title=f"run {run_dir}")
+        except ModuleNotFoundError as exc:
+            if exc.name != "matplotlib":
+                raise
+            raise CLIError("--plot needs matplotlib: pip install 'tracekit[plot]'") from None
         summary["plot"] = str(args.plot)
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -263,45 +266,11 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
 
 # --- graph -------------------------------------------------------------------------------------
 def to_dot(graph: Any) -> str:
-    """A Graphviz DOT description of a traced graph (output node, nodes list or Subgraph):
-    `tracekit.drawing.graph_to_dot` when available, else a plain rendering."""
-    try:
-        from tracekit.drawing import graph_to_dot
-    except ImportError:
-        return _plain_dot(graph)
+    """The Graphviz DOT description of a traced graph (output node, nodes list or Subgraph),
+    as drawn by `tk.render`."""
+    from tracekit.pictures.graph_picture import graph_to_dot
+
     return graph_to_dot(graph)
-
-
-def _plain_dot(graph: Any) -> str:
-    from tracekit.graph import Subgraph, subgraph
-    from tracekit.nodes import MessageNode, short_repr
-
-    sub = graph if isinstance(graph, Subgraph) else subgraph(graph)
-    esc = lambda s: s.replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731
-    lines = ["digraph tracekit {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
-    ids = {id(n): f"n{i}" for i, n in enumerate(sub.nodes)}
-    outputs = {id(o) for o in sub.outputs}
-    for n in sub.nodes:
-        if n.is_error:
-            shape, color = "octagon", "red"
-        elif n.is_parameter:
-            shape, color = "box", "blue"
-        elif isinstance(n, MessageNode):
-            shape, color = "ellipse", "black"
-        else:
-            shape, color = "note", "gray40"
-        label = f"{n.name}\\n{esc(short_repr(n.raw, 40))}"
-        if n.is_parameter:
-            label = f"{n.name} [{n.kind}]\\n{esc(short_repr(n.raw, 40))}"
-        style = ', style="bold"' if id(n) in outputs else ""
-        lines.append(f'  {ids[id(n)]} [label="{label}", shape={shape}, color={color}{style}];')
-    for n in sub.nodes:
-        if isinstance(n, MessageNode):
-            for argname, p in zip(n.argnames, n.parents):
-                if id(p) in ids:
-                    lines.append(f'  {ids[id(p)]} -> {ids[id(n)]} [label="{esc(argname)}"];')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
 
 
 def to_text(graph: Any) -> str:
@@ -339,12 +308,15 @@ def _cmd_graph(args: argparse.Namespace, extra: list[str]) -> int:
         elif path.suffix == ".txt":
             path.write_text(to_text(out))
         else:
+            from tracekit.pictures.graph_picture import render
+
             try:
-                from tracekit.drawing import render
-            except ImportError:
-                raise CLIError(f"cannot write {path.suffix} files: tracekit.drawing is not available; "
-                               f"use a .dot or .txt output") from None
-            render(out, path)
+                render(out, path)
+            except ModuleNotFoundError as exc:
+                if exc.name != "matplotlib":
+                    raise
+                raise CLIError(f"cannot write {path.suffix} files without Graphviz's `dot` or matplotlib "
+                               f"(pip install 'tracekit[plot]'); use a .dot or .txt output") from None
         print(f"wrote {path}")
         return 0
     print(to_dot(out) if args.format == "dot" else to_text(out), end="")

@@ -1,11 +1,12 @@
 """Source code as a parameter: extracting a function's source, and checking and compiling
 new versions of it before they are ever run.
 
-The checks (documented in docs/code-safety.md): the value must parse, hold exactly one
-function definition and nothing else (so no statement runs at definition time), define
-the same function name with the same parameters, and compile. These checks stop typos,
-renamed or re-shaped functions and top-level side effects; they do not sandbox what the
-function body does when called.
+The checks are `tracekit.kinds.accept_code` (documented in docs/code-safety.md): the value
+must parse, hold exactly one function definition and nothing else (so no statement runs at
+definition time), define the same function name with the same parameters, introduce no
+risky name the original does not use, and compile. These checks stop typos, renamed or
+re-shaped functions and top-level side effects; they do not sandbox what the function body
+does when called.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+from tracekit import kinds
 from tracekit.errors import InvalidValueError, describe
 
 _PLACEHOLDER = "    ...  # source unavailable (defined in a REPL or with -c)"
@@ -40,16 +42,6 @@ def source_of(fn: Callable) -> str:
         return f"{prefix} {fn.__name__}{signature}:\n{_PLACEHOLDER}"
 
 
-def _param_names(args: ast.arguments) -> list[str]:
-    names = [a.arg for a in args.posonlyargs + args.args]
-    if args.vararg:
-        names.append("*" + args.vararg.arg)
-    names += [a.arg for a in args.kwonlyargs]
-    if args.kwarg:
-        names.append("**" + args.kwarg.arg)
-    return names
-
-
 class CodeVersions:
     """The original function and the compiled versions of accepted new sources."""
 
@@ -57,21 +49,15 @@ class CodeVersions:
         self.fn = fn
         self.name = fn.__name__
         self.original_source = original_source
-        self.is_async = inspect.iscoroutinefunction(fn)
         self._compiled: dict[str, Callable] = {}
         self._counter = 0
-        try:
-            original_tree = ast.parse(original_source)
-            self.param_names = _param_names(original_tree.body[0].args)
-        except (SyntaxError, IndexError, AttributeError):
-            self.param_names = None
 
     def validate(self, source: Any) -> str:
-        """Check and compile a proposed source; raise InvalidValueError on any problem."""
-        if not isinstance(source, str) or not source.strip():
-            raise InvalidValueError(f"code for {self.name!r} must be a non-empty string")
-        if source == self.original_source or source in self._compiled:
+        """Check (`tracekit.kinds.accept_code`, against the original) and compile a proposed
+        source in the original's globals; raise InvalidValueError on any problem."""
+        if isinstance(source, str) and (source == self.original_source or source in self._compiled):
             return source
+        kinds.accept_code(source, self.original_source, f"code for {self.name!r}")
         self._compiled[source] = self._compile(textwrap.dedent(source))
         return source
 
@@ -86,29 +72,7 @@ class CodeVersions:
 
     def _compile(self, source: str) -> Callable:
         where = f"code for {self.name!r}"
-        try:
-            tree = ast.parse(source)
-        except SyntaxError as exc:
-            raise InvalidValueError(f"{where} does not parse: {exc.msg} at line {exc.lineno}") from None
-        defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        others = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        if len(defs) != 1 or others:
-            raise InvalidValueError(
-                f"{where} must hold exactly one function definition and nothing else "
-                f"(found {len(defs)} definitions and {len(others)} other statements)"
-            )
-        fdef = defs[0]
-        if fdef.name != self.name:
-            raise InvalidValueError(f"{where} defines {fdef.name!r}; it must define {self.name!r}")
-        if isinstance(fdef, ast.AsyncFunctionDef) != self.is_async:
-            raise InvalidValueError(f"{where} must {'' if self.is_async else 'not '}be an async function")
-        if fdef.decorator_list:
-            raise InvalidValueError(f"{where} must not have decorators")
-        names = _param_names(fdef.args)
-        if self.param_names is not None and names != self.param_names:
-            raise InvalidValueError(
-                f"{where} changes the signature: parameters {names} instead of {self.param_names}"
-            )
+        tree = ast.parse(source)  # checked by `validate` before
         self._counter += 1
         filename = f"<tracekit:{self.name}:v{self._counter}>"
         try:

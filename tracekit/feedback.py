@@ -7,6 +7,7 @@ tensor whose autograd graph gives tensor parameters their gradients), or both.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +37,7 @@ class Feedback:
     @property
     def loss_value(self) -> float | None:
         """The loss as a Python float (None when there is no loss)."""
-        if self.loss is None:
-            return None
-        return float(self.loss.item()) if _is_tensor(self.loss) else float(self.loss)
+        return None if self.loss is None else loss_to_float(self.loss)
 
     def describe(self) -> str:
         """One text for an LLM: the text feedback and the loss, whichever are present."""
@@ -48,6 +47,32 @@ class Feedback:
         if self.loss is not None:
             parts.append(f"loss = {self.loss_value:.6g} (lower is better)")
         return "\n".join(parts)
+
+
+def loss_to_float(value: Any) -> float:
+    """A loss (or score) as a Python float: a number, a one-element tensor or array, a
+    traced node holding one, or a `Feedback` with a loss. The one conversion used by
+    feedback, the routes calling an objective and the trainer's metrics; anything else
+    raises `FeedbackError` naming what was given."""
+    if isinstance(value, (int, float)):  # the common case first (bool included)
+        return float(value)
+    if isinstance(value, Node):
+        value = value.raw
+    if isinstance(value, Feedback):
+        if value.loss is None:
+            raise FeedbackError("this tk.Feedback has text but no loss, so it has no number; "
+                                "give it one with tk.Feedback(loss=..., text=...)")
+        value = value.loss
+    if _is_tensor(value) or (hasattr(value, "item") and hasattr(value, "size")):  # numpy too
+        size = value.numel() if _is_tensor(value) else value.size
+        if size != 1:
+            raise FeedbackError(f"a loss must hold one number, got shape {tuple(value.shape)}; "
+                                f"reduce it first, e.g. loss.mean() or loss.sum()")
+        return float(value.item())
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise FeedbackError(f"a loss must be a number, a one-element tensor, a traced node holding "
+                        f"one, or tk.Feedback with a loss; got {type(value).__name__}")
 
 
 def _check_loss(loss: Any) -> None:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import operator
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from tracekit import arguments
+from tracekit import arguments, kinds
 from tracekit.context import used_nodes
-from tracekit.errors import InvalidValueError, message_of
+from tracekit.errors import InvalidValueError
 
 KINDS = ("text", "code", "numeric", "categorical")
 
@@ -129,12 +128,6 @@ class Node:
         """The name made into a Python identifier, for code lines shown to an LLM."""
         return "".join(c if c.isalnum() or c == "_" else "_" for c in self.name)
 
-    def backward(self, feedback: Any, params: Sequence[ParameterNode] | None = None) -> Any:
-        """Propagate feedback from this output to the parameters it depends on."""
-        from tracekit.feedback import backward
-
-        return backward(self, feedback, params=params)
-
     # --- Python protocol ----------------------------------------------------------
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, data={short_repr(self._data)})"
@@ -184,6 +177,11 @@ class Node:
         # Only reached for names that are not slots or class attributes.
         if attr.startswith("_"):
             raise AttributeError(attr)
+        if attr == "backward":  # Trace's node.backward(feedback); the core stays free of feedback
+            raise AttributeError(
+                f"{type(self).__name__} {self.name!r} has no backward(); propagate feedback with "
+                f"tk.backward(node, feedback) or opt.backward(node, feedback) (for a tensor "
+                f"inside the node, node.data.backward() is torch's)")
         data = self._data
         if not hasattr(data, attr):
             raise AttributeError(
@@ -315,7 +313,7 @@ class ParameterNode(Node):
         if self.bounds is not None and kind == "numeric":
             self._check_in_bounds(value)
         try:  # the initial value must pass the parameter's own validation, as every later one
-            _cast_for_kind(self, value)
+            kinds.accept(self, value)
         except InvalidValueError as exc:
             raise InvalidValueError(f"initial value refused: {exc}") from None
 
@@ -330,10 +328,12 @@ class ParameterNode(Node):
         return _is_tensor(self._data)
 
     def validate(self, value: Any) -> Any:
-        """Return `value` cast for this parameter's kind, or raise InvalidValueError."""
+        """Return `value` in the form this parameter stores, or raise InvalidValueError:
+        `tracekit.kinds.accept` (the rule shared by assignment, loading, solvers and the
+        step's apply; out-of-bounds values are refused, not clamped), then `validator`."""
         if isinstance(value, Node):
             value = value._data
-        value = _cast_for_kind(self, value)
+        value = kinds.accept(self, value)  # the one definition of a valid value per kind
         if self.validator is not None:
             result = self.validator(value)
             value = value if result is None else result
@@ -373,15 +373,7 @@ class ParameterNode(Node):
                 self._data = old  # the value it held before: already validated
 
     def _check_in_bounds(self, value: Any) -> None:
-        lo, hi = self.bounds
-        if _is_tensor(value):
-            if bool((value < lo).any()) or bool((value > hi).any()):
-                raise InvalidValueError(f"parameter {self.name!r}: initial tensor has entries outside bounds {self.bounds}")
-        elif not lo <= value <= hi:
-            raise InvalidValueError(
-                f"parameter {self.name!r}: initial value {value!r} is outside bounds {self.bounds}; "
-                f"start inside the bounds or widen them"
-            )
+        kinds.check_bounds(value, self.bounds, f"parameter {self.name!r}: initial value")
 
 
 def infer_kind(value: Any, kind: str | None, choices: Sequence[Any] | None) -> str:
@@ -445,69 +437,6 @@ def _check_bounds(bounds: Any, name: str | None) -> tuple[float, float] | None:
     if lo > hi:
         raise InvalidValueError(f"parameter {name!r}: bounds low {lo} is above high {hi}; swap them")
     return (lo, hi)
-
-
-def _cast_for_kind(p: ParameterNode, value: Any) -> Any:
-    kind = p.kind
-    where = f"parameter {p.name!r} ({kind})"
-    if kind == "categorical":
-        if value in p.choices:
-            return p.choices[p.choices.index(value)]
-        if isinstance(value, str):  # an LLM may write the repr of a non-string choice
-            for choice in p.choices:
-                if str(choice) == value.strip():
-                    return choice
-        raise InvalidValueError(f"{where}: {value!r} is not one of the choices {p.choices!r}")
-    if kind == "numeric":
-        return _cast_numeric(p, value, where)
-    if kind in ("text", "code"):
-        if p.value_type in (list, dict, tuple) and isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise InvalidValueError(f"{where}: expected JSON for a {p.value_type.__name__}: {message_of(exc)}") from None
-        if p.value_type in (list, dict, tuple):
-            if not isinstance(value, (list, dict, tuple)):
-                raise InvalidValueError(f"{where}: expected a {p.value_type.__name__}, got {type(value).__name__}")
-            return p.value_type(value) if p.value_type is not dict else dict(value)
-        if not isinstance(value, str):
-            raise InvalidValueError(f"{where}: expected a string, got {type(value).__name__}")
-        if not value.strip():
-            raise InvalidValueError(f"{where}: an empty value is not allowed")
-        return value
-    raise InvalidValueError(f"{where}: unknown kind")
-
-
-def _cast_numeric(p: ParameterNode, value: Any, where: str) -> Any:
-    current = p._data
-    if _is_tensor(current):
-        import torch
-
-        try:
-            new = torch.as_tensor(value, dtype=current.dtype, device=current.device)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise InvalidValueError(f"{where}: cannot make a tensor from {short_repr(value)}: {message_of(exc)}") from None
-        if new.shape != current.shape:
-            raise InvalidValueError(f"{where}: expected shape {tuple(current.shape)}, got {tuple(new.shape)}")
-        if new.is_floating_point() and not bool(torch.isfinite(new).all()):
-            raise InvalidValueError(f"{where}: value contains NaN or inf")
-        if p.bounds is not None:
-            new = new.clamp(p.bounds[0], p.bounds[1])
-        return new.detach()
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        if not (hasattr(value, "__float__") and not isinstance(value, bool)):
-            raise InvalidValueError(f"{where}: expected a number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidValueError(f"{where}: expected a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise InvalidValueError(f"{where}: value must be finite, got {value!r}")
-    if p.bounds is not None and not p.bounds[0] <= number <= p.bounds[1]:
-        raise InvalidValueError(f"{where}: {number} is outside bounds {p.bounds}")
-    if p.value_type is int:
-        return int(round(number))  # nearest integer, ties to even (Python's round)
-    return number
 
 
 class MessageNode(Node):

@@ -4,7 +4,10 @@
     opt.zero_feedback(); opt.backward(out, feedback); report = opt.step()
 
 A step is transactional per parameter: proposals are validated before anything is
-written, and a solver that fails leaves its parameters as they were; the report says why.
+written, and a solver that fails leaves its parameters as they were; the report says why
+for an expected failure, and a bug (TypeError, AttributeError, ...) propagates
+(`tracekit.seam.expected_failure` decides which). Arguments are checked when the optimizer
+is built (`tracekit.options`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracekit.errors import MissingSolverError, describe, message_of
+from tracekit.errors import InvalidOptionError, MissingSolverError, describe, message_of
 from tracekit.feedback import Feedback, as_feedback, backward
 from tracekit.nodes import Node, ParameterNode, _is_tensor, short_repr
-from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, solver_factory
+from tracekit.options import check_options, check_params
+from tracekit.seam import (
+    UNCHANGED,
+    ParamUpdate,
+    StepContext,
+    expected_failure,
+    nonfinite_loss,
+    solver_factory,
+)
 
 
 @dataclass
@@ -167,18 +178,21 @@ class Optimizer:
     added to a tensor loss in `backward`; other parameters get the violated constraints as
     text feedback in `step`. `report.max_violation` tracks feasibility; multipliers are
     updated every `constraint_update_every` steps, with penalty `constraint_rho`.
+    `**options`: read by the routes' solvers (names in `tracekit.options`); unknown names,
+    an unknown `numeric`, a bad `lr`, empty or repeated parameters raise
+    `tk.InvalidOptionError` here, as torch.optim does.
     """
 
     def __init__(self, params: Iterable[Any], llm: Any = None, numeric: Any = "adam",
                  lr: float = 1e-2, constraints: list | None = None, objective: Any = None,
                  constraint_update_every: int = 25, constraint_rho: float = 10.0,
                  **options: Any) -> None:
+        # every option is checked here, as torch.optim does, not at the first step
+        check_options({"numeric": numeric, "lr": lr, **options})
         self.defaults: dict[str, Any] = {"numeric": numeric, "lr": lr, **options}
         self.param_groups: list[dict[str, Any]] = []
         for group in _as_groups(params):
             self.add_param_group(group)
-        if not self.param_groups or not any(g["params"] for g in self.param_groups):
-            raise ValueError("Optimizer got an empty parameter list; pass model.parameters()")
         self.llm = llm
         self.objective = objective
         self.constraints = list(constraints or [])
@@ -192,17 +206,18 @@ class Optimizer:
 
     # --- parameters ------------------------------------------------------------------
     def add_param_group(self, group: dict[str, Any]) -> None:
-        params = list(group["params"])
-        for p in params:
-            if not isinstance(p, ParameterNode):
-                raise TypeError(
-                    f"Optimizer parameters must be tk.param(...) nodes, got {type(p).__name__}; "
-                    f"wrap values with tk.param(value, name=...)"
-                )
-        known = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in known for p in params):
-            raise ValueError("a parameter appears in more than one parameter group")
-        self.param_groups.append({**self.defaults, **group, "params": params})
+        """Add `{"params": [...], **options}`; its options override the defaults (torch style).
+        Refuses unknown options, bad values and parameters already in a group."""
+        where = f"in param group {len(self.param_groups)}"
+        if not isinstance(group, dict) or "params" not in group:
+            raise InvalidOptionError(f"a param group must be a dict with a 'params' list, got "
+                                     f"{group!r:.80} {where}")
+        options = {k: v for k, v in group.items() if k != "params"}
+        check_options(options, where)
+        seen = {id(p): f"in param group {i}" for i, g in enumerate(self.param_groups)
+                for p in g["params"]}
+        params = check_params(group["params"], where, seen)
+        self.param_groups.append({**self.defaults, **options, "params": params})
         self._assign_names()
 
     @property
@@ -332,14 +347,28 @@ class Optimizer:
 
     def _run_solver(self, group_index: int, group: dict[str, Any], route: str,
                     params: list[ParameterNode]) -> list[ParamChange]:
+        """Run one solver on its parameters. A failing solver changes nothing: its parameters
+        are rolled back; an expected failure (`seam.expected_failure`) becomes the reason in
+        the report, any other exception (a bug: TypeError, AttributeError, ...) propagates.
+
+        Values are saved for the rollback except on the gradient route, whose solver
+        updates tensors in place after checking them (a copy would cost as much as the step)."""
         context = StepContext(self.names, llm=self.llm, objective=self.objective,
                               constraints=self.constraints,
                               options={k: v for k, v in group.items() if k != "params"})
         old = {id(p): _Preview(p.raw) for p in params}
+        saved = None if route == "gradient" else _save_values(params)
         try:
             solver = self._solver(group_index, group, route)
             updates = solver.step(params, context)
         except Exception as exc:  # a failing solver changes nothing
+            if saved is not None:
+                _restore_values(saved)
+            if not expected_failure(exc):
+                exc.add_note(f"raised by the {route!r} solver of tk.Optimizer: not an expected "
+                             f"solver failure, so it is not hidden in the step report; its "
+                             f"parameters were rolled back")
+                raise
             reason = f"solver {route} failed: {describe(exc)}"
             return [ParamChange(self.names[id(p)], p.kind, route, old[id(p)], old[id(p)], False, reason)
                     for p in params]
@@ -403,6 +432,18 @@ class Optimizer:
             solver.load_state_dict(solver_state)
 
 
+def _save_values(params: list[ParameterNode]) -> list[tuple[ParameterNode, Any]]:
+    """Each parameter's value (tensors copied), for `_restore_values` after a failed solver."""
+    return [(p, p.raw.detach().clone() if p.is_tensor else p.raw) for p in params]
+
+
+def _restore_values(saved: list[tuple[ParameterNode, Any]]) -> None:
+    """Put back what `_save_values` saved where a solver changed it."""
+    for p, value in saved:
+        if p.is_tensor or p.raw is not value:
+            p.set(value)
+
+
 def _make_penalty(constraints: list, rho: float) -> Any:
     """A fixed-penalty augmented Lagrangian: with stochastic first-order steps the
     violation does not shrink monotonically, so growing the penalty on that signal would
@@ -415,22 +456,24 @@ def _make_penalty(constraints: list, rho: float) -> Any:
 def _as_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
     if isinstance(params, (ParameterNode, dict)):
         params = [params]
+    elif isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+        raise InvalidOptionError(f"params must be a list of tk.param(...) nodes or of param-group "
+                                 f"dicts (e.g. model.parameters()), got {type(params).__name__}")
     items = list(params)
+    if not items:
+        raise InvalidOptionError("params: tk.Optimizer got an empty parameter list; pass "
+                                 "model.parameters() or a list of tk.param(...) nodes (an exhausted "
+                                 "generator is empty too)")
     if items and all(isinstance(x, dict) for x in items):
         return items
     if any(isinstance(x, dict) for x in items):
-        raise TypeError("pass either parameters or param-group dicts to the Optimizer, not a mix")
+        raise TypeError("params: pass either parameters or param-group dicts to the Optimizer, "
+                        "not a mix")
     return [{"params": items}]
 
 
 def _llm_usage(llm: Any) -> dict[str, Any]:
-    """Totals of an LLM backend's accounting, zeros for plain callables."""
-    zero = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    """A backend's usage totals (`tracekit.llm.Usage`) as step-report fields; {} for a plain
+    callable, which has no accounting (the report then shows zeros)."""
     accounting = getattr(llm, "accounting", None)
-    totals = getattr(accounting, "totals", None)
-    if totals is None:
-        return zero
-    t = totals() if callable(totals) else totals
-    get = (lambda k, d=0: t.get(k, d)) if isinstance(t, dict) else (lambda k, d=0: getattr(t, k, d))
-    return {"llm_calls": get("calls"), "prompt_tokens": get("prompt_tokens"),
-            "completion_tokens": get("completion_tokens"), "cost": get("cost", 0.0)}
+    return {} if accounting is None else accounting.totals().report_fields()

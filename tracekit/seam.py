@@ -11,10 +11,12 @@ route per Optimizer (`register_solver` replaces a built-in one).
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tracekit.errors import TracekitError
 from tracekit.feedback import FeedbackRecord
 from tracekit.nodes import ParameterNode
 
@@ -37,6 +39,18 @@ def nonfinite_loss(p: ParameterNode) -> bool:
     """Whether a loss that reached this parameter in the last backward was NaN or inf
     (its solver then skips it and keeps the value)."""
     return any(not r.loss_is_finite for r in p.feedback)
+
+
+def takes_argument(fn: Callable[..., Any]) -> bool:
+    """Whether `fn` needs a positional argument: how an objective is called, as
+    `objective(values)` (`{name: candidate value}`) or as `objective()` with the candidate
+    values held by the parameters. Callables without a readable signature count as `fn()`."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in parameters)
 
 
 @dataclass
@@ -66,6 +80,28 @@ class StepContext:
 
 ROUTES = ("text", "gradient", "zeroth_order")
 
+# What a solver may fail with as part of its job: `tk.Optimizer` rolls its parameters back
+# and says why in the step report. tracekit's typed errors (LLM errors, refused values and
+# feedback included), bad values met by the solvers' own checks (their errors are
+# ValueErrors: a reply that does not parse, a bad setting), numerical trouble, torch and
+# runtime failures (RuntimeError: device, shapes, out of memory), and the environment
+# (OSError: files, connections, time-outs; MemoryError).
+EXPECTED_SOLVER_FAILURES: tuple[type[Exception], ...] = (
+    TracekitError, ValueError, ArithmeticError, RuntimeError, OSError, MemoryError)
+# Programming errors among those bases: they propagate like any other unexpected error
+# (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError, ...).
+_PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (NotImplementedError, RecursionError)
+
+
+def expected_failure(exc: BaseException) -> bool:
+    """Whether a solver's exception is an expected failure (reported; the step goes on)
+    rather than a bug (propagated after rollback, so that it is seen and fixed).
+
+    The one place this is decided; see `EXPECTED_SOLVER_FAILURES`."""
+    if isinstance(exc, TracekitError):
+        return True  # typed errors, even those that are also TypeErrors (FeedbackError)
+    return isinstance(exc, EXPECTED_SOLVER_FAILURES) and not isinstance(exc, _PROGRAMMING_ERRORS)
+
 
 class Solver(Protocol):
     """What the Optimizer needs from a solver."""
@@ -83,6 +119,7 @@ class Solver(Protocol):
 SolverFactory = Callable[..., Solver]
 
 _factories: dict[str, SolverFactory] = {}
+_options: dict[str, tuple[str, ...]] = {}  # route -> option names a registered solver reads
 # Built-in solvers, imported on first need: route -> "module:attribute".
 _BUILTIN: dict[str, str] = {
     "text": "tracekit.routes.text:TextSolver",
@@ -91,13 +128,24 @@ _BUILTIN: dict[str, str] = {
 }
 
 
-def register_solver(route: str, factory: SolverFactory) -> None:
-    """Make `factory(params, **options)` the solver for a route ("text", "gradient", ...)."""
+def register_solver(route: str, factory: SolverFactory, options: Iterable[str] = ()) -> None:
+    """Make `factory(params, **options)` the solver for a route ("text", "gradient", ...).
+
+    `options`: names of extra options this solver reads, so that `tk.Optimizer` accepts
+    them (it refuses option names no solver reads)."""
     if route not in ROUTES:
         raise ValueError(f"unknown route {route!r}; routes are {ROUTES}")
     if not callable(factory):
         raise TypeError("a solver factory must be callable: factory(params, **options) -> solver")
+    if isinstance(options, str):
+        raise TypeError(f"options must be a list of option names, got the string {options!r}")
     _factories[route] = factory
+    _options[route] = tuple(options)
+
+
+def registered_options() -> dict[str, tuple[str, ...]]:
+    """Extra option names read by registered solvers, by route."""
+    return dict(_options)
 
 
 def solver_factory(route: str) -> SolverFactory | None:

@@ -21,7 +21,11 @@ class Variable:
     `name` is the key the LLM must use in its suggestion. `value_type` is the Python type
     name of the value ("str", "int", "float", "list", ...). For code, `signature` is the
     `def` line and `function` the function's name (both derived from the value when empty).
-    `check` is an extra validator from the caller: it returns the (cast) value or raises.
+    `check` decides acceptance: it takes a proposed value (already read from the reply:
+    quotes, code fences) and returns the value to use or raises with the reason, which is
+    shown to the LLM in a re-ask. tracekit passes its one definition per kind (bounds,
+    choices, shapes, code checks). Without a check, proposed values are only read, not
+    judged: `bounds` and `choices` then shape the prompt and the reply schema only.
     """
 
     name: str

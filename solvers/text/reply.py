@@ -1,10 +1,14 @@
-"""The reply: its pydantic model, a lenient parser, and per-kind validation and casting.
+"""The reply: its pydantic model, a lenient parser, and the reading of each proposed value.
 
 The model (built from the variables being updated) gives the backend a JSON schema to
 constrain generation: numbers must be numbers, categorical values one of the choices.
 Replies that do not validate as a whole are still read field by field, so that one bad
-value does not throw away good ones; every value is then checked for its kind. A value
-that fails any check is dropped with a reason — never half-applied.
+value does not throw away good ones. Each value is then normalised (quotes around a
+choice, code fences, light code repairs) and screened for reply artefacts (a placeholder
+echoed from the instructions, a runaway text); whether the value is *acceptable* is not
+decided here but by the variable's `check`, which the caller supplies (tracekit passes its
+one definition per kind, `tracekit.kinds`). A value that fails is dropped with a reason —
+never half-applied.
 """
 
 from __future__ import annotations
@@ -31,13 +35,6 @@ CODE_PATTERN_LINES = 3  # the last one a return statement  # integer ranges up t
 REPAIR_CHARS = 20_000  # damaged JSON longer than this is not repaired (bounded work)
 REPAIR_DEPTH = 32
 SUGGESTION_KEYS = ("suggestion", "suggestions", "Suggestion", "new_values", "variables", "answer")
-# Names that proposed code may not introduce unless the original function already uses them.
-RISKY_NAMES = frozenset({
-    "eval", "exec", "compile", "__import__", "open", "input", "breakpoint", "globals", "locals",
-    "vars", "setattr", "delattr", "getattr", "os", "sys", "subprocess", "shutil", "socket",
-    "importlib", "builtins", "ctypes", "pickle", "marshal", "signal", "threading", "multiprocessing",
-    "exit", "quit",
-})
 PLACEHOLDERS = ("<new text>", "new text", "[new text]", "<one short sentence>", "...", "<text>", "<value>")
 _PLACEHOLDER_FORMS = frozenset(normal_form(p) for p in PLACEHOLDERS)  # as the grammar compares
 
@@ -81,15 +78,15 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
         return list[Any], {}
     if v.kind == "code" and constrain_code:
         pattern = code_pattern(v)
-        if pattern:  # shown to the server's grammar only; validation is check_code's job
+        if pattern:  # shown to the server's grammar only; acceptance is the variable's check
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
     if v.kind == "text" and constrain_text and exclude is not None:
         # the budget goes first to the placeholders (so that the grammar refuses all that
-        # _check_text refuses), then the current value, then the newest tried values
+        # the reply screening refuses), then the current value, then the newest tried values
         texts = [x for x in exclude if isinstance(x, str)]
         ordered = [*PLACEHOLDERS, *([v.value] if v.value in texts else []), *texts[::-1]]
         pattern = exclusion_pattern(ordered)
-        if pattern:  # for the server's grammar only; _check_text and the optimizer still check
+        if pattern:  # for the server's grammar only; the check and the optimizer still decide
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
     return str, {"min_length": 1}
 
@@ -142,7 +139,9 @@ def reply_model(variables: list[Variable], exclude_current: bool = False,
     suggestion = create_model(  # type: ignore[call-overload]
         "Suggestion",
         # extra names are read (and reported), but the schema asks for exactly these names
-        __config__=ConfigDict(extra="allow", populate_by_name=False,
+        # strict: the schema shapes generation but converts nothing (True is not 1.0, 42 not
+        # "42"); a value it refuses is read leniently and judged by the variable's check
+        __config__=ConfigDict(extra="allow", populate_by_name=False, strict=True,
                               json_schema_extra={"additionalProperties": False}),
         **fields
     )
@@ -305,130 +304,49 @@ def parse_reply(text: Any, variables: list[Variable], finish_reason: str | None 
     return out
 
 
-# --- validation per kind ---------------------------------------------------------------------
+# --- reading one value ---------------------------------------------------------------------
 def check_value(v: Variable, raw: Any, max_text_chars: int | None = None) -> Any:
-    """`raw` cast for the variable's kind, or ReplyError saying what is wrong.
+    """`raw` normalised for the variable's kind and accepted by `v.check`, or ReplyError
+    saying why not.
 
-    Text longer than `max_text_chars` (default: 20 times the current value, at least
-    4,000 characters) is refused, so a runaway reply cannot replace a prompt.
+    Normalising: a categorical value loses surrounding whitespace and quotes; code is read
+    as `check_code` does. Screening (reply artefacts, not validity): a text that repeats an
+    instructions' placeholder, or is longer than `max_text_chars` (default: 20 times the
+    current value, at least 4,000 characters, so a runaway reply cannot replace a prompt),
+    is refused. Acceptance is `v.check`'s alone; without a check, values are only read.
     """
     if max_text_chars is None:
         max_text_chars = max(20 * len(str(v.value)), 4000)
-    if v.kind == "numeric":
-        value = _check_numeric(v, raw)
-    elif v.kind == "categorical":
-        value = _check_categorical(v, raw)
-    elif v.kind == "code":
-        value = check_code(v, raw)
-    else:
-        value = _check_text(v, raw, max_text_chars)
-    if v.check is not None:
-        try:
-            result = v.check(value)
-        except Exception as exc:
-            raise ReplyError(message_of(exc, 300) or type(exc).__name__) from None
-        value = value if result is None else result
-    return value
+    if v.kind == "code":
+        return check_code(v, raw)
+    if v.kind == "categorical" and isinstance(raw, str):
+        raw = raw.strip().strip("\"'")
+    elif v.kind == "text":
+        _screen_text(v, raw, max_text_chars)
+    return accepted(v, raw)
 
 
-def _number(raw: Any, where: str) -> float:
-    if isinstance(raw, bool) or raw is None:
-        raise ReplyError(f"{where} must be a number, got {json.dumps(raw)}")
-    if isinstance(raw, (int, float)):
-        number = float(raw)
-    elif isinstance(raw, str) and len(raw) < 64:
-        try:
-            number = float(raw.strip().replace("_", ""))
-        except ValueError:
-            raise ReplyError(f"{where} must be a number, got {raw!r}") from None
-    else:
-        raise ReplyError(f"{where} must be a number, got {type(raw).__name__}")
-    if not math.isfinite(number):
-        raise ReplyError(f"{where} must be finite, got {raw!r}")
-    return number
-
-
-def _check_numeric(v: Variable, raw: Any) -> Any:
-    where = f"{v.name}"
-    if isinstance(v.value, (list, tuple)) or v.value_type in ("list", "tuple", "Tensor", "ndarray"):
-        current = v.value
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                raise ReplyError(f"{where} must be a JSON list of numbers") from None
-        return _check_nested(v, raw, current, where)
-    number = _number(raw, where)
-    if v.bounds is not None and not v.bounds[0] <= number <= v.bounds[1]:
-        raise ReplyError(f"{where} = {number:g} is outside its bounds [{v.bounds[0]:g}, {v.bounds[1]:g}]")
-    if v.value_type == "int":
-        if abs(number - round(number)) > 1e-9:
-            raise ReplyError(f"{where} must be an integer, got {number:g}")
-        return int(round(number))
-    return number
-
-
-def _check_nested(v: Variable, raw: Any, current: Any, where: str) -> Any:
-    if isinstance(current, (list, tuple)):
-        if not isinstance(raw, (list, tuple)) or len(raw) != len(current):
-            n = len(current)
-            raise ReplyError(f"{where} must be a list of {n} items (same shape as the current value)")
-        return [_check_nested(v, r, c, where) for r, c in zip(raw, current)]
-    number = _number(raw, where)
-    if v.bounds is not None and not v.bounds[0] <= number <= v.bounds[1]:
-        raise ReplyError(f"{where} has {number:g}, outside its bounds [{v.bounds[0]:g}, {v.bounds[1]:g}]")
-    return number
-
-
-def _check_categorical(v: Variable, raw: Any) -> Any:
-    choices = v.choices or []
-    for c in choices:
-        if type(c) is type(raw) and c == raw:
-            return c
-    if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
-        text = str(raw).strip().strip("\"'")
-        for c in choices:
-            if str(c) == text:
-                return c
-        lowered = [c for c in choices if str(c).lower() == text.lower()]
-        if len(lowered) == 1:
-            return lowered[0]
-    shown = ", ".join(json.dumps(c) if isinstance(c, (str, int, float, bool)) else str(c) for c in choices)
-    raise ReplyError(f"{v.name} must be one of {shown}; got {_short(raw)}")
-
-
-def _short(raw: Any) -> str:
-    try:
-        text = json.dumps(raw)
-    except (TypeError, ValueError):
-        text = type(raw).__name__
-    return text if len(text) <= 60 else text[:50] + "...]"
-
-
-def _check_text(v: Variable, raw: Any, max_text_chars: int | None) -> Any:
-    where = v.name
-    if v.value_type in ("list", "dict", "tuple"):
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                raise ReplyError(f"{where} must be a JSON {'object' if v.value_type == 'dict' else 'list'}") from None
-        want = dict if v.value_type == "dict" else (list, tuple)
-        if not isinstance(raw, want) or not raw:
-            raise ReplyError(f"{where} must be a non-empty JSON {'object' if v.value_type == 'dict' else 'list'}")
-        value: Any = tuple(raw) if v.value_type == "tuple" else raw
-        if len(json.dumps(value, default=str)) > (max_text_chars or 10**9):
-            raise ReplyError(f"{where} is too long")
+def accepted(v: Variable, value: Any) -> Any:
+    """`v.check(value)` (the caller's acceptance rule) with its refusal as a ReplyError;
+    a check that returns None keeps `value`."""
+    if v.check is None:
         return value
-    if not isinstance(raw, str):
-        raise ReplyError(f"{where} must be a string, got {type(raw).__name__}")
-    if not raw.strip():
-        raise ReplyError(f"{where} must not be empty")
-    if normal_form(raw.lstrip()) in _PLACEHOLDER_FORMS:
-        raise ReplyError(f"{where} repeats the placeholder from the instructions instead of a new value")
-    if max_text_chars is not None and len(raw) > max_text_chars:
-        raise ReplyError(f"{where} is too long ({len(raw)} characters; at most {max_text_chars})")
-    return raw
+    try:
+        result = v.check(value)
+    except Exception as exc:
+        raise ReplyError(message_of(exc, 300) or type(exc).__name__) from None
+    return value if result is None else result
+
+
+def _screen_text(v: Variable, raw: Any, max_text_chars: int) -> None:
+    if isinstance(raw, str) and normal_form(raw.lstrip()) in _PLACEHOLDER_FORMS:
+        raise ReplyError(f"{v.name} repeats the placeholder from the instructions instead of a new value")
+    try:
+        size = len(raw) if isinstance(raw, str) else len(json.dumps(raw, default=str))
+    except (TypeError, ValueError):
+        return
+    if size > max_text_chars:
+        raise ReplyError(f"{v.name} is too long ({size} characters; at most {max_text_chars})")
 
 
 # --- code ---------------------------------------------------------------------------------------
@@ -455,23 +373,6 @@ def _params(args: ast.arguments) -> list[str]:
     if args.kwarg:
         names.append("**" + args.kwarg.arg)
     return names
-
-
-def _risky(tree: ast.AST) -> set[str]:
-    """Risky names, imports and dunder attributes used in `tree`."""
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in RISKY_NAMES:
-            found.add(node.id)
-        elif isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr.endswith("__"):
-            found.add("." + node.attr)
-        elif isinstance(node, ast.Import):
-            found.update("import " + a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            found.add(f"import {node.module}")
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            found.add("global/nonlocal")
-    return found
 
 
 def code_variants(source: str) -> list[str]:
@@ -504,60 +405,22 @@ def code_variants(source: str) -> list[str]:
 
 
 def check_code(v: Variable, raw: Any) -> str:
-    """Proposed source for a code variable: parses, holds exactly one function (nothing
-    else), keeps the name and parameters, compiles, and introduces no risky name
-    (eval, exec, open, os, imports, dunder attributes...) that the original did not use.
-    When the source fails, light repairs (`code_variants`) are checked the same way and
-    the first that passes is returned. Nothing is executed here."""
+    """Proposed source for a code variable, accepted by `v.check` (tracekit's: one
+    function, same name and parameters, no new risky name, compiles; nothing is run).
+    The source is read first: code fences removed, dedented. When it is refused, light
+    repairs (`code_variants`) are tried in order, each checked in full like the original,
+    and the first accepted one is returned; else the first refusal is raised."""
     if not isinstance(raw, str) or not raw.strip():
-        raise ReplyError(f"code for {v.name} must be a non-empty string with the whole function")
+        if v.check is None:
+            raise ReplyError(f"code for {v.name} must be a non-empty string with the whole function")
+        return accepted(v, raw)
     source = textwrap.dedent(_strip_fences(raw)).strip("\n")
     try:
-        return _check_code_once(v, source)
+        return accepted(v, source)
     except ReplyError as first:
         for variant in code_variants(source):
             try:
-                return _check_code_once(v, variant)
+                return accepted(v, variant)
             except ReplyError:
                 continue
         raise first from None
-
-
-def _check_code_once(v: Variable, source: str) -> str:
-    where = f"code for {v.name}"
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        raise ReplyError(f"{where} does not parse: {exc.msg} (line {exc.lineno})") from None
-    except (ValueError, RecursionError, MemoryError):
-        raise ReplyError(f"{where} does not parse") from None
-    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    others = [n for n in tree.body if n not in defs]
-    if len(defs) != 1 or others:
-        raise ReplyError(f"{where} must be exactly one function definition and nothing else "
-                         f"(found {len(defs)} definitions, {len(others)} other statements)")
-    fdef = defs[0]
-    try:
-        name, params, _ = code_facts(v.value) if isinstance(v.value, str) else ("", [], "")
-    except (SyntaxError, StopIteration, ValueError):
-        name, params = v.function, []
-    name = v.function or name
-    if name and fdef.name != name:
-        raise ReplyError(f"{where} defines {fdef.name!r}; it must define {name!r}")
-    if params and _params(fdef.args) != params:
-        raise ReplyError(f"{where} changes the parameters to {_params(fdef.args)}; keep {params}")
-    if fdef.decorator_list:
-        raise ReplyError(f"{where} must not have decorators")
-    try:
-        original = _risky(ast.parse(textwrap.dedent(v.value))) if isinstance(v.value, str) else set()
-    except (SyntaxError, ValueError):
-        original = set()
-    new = _risky(tree) - original
-    if new:
-        raise ReplyError(f"{where} uses {', '.join(sorted(new))}, which the original does not; "
-                         f"that is not allowed")
-    try:
-        compile(tree, f"<proposal:{v.name}>", "exec")
-    except (SyntaxError, ValueError) as exc:
-        raise ReplyError(f"{where} does not compile: {message_of(exc, 300)}") from None
-    return source

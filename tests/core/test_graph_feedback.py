@@ -92,3 +92,42 @@ def test_tensor_loss_gives_gradients_and_nan_loss_is_not_propagated():
     bad = torch.sum(w) * float("nan")
     tk.backward(bad, bad)
     assert w.data.grad is None and w.feedback[-1].loss_is_finite is False
+
+
+def test_loss_to_float_is_the_one_conversion_of_losses():
+    import numpy as np
+
+    from tracekit.errors import FeedbackError
+    from tracekit.feedback import loss_to_float
+
+    w = torch.tensor([2.0], requires_grad=True)
+    assert loss_to_float(3) == 3.0 and loss_to_float(True) == 1.0
+    assert loss_to_float((w * 2).sum()) == 4.0  # a tensor with a graph
+    assert loss_to_float(np.float32(1.5)) == 1.5 and loss_to_float(np.array([2.5])) == 2.5
+    assert loss_to_float(tk.node(0.25)) == 0.25
+    assert loss_to_float(tk.Feedback(loss=torch.tensor(0.5), text="ok")) == 0.5
+    with pytest.raises(FeedbackError, match=r"shape \(2,\).*loss.mean\(\)"):
+        loss_to_float(torch.ones(2))
+    with pytest.raises(FeedbackError, match="no loss"):
+        loss_to_float(tk.Feedback(text="only words"))
+    with pytest.raises(FeedbackError, match="got str"):
+        loss_to_float("0.5")
+
+
+def test_takes_argument_tells_how_an_objective_is_called():
+    from tracekit.seam import takes_argument
+
+    assert takes_argument(lambda values: 0.0)
+    assert not takes_argument(lambda: 0.0)
+    assert not takes_argument(lambda scale=1.0: 0.0)  # defaults: called as objective()
+    assert not takes_argument(lambda *, values: 0.0)
+    assert not takes_argument(print)  # no readable signature in some builds: objective()
+    assert takes_argument(type("Objective", (), {"__call__": lambda self, values: 0.0})())
+
+
+def test_nodes_have_no_backward_and_say_what_to_use():
+    out = tk.node(torch.ones(1, requires_grad=True)) * 2
+    with pytest.raises(AttributeError, match=r"no backward\(\).*tk.backward\(node, feedback\)"):
+        out.backward("larger")
+    with pytest.raises(AttributeError, match="tk.backward"):
+        getattr(tk.node("text"), "backward")  # noqa: B009

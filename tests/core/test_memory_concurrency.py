@@ -114,7 +114,7 @@ def test_import_does_not_import_torch_openai_or_cvxpy():
 def test_public_functions_work_whatever_the_import_order():
     # importing a submodule that shares a public function's name must not break the call
     code = ("import tracekit as tk; tk.Module; import tracekit.bundled, tracekit.problems; "
-            "import tracekit.drawing\n"
+            "import tracekit.pictures.graph_picture, tracekit.pictures.run_plot\n"
             "@tk.bundle\ndef f(a):\n    return a + 1\n"
             "g = tk.bundle(trainable=True)(lambda a: a)\n"
             "r = tk.minimize(lambda x: (x ** 2).sum(), [1.0, 2.0], method='slsqp')\n"

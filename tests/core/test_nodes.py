@@ -61,8 +61,46 @@ def test_assignment_is_validated_and_refusal_keeps_old_value():
         p.data = 42
     assert p.data == "hello"
     n = tk.param(3, name="n")
-    n.data = 4.6
-    assert n.data == 5 and type(n.data) is int
+    n.data = 4.0
+    assert n.data == 4 and type(n.data) is int
+    with pytest.raises(tk.InvalidValueError, match="expected an integer"):
+        n.data = 4.6  # refused, not rounded: acceptance never changes a value
+    assert n.data == 4
+
+
+def test_out_of_bounds_tensor_is_refused_like_a_number_not_clamped():
+    w = tk.param(torch.zeros(3), name="w", bounds=(-1.0, 1.0))
+    before = w.data
+    with pytest.raises(tk.InvalidValueError, match="1 of 3 entries are outside bounds"):
+        w.data = [0.5, 2.0, 0.0]
+    assert w.data is before and w.data.tolist() == [0.0, 0.0, 0.0]
+    w.data = [0.5, 1.0, -1.0]  # the bounds themselves are inside
+    assert w.data.tolist() == [0.5, 1.0, -1.0]
+    ks = tk.param(torch.tensor([1, 2]), name="ks")
+    with pytest.raises(tk.InvalidValueError, match="whole numbers"):
+        ks.data = [1.5, 2.0]  # an integer tensor is not truncated
+    assert ks.data.tolist() == [1, 2]
+
+
+def test_categorical_assignment_names_a_choice_like_a_reply_does():
+    k = tk.param("bm25", name="k", choices=["bm25", "dense"])
+    k.data = " Dense "
+    assert k.data == "dense"
+    flag = tk.param(1, name="flag", choices=[1, 2])
+    with pytest.raises(tk.InvalidValueError, match="not one of the choices"):
+        flag.data = True  # a bool is not the number 1 here
+    assert flag.data == 1
+
+
+def test_plain_code_parameters_get_the_code_checks():
+    f = tk.param("def f(x):\n    return x", name="f", kind="code")
+    for bad, message in [("def f(x):\n    return (", "does not parse"),
+                         ("def g(x):\n    return x", "must define 'f'"),
+                         ("def f(x, y):\n    return x", "changes the signature"),
+                         ("def f(x):\n    import os\n    return os.sep", "import os")]:
+        with pytest.raises(tk.InvalidValueError, match=message):
+            f.data = bad
+    assert f.data == "def f(x):\n    return x"
 
 
 def test_tensor_assignment_keeps_identity_shape_and_finiteness():

@@ -170,3 +170,99 @@ def test_step_report_shows_a_diff_for_changed_code():
     assert "+    return int(parts[1])" in str(report)
     assert change.old.startswith("'def parse(text)")  # the short preview is unchanged
     assert ParamChange("t", "text", "text", "'a'", "'a'", False).diff == ""  # nothing changed
+
+
+# --- failing solvers: expected failures are reported, bugs propagate; both roll back ----------
+class WritingThenFailingSolver:
+    """Writes a value into each parameter, then fails with `error`: what a buggy solver
+    does half-way through a step."""
+
+    name = "writing"
+
+    def __init__(self, params, error=None, **options):
+        self.error = error
+
+    def step(self, params, context):
+        for p in params:
+            p.set(torch.full_like(p.data, 7.0) if p.is_tensor else
+                  (p.data + "!" if isinstance(p.data, str) else p.data + 1.0))
+        raise self.error
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def _two_params_and_a_step(route_error, route="text"):
+    tk.register_solver(route, lambda params, **o: WritingThenFailingSolver(params, error=route_error))
+    text = tk.param("Answer.", name="instruction")
+    w = tk.param(torch.tensor([1.0, 2.0]), name="w")  # a tensor without gradient: text route too
+    opt = tk.Optimizer([text, w])
+    opt.backward([text + "?", w * 1], "bad")
+    return opt, text, w
+
+
+def test_a_programming_error_in_a_solver_propagates_after_rollback(empty_registry):
+    opt, text, w = _two_params_and_a_step(TypeError("unsupported operand type(s)"))
+    with pytest.raises(TypeError, match="unsupported operand") as caught:
+        opt.step()
+    assert text.data == "Answer." and w.data.tolist() == [1.0, 2.0]  # rolled back
+    assert any("not an expected solver failure" in note for note in caught.value.__notes__)
+    assert opt.history == []  # no report for a step that raised
+
+
+@pytest.mark.parametrize("error", [AttributeError("'NoneType' object has no attribute 'x'"),
+                                   NameError("name 'x' is not defined"), KeyError("x"),
+                                   NotImplementedError("todo")])
+def test_bugs_of_every_kind_propagate(empty_registry, error):
+    opt, text, _ = _two_params_and_a_step(error)
+    with pytest.raises(type(error)):
+        opt.step()
+    assert text.data == "Answer."
+
+
+def test_an_error_building_the_solver_propagates_too(empty_registry):
+    def broken_factory(params, **options):
+        raise AttributeError("factory bug")
+
+    tk.register_solver("text", broken_factory)
+    p = tk.param("Answer.", name="instruction")
+    opt = tk.Optimizer([p])
+    opt.backward(p + "?", "bad")
+    with pytest.raises(AttributeError, match="factory bug"):
+        opt.step()
+    assert p.data == "Answer."
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param("llm", id="LLMRequestError"),
+    pytest.param("feedback", id="FeedbackError (a typed TypeError)"),
+    pytest.param(ValueError("reply did not parse"), id="ValueError"),
+    pytest.param(RuntimeError("CUDA out of memory"), id="RuntimeError"),
+    pytest.param(ConnectionError("refused"), id="OSError"),
+])
+def test_an_expected_solver_failure_is_reported_and_rolled_back(empty_registry, error):
+    from tracekit.errors import FeedbackError
+    from tracekit.llm import LLMRequestError
+
+    error = {"llm": LLMRequestError("HTTP 500 after 3 retries"),
+             "feedback": FeedbackError("feedback of an unusable type")}.get(error, error)
+    opt, text, w = _two_params_and_a_step(error)
+    report = opt.step()
+    assert text.data == "Answer." and w.data.tolist() == [1.0, 2.0]
+    assert report.changed == []
+    assert f"solver text failed: {type(error).__name__}" in report["instruction"].reason
+    assert str(error) in report["w"].reason
+
+
+def test_the_expected_failures_are_decided_in_one_place():
+    from tracekit.llm import BudgetExceeded
+    from tracekit.seam import EXPECTED_SOLVER_FAILURES, expected_failure
+
+    assert tk.TracekitError in EXPECTED_SOLVER_FAILURES
+    assert expected_failure(BudgetExceeded("calls", 1, 1, 1, "a test"))  # LLM errors are typed
+    assert expected_failure(tk.InvalidValueError("out of bounds"))
+    assert not expected_failure(TypeError("bug")) and not expected_failure(AttributeError("bug"))
+    assert not expected_failure(RecursionError()) and not expected_failure(NotImplementedError())

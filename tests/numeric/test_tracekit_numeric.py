@@ -164,7 +164,8 @@ def test_user_optimizer_factory_and_group_options():
     w = tk.param(torch.ones(2), name="w")
     v = tk.param(torch.ones(2), name="v")
     opt = tk.Optimizer([{"params": [w], "lr": 0.5}, {"params": [v], "numeric": torch.optim.SGD, "lr": 0.1}],
-                       numeric="sgd", clip_grad_norm=1e9, unrelated_text_option="ignored")
+                       numeric="sgd", clip_grad_norm=1e9, n_candidates=2)  # a text option: ignored here
+    assert opt.param_groups[1]["n_candidates"] == 2
     out = torch.sum(w) + torch.sum(v)
     opt.backward(out, out)
     opt.step()

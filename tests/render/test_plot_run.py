@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tracekit.drawing import plot_run, read_run_log, run_series
+from tracekit.pictures.run_plot import plot_run, read_run_log, run_series
 
 from .test_render import png_size
 
@@ -85,3 +85,16 @@ def test_plot_run_reads_a_trainer_run_directory(tmp_path):
     assert series["tokens"][1] == [0.0, 1000.0, 1000.0, 1000.0]
     text = plot_run(run_dir, tmp_path / "run.svg").read_text(encoding="utf-8")
     assert "best_score" in text and "3,000 tokens" in text
+
+
+def test_plots_read_run_logs_with_the_trainers_reader(tmp_path, monkeypatch):
+    """One run-log reader: plot_run reads files through tracekit.training.checkpoint.read_log."""
+    from tracekit.training import checkpoint
+
+    path = write_log(tmp_path / "run.jsonl", RECORDS, tail='{"step": 12, "tr')
+    assert read_run_log(path) == checkpoint.read_log(path)
+    seen = []
+    real = checkpoint.read_log
+    monkeypatch.setattr(checkpoint, "read_log", lambda p: seen.append(p) or real(p))
+    plot_run(path, tmp_path / "run.svg")
+    assert seen == [path]

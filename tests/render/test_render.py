@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import tracekit as tk
-from tracekit import drawing as render_mod
-from tracekit.drawing import MORE_NODE, graph_to_dot, render
+from tracekit.pictures import graph_picture as render_mod
+from tracekit.pictures.graph_picture import MORE_NODE, graph_to_dot, render
 
 HAS_DOT = shutil.which("dot") is not None
 ENGINES = [pytest.param("dot", marks=pytest.mark.skipif(not HAS_DOT, reason="graphviz `dot` not installed")),
@@ -162,7 +162,8 @@ def test_bad_suffix_and_engine_are_refused(tmp_path):
 
 
 def test_importing_tracekit_and_render_does_not_import_matplotlib():
-    code = ("import sys, tracekit, tracekit.drawing; tracekit.drawing.render; "
+    code = ("import sys, tracekit, tracekit.pictures.graph_picture, tracekit.pictures.run_plot; "
+            "tracekit.pictures.graph_picture.render; tracekit.render; tracekit.plot_run; "
             "assert 'matplotlib' not in sys.modules and 'networkx' not in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -6,6 +6,7 @@ import ast
 import json
 
 import pytest
+import torch
 from textopt_helpers import Scripted, reply, sane
 
 import tracekit as tk
@@ -20,18 +21,25 @@ from solvers.text import (
     parse_reply,
     reply_model,
 )
+from tracekit.routes.text import variable_for
 
 PARSE_SRC = 'def parse(text):\n    """Return the part after the colon."""\n    return text.split(":")[0]'
 GOOD_CODE = "def parse(text):\n    return text.split(':')[1].strip()"
 
 
+def checked(value, name, **kwargs) -> Variable:
+    """A Variable as tracekit's text route builds it: its `check` is the parameter's own
+    validation (`tracekit.kinds`), so a reply gets the same verdict as an assignment."""
+    return variable_for(tk.param(value, name=name, **kwargs), name)
+
+
 def variables() -> list[Variable]:
     return [
-        Variable("x", "numeric", 3, bounds=(-10, 10)),
-        Variable("rate", "numeric", 0.5, bounds=(0.0, 1.0)),
-        Variable("op", "categorical", "add", choices=["add", "sub", "mul"]),
-        Variable("parse", "code", PARSE_SRC),
-        Variable("keywords", "text", "free, win"),
+        checked(3, "x", bounds=(-10, 10)),
+        checked(0.5, "rate", bounds=(0.0, 1.0)),
+        checked("add", "op", choices=["add", "sub", "mul"]),
+        checked(PARSE_SRC, "parse", kind="code"),
+        checked("free, win", "keywords"),
     ]
 
 
@@ -109,7 +117,7 @@ def test_numeric_rejects(raw):
 
 
 def test_numeric_lists_keep_shape_and_bounds():
-    v = Variable("w", "numeric", [1.0, 2.0], bounds=(0, 5), value_type="Tensor")
+    v = checked(torch.tensor([1.0, 2.0]), "w", bounds=(0, 5))
     assert check_value(v, [3, 4]) == [3.0, 4.0]
     assert check_value(v, "[1, 1]") == [1.0, 1.0]
     for bad in ([1.0], [1, 9], [[1, 2]], "x", [True, 1]):
@@ -123,7 +131,7 @@ def test_categorical_casts(raw, expected):
 
 
 def test_categorical_non_string_choices():
-    v = Variable("k", "categorical", 1, choices=[1, 2, True])
+    v = checked(1, "k", choices=[1, 2, True])
     assert check_value(v, 2) == 2 and check_value(v, "2") == 2
     assert check_value(v, True) is True
     with pytest.raises(ReplyError):
@@ -137,7 +145,7 @@ def test_text_rejects(raw):
 
 
 def test_structured_text_values():
-    v = Variable("words", "text", ["a", "b"])
+    v = checked(["a", "b"], "words")
     assert check_value(v, ["c"]) == ["c"] and check_value(v, '["d"]') == ["d"]
     with pytest.raises(ReplyError):
         check_value(v, "not json")
@@ -150,8 +158,8 @@ def test_structured_text_values():
     ("x = 1\n" + GOOD_CODE, "exactly one function"),
     (GOOD_CODE + "\n\ndef helper(y):\n    if y:\n        return 1", "exactly one function"),
     ("def other(text):\n    return text", "must define 'parse'"),
-    ("def parse(text, extra):\n    return text", "changes the parameters"),
-    ("def parse(*text):\n    return text", "changes the parameters"),
+    ("def parse(text, extra):\n    return text", "changes the signature"),
+    ("def parse(*text):\n    return text", "changes the signature"),
     ("@staticmethod\ndef parse(text):\n    return text", "decorators"),
     ("def parse(text):\n    import os\n    return os.getcwd()", "import os"),
     ("def parse(text):\n    return eval(text)", "eval"),
@@ -163,13 +171,13 @@ def test_structured_text_values():
     ("", "non-empty"),
 ])
 def test_code_checks(src, problem):
-    v = Variable("parse", "code", PARSE_SRC)
+    v = checked(PARSE_SRC, "parse", kind="code")
     with pytest.raises(ReplyError, match=problem.replace("(", r"\(").replace(".", r"\.")):
         check_code(v, src)
 
 
 def test_code_repairs_are_light_and_fully_checked():
-    v = Variable("parse", "code", PARSE_SRC)
+    v = checked(PARSE_SRC, "parse", kind="code")
     # a missing colon on a helper line: that line is dropped, the rest is kept
     assert check_code(v, "def parse(text):\n    def helper() # note\n    return text.split()[0]") == \
         "def parse(text):\n    return text.split()[0]"
@@ -182,13 +190,55 @@ def test_code_repairs_are_light_and_fully_checked():
 
 
 def test_code_accepts_fenced_and_risky_names_the_original_uses():
-    v = Variable("parse", "code", PARSE_SRC)
+    v = checked(PARSE_SRC, "parse", kind="code")
     assert check_code(v, f"```python\n{GOOD_CODE}\n```") == GOOD_CODE
     uses_getattr = "def parse(text):\n    return getattr(text, 'upper')()"
-    v2 = Variable("parse", "code", uses_getattr)
+    v2 = checked(uses_getattr, "parse", kind="code")
     assert check_code(v2, "def parse(text):\n    return getattr(text, 'lower')()")
     with pytest.raises(ReplyError):
         check_code(v, uses_getattr)
+
+
+SAME_VERDICT = [
+    (lambda: tk.param(0.7, name="t", bounds=(0.0, 2.0)), 2.5),
+    (lambda: tk.param(0.7, name="t", bounds=(0.0, 2.0)), "1.5"),
+    (lambda: tk.param(3, name="n", bounds=(0, 10)), 4.6),
+    (lambda: tk.param(3, name="n", bounds=(0, 10)), 4.0),
+    (lambda: tk.param(torch.zeros(2), name="w", bounds=(0.0, 1.0)), [0.5, 2.0]),
+    (lambda: tk.param(torch.zeros(2), name="w", bounds=(0.0, 1.0)), [0.5, 1.0]),
+    (lambda: tk.param("bm25", name="k", choices=["bm25", "dense"]), "Dense"),
+    (lambda: tk.param("bm25", name="k", choices=["bm25", "dense"]), "sparse"),
+    (lambda: tk.param(1, name="k", choices=[1, 2]), True),
+    (lambda: tk.param(["a"], name="words"), []),
+    (lambda: tk.param(PARSE_SRC, name="parse", kind="code"), "def parse(text):\n    return ("),
+    (lambda: tk.param(PARSE_SRC, name="parse", kind="code"), "def parse(text, sep):\n    return text"),
+    (lambda: tk.param(PARSE_SRC, name="parse", kind="code"), "def other(text):\n    return text"),
+    (lambda: tk.param(PARSE_SRC, name="parse", kind="code"), GOOD_CODE),
+]
+
+
+@pytest.mark.parametrize("make, value", SAME_VERDICT)
+def test_a_reply_gets_the_verdict_of_an_assignment(make, value):
+    p = make()
+    v = variable_for(make(), p.name)
+    try:
+        p.data = value
+    except tk.InvalidValueError:
+        with pytest.raises(ReplyError):
+            check_value(v, value)
+        return
+    stored = p.raw.tolist() if isinstance(p.raw, torch.Tensor) else p.raw
+    assert check_value(v, value) == stored and type(check_value(v, value)) is type(stored)
+
+
+def test_the_reply_path_reads_values_but_leaves_acceptance_to_the_check():
+    # without a check nothing is judged: bounds and choices only shape the prompt and schema
+    bare = Variable("x", "numeric", 3, bounds=(0, 5))
+    assert check_value(bare, 99) == 99
+    assert check_value(Variable("op", "categorical", "add", choices=["add", "sub"]), ' "Sub" ') == "Sub"
+    # quotes are the reply's to remove; the choice it names is the check's to find
+    op = checked("add", "op", choices=["add", "sub"])
+    assert check_value(op, ' "Sub" ') == "sub"
 
 
 def test_extra_check_from_caller_is_applied():
@@ -231,7 +281,7 @@ def test_partly_valid_reply_keeps_the_valid_values():
     llm = Scripted([reply(dict(GOOD, x="many", parse="def nope(): pass"))])
     result = TextOptimizer(llm, max_reasks=0).step(Problem(variables(), feedback=["f"]))
     assert set(result.suggestion) == {"rate", "op", "keywords"}
-    assert "must be a number" in result.reasons["x"]
+    assert "expected a number" in result.reasons["x"]
     assert "must define 'parse'" in result.reasons["parse"]
 
 

@@ -59,10 +59,9 @@ def test_run_a_script_then_show_the_run(tmp_path):
     as_json = json.loads(cli("show", run_dir / "log.jsonl", "--json").stdout)
     assert as_json["best_score"] == 1.0 and as_json["steps"] == 2 and as_json["best_step"] == 2
     assert as_json["best_params"] == {"keywords": "good, great, nice, lovely"}
-    if (ROOT / "tracekit" / "render.py").exists():
-        plotted = cli("show", run_dir, "--plot", tmp_path / "run.png")
-        assert plotted.returncode == 0, plotted.stderr[-2000:]
-        assert (tmp_path / "run.png").read_bytes()[:4] == b"\x89PNG"
+    plotted = cli("show", run_dir, "--plot", tmp_path / "run.png")
+    assert plotted.returncode == 0, plotted.stderr[-2000:]
+    assert (tmp_path / "run.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_a_config_and_resume(tmp_path):
@@ -88,6 +87,10 @@ def test_graph_as_text_and_dot(tmp_path):
     assert dot.returncode == 0, dot.stderr
     content = (tmp_path / "g.dot").read_text()
     assert content.startswith("digraph tracekit {") and "->" in content and "shape=box" in content
+    assert "fillcolor" in content  # the DOT of tk.render (graph_to_dot), the only DOT writer
+    svg = cli("graph", tmp_path / "train_kw.py:output", "-o", tmp_path / "g.svg")
+    assert svg.returncode == 0, svg.stderr[-2000:]
+    assert f"wrote {tmp_path / 'g.svg'}" in svg.stdout and "<svg" in (tmp_path / "g.svg").read_text()
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

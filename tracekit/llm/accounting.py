@@ -13,7 +13,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from .errors import BudgetExceeded
 
@@ -44,9 +45,16 @@ class CallRecord:
     timestamp: float = field(default_factory=time.time)
 
 
+# Usage field -> the name a step report (`tk.StepReport`), a trainer's run log and its
+# summary show it under: the one renaming between them.
+REPORT_FIELDS = {"calls": "llm_calls", "prompt_tokens": "prompt_tokens",
+                 "completion_tokens": "completion_tokens", "cost": "cost"}
+
+
 @dataclass
 class Usage:
-    """Totals over a set of requests.
+    """Totals over a set of requests: the one usage type of tracekit, from a backend's
+    accounting to the step report, the text solver's report info and the trainer's log.
 
     `calls` counts requests sent to the model (failed ones included); answers served from the
     cache count in `cache_hits` only and cost nothing. `unpriced_calls` counts calls to models
@@ -89,6 +97,22 @@ class Usage:
 
     def as_dict(self) -> dict[str, float]:
         return {**self.__dict__, "total_tokens": self.total_tokens}
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    def __sub__(self, other: Usage) -> Usage:
+        """What was spent between two snapshots: `after - before`."""
+        return Usage(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
+
+    def report_fields(self) -> dict[str, float]:
+        """Calls, tokens and cost under the names of a step report (`llm_calls`, ...)."""
+        return {name: getattr(self, key) for key, name in REPORT_FIELDS.items()}
+
+    @classmethod
+    def from_report(cls, report: Any) -> Usage:
+        """The usage a step report shows (its `llm_calls`, `prompt_tokens`, ... fields)."""
+        return cls(**{key: getattr(report, name) or 0 for key, name in REPORT_FIELDS.items()})
 
 
 @dataclass(frozen=True)

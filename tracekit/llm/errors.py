@@ -6,7 +6,7 @@ so that callers can catch one class and users can act on the text alone.
 
 from __future__ import annotations
 
-from tracekit.errors import message_of, type_name
+from tracekit.errors import TracekitError, message_of, type_name
 
 INSTALL_HINT = (
     "Install the embedded model with `make setup` (or `bash scripts/setup.sh`), or point "
@@ -16,8 +16,9 @@ INSTALL_HINT = (
 )
 
 
-class LLMError(Exception):
-    """Base class of every error raised by `tracekit.llm`."""
+class LLMError(TracekitError):
+    """Base class of every error raised by `tracekit.llm` (a `tk.TracekitError`: a solver
+    failing with one is an expected failure, reported in the step report)."""
 
 
 class LLMConfigError(LLMError):

@@ -3,8 +3,8 @@ torch (they have `.grad`), trained by `solvers.gradient.GradientOptimizer`: fuse
 / AdamW / Lion, NaN guards, clipping, schedules, projection onto `bounds`.
 
 Options are read from the param group (`tk.Optimizer(..., weight_decay=0.1, schedule=
-"cosine", total_steps=500)`); unknown options are ignored here (they belong to other
-solvers). See docs/numeric.md.
+"cosine", total_steps=500)`; names in `tracekit.options.GRADIENT_OPTIONS`); options of
+other routes are ignored here. See docs/numeric.md.
 """
 
 from __future__ import annotations
@@ -15,14 +15,9 @@ import torch
 
 from solvers.gradient import GradientOptimizer
 from tracekit.nodes import ParameterNode
+from tracekit.options import GRADIENT_OPTIONS
 from tracekit.seam import ParamUpdate, StepContext, nonfinite_loss
 
-# GradientOptimizer keywords accepted as tk.Optimizer / param-group options
-GRADIENT_OPTIONS = (
-    "weight_decay", "decoupled_weight_decay", "momentum", "nesterov", "dampening", "betas", "eps",
-    "clip_grad_norm", "clip_grad_value", "schedule", "total_steps", "warmup_steps",
-    "final_lr_ratio", "device", "fused", "lion_backend", "check_finite",
-)
 
 class GradientSolver:
     """Tensor parameters with gradients -> one guarded gradient step (updated in place)."""

@@ -22,19 +22,15 @@ then candidates are evaluated in parallel.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from solvers.text import Call, Problem, TextOptimizer, Value, Variable
+from tracekit.feedback import loss_to_float
 from tracekit.nodes import MessageNode, ParameterNode, _is_tensor
-from tracekit.seam import UNCHANGED, ParamUpdate, StepContext
-
-_OPTIONS = ("budget", "n_candidates", "temperatures", "seed", "max_reasks", "memory_size",
-            "max_workers", "max_tokens", "max_text_chars", "min_improvement", "instruction",
-            "use_structured", "system", "constrain_code", "constrain_text",
-            "avoid_tried")
+from tracekit.options import TEXT_OPTIONS
+from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, takes_argument
 
 
 class TextSolver:
@@ -44,7 +40,7 @@ class TextSolver:
 
     def __init__(self, params: list[ParameterNode], llm: Any = None, **options: Any) -> None:
         self.llm = llm
-        self.options = {k: options[k] for k in _OPTIONS if k in options and options[k] is not None}
+        self.options = {k: options[k] for k in TEXT_OPTIONS if k in options and options[k] is not None}
         if "prompt_tokens" in options:  # an alias that reads well next to the other limits
             self.options["budget"] = options["prompt_tokens"]
         self.objective = options.get("objective")
@@ -79,14 +75,8 @@ class TextSolver:
         names = {id(p): context.name_of(p) for p in params}
         problem = build_problem(params, context.records(params), names)
         solver_objective = self._wrap(objective, params, names) if objective is not None else None
-        usage = getattr(getattr(self._backend, "accounting", None), "scope", None)
-        if usage is not None:
-            with usage() as scope:
-                result = optimizer.step(problem, solver_objective)
-            spent = _usage_dict(scope)
-        else:
+        with self._backend.accounting.scope() as spent:  # this step's calls, from every thread
             result = optimizer.step(problem, solver_objective)
-            spent = {}
         info = {
             "prompt_tokens_estimate": result.prompt_tokens,
             "prompt": result.prompt_stats,
@@ -95,14 +85,14 @@ class TextSolver:
             "chosen": result.chosen,
             "baseline_loss": result.baseline_loss,
             "losses": [c.loss for c in result.candidates],
-            "llm_calls": result.llm_calls,
+            "replies": result.llm_calls,  # replies asked for (re-asks included)
             "unknown_names": sorted({u for c in result.candidates for u in c.unknown}),
             # why replies were re-asked or dropped (a candidate keeps its last problem)
             "reply_problems": [c.error for c in result.candidates if c.error],
             # replies refused as cut off (never repaired into a value), then re-asked
             "cut_off_replies": sum(c.cut_off for c in result.candidates),
             "seconds": result.seconds,
-            **spent,
+            "llm_usage": spent.copy(),  # a tracekit.llm.Usage: calls, tokens, cost, cache hits
         }
         updates = []
         for p in params:
@@ -115,14 +105,14 @@ class TextSolver:
     def _wrap(self, objective: Callable[..., Any], params: list[ParameterNode],
               names: dict[int, str]) -> Callable[[dict[str, Any]], float]:
         by_name = {names[id(p)]: p for p in params}
-        if _takes_argument(objective):
-            return lambda values: _as_float(objective(values))
+        if takes_argument(objective):
+            return lambda values: loss_to_float(objective(values))
 
         def evaluate(values: dict[str, Any]) -> float:
             with self._eval_lock, contextlib.ExitStack() as trials:  # shared parameters: one at a time
                 for name, value in values.items():
                     trials.enter_context(by_name[name].trial(value))
-                return _as_float(objective())
+                return loss_to_float(objective())
 
         return evaluate
 
@@ -139,36 +129,9 @@ class TextSolver:
             self._optimizer.load_state_dict(self._state)
 
 
-def _takes_argument(fn: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-               for p in params)
-
-
-def _as_float(loss: Any) -> float:
-    data = getattr(loss, "_data", loss)  # a traced node
-    if _is_tensor(data):
-        return float(data.detach())
-    if hasattr(data, "loss_value"):  # a tk.Feedback
-        return float(data.loss_value)
-    return float(data)
-
-
-def _usage_dict(scope: Any) -> dict[str, Any]:
-    usage = getattr(scope, "usage", scope)
-    out = {}
-    for key in ("calls", "prompt_tokens", "completion_tokens", "cache_hits"):
-        value = getattr(usage, key, None)
-        if value is not None:
-            out[f"llm_{key}" if key != "calls" else "llm_requests"] = value
-    return out
-
-
 # --- the trace as a plain Problem --------------------------------------------------------------
-def _variable(p: ParameterNode, name: str) -> Variable:
+def variable_for(p: ParameterNode, name: str) -> Variable:
+    """The solver's plain `Variable` for `p`, under `name`, with `p`'s acceptance as its check."""
     value = p.raw
     value_type = p.value_type.__name__
     if _is_tensor(value):
@@ -177,7 +140,19 @@ def _variable(p: ParameterNode, name: str) -> Variable:
     return Variable(name=name, kind=p.kind, value=value, description=p.description or "",
                     bounds=p.bounds, choices=list(p.choices) if p.choices is not None else None,
                     constraints=[str(c) for c in p.constraints], value_type=value_type,
-                    check=p.validate)
+                    check=acceptance_check(p))
+
+
+def acceptance_check(p: ParameterNode) -> Callable[[Any], Any]:
+    """The text solver's `Variable.check` for `p`: the parameter's own validation (the one
+    definition per kind in `tracekit.kinds`, then its validator), so a proposal gets the
+    same verdict as `p.data = value`. Accepted tensors come back as nested lists, the
+    form the solver shows and remembers."""
+    def check(value: Any) -> Any:
+        accepted = p.validate(value)
+        return accepted.detach().cpu().tolist() if _is_tensor(accepted) else accepted
+
+    return check
 
 
 def build_problem(params: list[ParameterNode], records: list[Any], names: dict[int, str]) -> Problem:
@@ -239,7 +214,7 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
     for key, v in values.items():
         if key in output_ids:
             v.role = "output"
-    variables = [_variable(p, names[id(p)]) for p in params]
+    variables = [variable_for(p, names[id(p)]) for p in params]
     return Problem(variables=variables, calls=calls, values=list(values.values()), feedback=feedback)
 
 

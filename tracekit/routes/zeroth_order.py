@@ -6,8 +6,6 @@ path) trained by SPSA, re-running the workflow through the `objective=` callable
 from __future__ import annotations
 
 import contextlib
-import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,13 +13,10 @@ import numpy as np
 import torch
 
 from solvers.gradient import SPSA
-from tracekit.nodes import Node, ParameterNode
-from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss
-
-# SPSA options: tk.Optimizer(..., spsa_a=0.1, spsa_c=0.05, spsa_samples=1, ...)
-SPSA_OPTIONS = {"spsa_a": "a", "spsa_c": "c", "spsa_alpha": "alpha", "spsa_gamma": "gamma",
-                "spsa_A": "A", "spsa_samples": "samples", "spsa_guarded": "guarded",
-                "spsa_max_evals": "max_evals", "spsa_seed": "seed"}
+from tracekit.feedback import loss_to_float
+from tracekit.nodes import ParameterNode
+from tracekit.options import SPSA_OPTIONS  # tk.Optimizer(..., spsa_a=0.1, spsa_samples=1, ...)
+from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, takes_argument
 
 
 class ZerothOrderSolver:
@@ -118,41 +113,20 @@ def _unflat(p: ParameterNode, values: np.ndarray) -> Any:
     return int(values[0]) if p.value_type is int else float(values[0])
 
 
-def _as_loss(value: Any) -> float:
-    """The objective's result as a float (number, scalar tensor, node or tk.Feedback)."""
-    if isinstance(value, Node):
-        value = value.raw
-    loss_value = getattr(value, "loss_value", None)
-    if loss_value is not None and not isinstance(value, (int, float)):
-        return float(loss_value)
-    if isinstance(value, torch.Tensor):
-        return float(value.detach().reshape(-1)[0]) if value.numel() == 1 else math.nan
-    return float(value)
-
-
-def _takes_values(objective: Callable) -> bool:
-    try:
-        sig = inspect.signature(objective)
-    except (TypeError, ValueError):
-        return False
-    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-               for p in sig.parameters.values())
-
-
 def _evaluator(params: list[ParameterNode], names: list[str], sizes: list[int],
                objective: Callable) -> Callable[[np.ndarray], float]:
     """f(x) for SPSA: run the objective with the parameters at x, then restore them."""
-    by_values = _takes_values(objective)
+    by_values = takes_argument(objective)
     offsets = np.cumsum([0] + sizes)
 
     def f(x: np.ndarray) -> float:
         values = [_unflat(p, x[offsets[j]:offsets[j + 1]]) for j, p in enumerate(params)]
         if by_values:
-            return _as_loss(objective(dict(zip(names, values))))
+            return loss_to_float(objective(dict(zip(names, values))))
         with contextlib.ExitStack() as held:  # each value held, then restored (also on errors)
             for p, v in zip(params, values):
                 held.enter_context(p.trial(v))
             with torch.no_grad():
-                return _as_loss(objective())
+                return loss_to_float(objective())
 
     return f

@@ -31,8 +31,9 @@ from typing import Any
 
 from tracekit import arguments
 from tracekit.context import no_trace
-from tracekit.errors import describe
-from tracekit.feedback import Feedback
+from tracekit.errors import FeedbackError, describe
+from tracekit.feedback import Feedback, loss_to_float
+from tracekit.llm.accounting import Usage
 from tracekit.nodes import Node, short_repr
 from tracekit.training import checkpoint as ckpt
 from tracekit.training.executors import Executor, ThreadExecutor, get_executor
@@ -81,17 +82,14 @@ def as_score(result: Any) -> Score:
 
 
 def _as_float(value: Any, what: str) -> float:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
-    if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1:
-        return float(value.item())
-    raise TypeError(
-        f"the metric must return a score (a number), a str (text feedback), a (score, text) pair, "
-        f"a dict with 'score'/'feedback'/'loss', or tk.Score; the {what} was a {type(value).__name__}: "
-        f"{short_repr(value, 60)}"
-    )
+    try:
+        return loss_to_float(value)
+    except FeedbackError:
+        raise TypeError(
+            f"the metric must return a score (a number), a str (text feedback), a (score, text) "
+            f"pair, a dict with 'score'/'feedback'/'loss', or tk.Score; the {what} was a "
+            f"{type(value).__name__}: {short_repr(value, 60)}"
+        ) from None
 
 
 @dataclass
@@ -723,23 +721,18 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _usage(report: Any) -> dict[str, Any]:
-    """LLM calls, tokens and cost of a step report. When the optimizer's `llm` has no
-    accounting (llm=None uses the default backend inside the text solver), the text
-    solver's own per-step usage (in its report info) is used."""
-    usage = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    """LLM calls, tokens and cost of a step report, as run-log fields. When the optimizer's
+    `llm` has no accounting (a plain callable), the text solvers' own per-step usage (the
+    `llm_usage` of their report info) is used."""
     if report is None:
-        return usage
-    usage.update(llm_calls=int(report.llm_calls), prompt_tokens=int(report.prompt_tokens),
-                 completion_tokens=int(report.completion_tokens), cost=float(report.cost or 0.0))
-    if usage["llm_calls"] or usage["prompt_tokens"]:
-        return usage
+        return Usage().report_fields()
+    usage = Usage.from_report(report)
+    if usage.calls or usage.prompt_tokens:
+        return usage.report_fields()
     seen: set[str] = set()
     for c in report.changes:
-        info = c.info or {}
-        if c.solver in seen or not ("llm_requests" in info or "llm_calls" in info):
-            continue
-        seen.add(c.solver)
-        usage["llm_calls"] += int(info.get("llm_requests", info.get("llm_calls", 0)) or 0)
-        usage["prompt_tokens"] += int(info.get("llm_prompt_tokens", 0) or 0)
-        usage["completion_tokens"] += int(info.get("llm_completion_tokens", 0) or 0)
-    return usage
+        spent = (c.info or {}).get("llm_usage")
+        if isinstance(spent, Usage) and c.solver not in seen:
+            seen.add(c.solver)
+            usage = usage + spent
+    return usage.report_fields()

@@ -1,4 +1,4 @@
-"""Pictures of traced graphs (`render`) and of training runs (`plot_run`).
+"""Pictures of traced graphs: `render` (tk.render) and `graph_to_dot`.
 
 `render` draws the graph linking parameters to outputs: parameters are green boxes,
 traced calls blue ellipses, constants and inputs grey, exception nodes red octagons,
@@ -8,23 +8,20 @@ the Python `graphviz` package is not needed) and a matplotlib + networkx drawing
 otherwise. The file format follows the path's suffix: `.svg` or `.png` (`dot` also
 writes `.pdf`, and matplotlib `.pdf` too).
 
-`plot_run` plots a run log, one JSON record per step (see its docstring for the keys).
-
-matplotlib and networkx are imported only when a picture is drawn.
+Pictures of training runs are in `tracekit.pictures.run_plot`. matplotlib and networkx
+are imported only when a picture is drawn.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render", "plot_run", "read_run_log", "graph_to_dot", "MORE_NODE"]
+__all__ = ["render", "graph_to_dot", "mpl_escape", "MORE_NODE"]
 
 MORE_NODE = "__more__"  # key of the "+N more" marker vertex in a capped graph
 
@@ -200,7 +197,7 @@ _BOXSTYLE = {"parameter": "square,pad=0.45", "call": "round4,pad=0.45", "constan
              "exception": "sawtooth,pad=0.6", "more": "round,pad=0.4"}
 
 
-def _mpl_escape(text: str) -> str:
+def mpl_escape(text: str) -> str:
     """Keep `$` literal (matplotlib would read `$...$` as math)."""
     return text.replace("$", r"\$")
 
@@ -223,7 +220,7 @@ def _render_matplotlib(g: Any, path: Path, fmt: str, dpi: int, value_chars: int,
             col.sort(key=lambda n: (sum(row.get(p, 0.0) for p in g.predecessors(n)) / max(1, g.in_degree(n))))
         for i, n in enumerate(col):
             row[n] = i - (len(col) - 1) / 2
-    labels = {n: _mpl_escape("\n".join(_label_lines(n, a, value_chars))) for n, a in g.nodes(data=True)}
+    labels = {n: mpl_escape("\n".join(_label_lines(n, a, value_chars))) for n, a in g.nodes(data=True)}
     widest = max((max(len(s) for s in lab.split("\n")) for lab in labels.values()), default=10)
     col_w = max(1.6, 0.066 * widest + 0.75)  # inches per column (text ~0.066 in per char)
     row_h = 0.85  # inches per row
@@ -276,7 +273,7 @@ def _render_matplotlib(g: Any, path: Path, fmt: str, dpi: int, value_chars: int,
             if args:
                 mx = start[0] + 0.5 * (end[0] - start[0])
                 my = start[1] + 0.5 * (end[1] - start[1])
-                ax.text(mx, my, _mpl_escape(_clip(args, 20)), fontsize=6.5, color="#424242", ha="center",
+                ax.text(mx, my, mpl_escape(_clip(args, 20)), fontsize=6.5, color="#424242", ha="center",
                         va="center", zorder=4,
                         bbox={"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none",
                               "alpha": 0.9})
@@ -288,7 +285,7 @@ def _render_matplotlib(g: Any, path: Path, fmt: str, dpi: int, value_chars: int,
         ax.legend(handles=handles, loc="lower center", fontsize=7, frameon=False, ncol=5,
                   bbox_to_anchor=(0.5, 0.0), handlelength=1.4, columnspacing=1.2)
         if title:
-            ax.text(fig_w / 2, fig_h - 0.12, _mpl_escape(title), ha="center", va="top", fontsize=11)
+            ax.text(fig_w / 2, fig_h - 0.12, mpl_escape(title), ha="center", va="top", fontsize=11)
         fig.savefig(path, format=fmt, dpi=dpi, facecolor="white")
 
 
@@ -327,167 +324,3 @@ def render(graph_or_output: Any, path: str | os.PathLike, *, engine: str = "auto
     else:
         _render_matplotlib(g, path, fmt, dpi, value_chars, title)
     return path
-
-
-# --------------------------------------------------------------------------------------
-# public: run logs
-# --------------------------------------------------------------------------------------
-SCORE_KEYS = ("train_score", "val_score", "best_score", "score", "train_loss", "val_loss", "loss")
-
-
-def read_run_log(log: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Records of a run log: a JSONL file path (one JSON object per line; blank and
-    malformed lines are skipped), a run directory holding `log.jsonl` (as written by
-    `tk.Trainer(run_dir=...)`), or an iterable of dicts."""
-    if isinstance(log, (str, os.PathLike)):
-        if Path(log).is_dir():
-            log = Path(log) / "log.jsonl"
-        records = []
-        with open(log, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a half-written last line of a live run
-                if isinstance(obj, dict):
-                    records.append(obj)
-        return records
-    return [dict(r) for r in log]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _tokens_of(r: Mapping[str, Any]) -> float | None:
-    t = _number(r.get("tokens"))
-    if t is None and ("prompt_tokens" in r or "completion_tokens" in r):
-        parts = [_number(r.get("prompt_tokens")), _number(r.get("completion_tokens"))]
-        t = sum(p for p in parts if p is not None)
-    return t
-
-
-def run_series(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
-    """Series found in run records: name -> (steps, values), only those with a value."""
-    series: dict[str, tuple[list[float], list[float]]] = {}
-    for i, r in enumerate(records):
-        step = _number(r.get("step"))
-        step = float(i) if step is None else step
-        values = {k: _number(r.get(k)) for k in SCORE_KEYS}
-        values["tokens"] = _tokens_of(r)
-        values["cost"] = _number(r.get("cost"))
-        for k, v in values.items():
-            if v is not None:
-                xs, ys = series.setdefault(k, ([], []))
-                xs.append(step)
-                ys.append(v)
-    return series
-
-
-def plot_run(log_path_or_records: str | os.PathLike | Iterable[Mapping[str, Any]],
-             path: str | os.PathLike, *, title: str | None = None, dpi: int = 150) -> Path:
-    """Plot a run log to `path` (`.png`, `.svg` or `.pdf`) and return the path.
-
-    The log is a JSONL file with one JSON object per step, a run directory holding
-    `log.jsonl` (the trainer's `run_dir`), or a list of such dicts.
-    Keys read, each optional: `step` (else the record's position); the metrics
-    `train_score`, `val_score`, `best_score`, `score` (higher is better) and
-    `train_loss`, `val_loss`, `loss`; `tokens` LLM tokens spent in the step (else
-    `prompt_tokens` + `completion_tokens`); `cost` the step's cost. Other keys are ignored, as are records
-    without any of these (e.g. a header line). Panels: scores per step; losses per step;
-    tokens per step (bars) with the running total; cost per step with the running total
-    (left out when every cost is 0, as on the local model). The title gives the totals.
-    """
-    records = read_run_log(log_path_or_records)
-    series = run_series(records)
-    score_keys = [k for k in SCORE_KEYS if k in series and "score" in k]
-    loss_keys = [k for k in SCORE_KEYS if k in series and "loss" in k]
-    panels: list[str] = []
-    if score_keys:
-        panels.append("score")
-    if loss_keys:
-        panels.append("loss")
-    if "tokens" in series:
-        panels.append("tokens")
-    if "cost" in series and any(v != 0 for v in series["cost"][1]):
-        panels.append("cost")  # a run on the free local model has no cost panel
-    if not panels:
-        raise ValueError("the run log has no step with a metric (train_score, val_score, score, "
-                         "loss, ...), tokens or cost to plot")
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in ("svg", "png", "pdf"):
-        raise ValueError(f"plot_run writes .svg, .png or .pdf files, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    import matplotlib
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig = Figure(figsize=(7.5, 2.3 * len(panels) + 0.6), layout="constrained")
-        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-        colors = {"train_score": "#1f77b4", "val_score": "#d62728", "best_score": "#7f7f7f",
-                  "score": "#2ca02c",
-                  "train_loss": "#1f77b4", "val_loss": "#d62728", "loss": "#2ca02c"}
-        for ax, panel in zip(axes, panels):
-            ax.grid(True, alpha=0.3)
-            if panel in ("score", "loss"):
-                for k in score_keys if panel == "score" else loss_keys:
-                    xs, ys = series[k]
-                    best = k == "best_score"
-                    ax.plot(xs, ys, marker="" if best else "o", ms=3, lw=1.2 if best else 1.6,
-                            ls="--" if best else "-", color=colors[k], label=k,
-                            drawstyle="steps-post" if best else "default")
-                ax.set_ylabel(panel + (" (higher is better)" if panel == "score" else " (lower is better)"),
-                              fontsize=9)
-                ax.legend(fontsize=8, loc="best")
-            else:
-                xs, ys = series[panel]
-                color = "#9467bd" if panel == "tokens" else "#ff7f0e"
-                width = _bar_width(xs)
-                ax.bar(xs, ys, width=width, color=color, alpha=0.55, label=f"{panel} per step")
-                ax.set_ylabel(f"{panel} / step" if panel == "tokens" else "cost / step")
-                twin = ax.twinx()
-                running = _cumsum(ys)
-                twin.plot(xs, running, color=color, lw=1.8, label="running total")
-                twin.set_ylabel("total")
-                twin.set_ylim(bottom=0)
-                h1, l1 = ax.get_legend_handles_labels()
-                h2, l2 = twin.get_legend_handles_labels()
-                ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
-        axes[-1].set_xlabel("step")
-        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-        totals = []
-        if "tokens" in series:
-            totals.append(f"{int(sum(series['tokens'][1])):,} tokens")
-        if "cost" in series:
-            totals.append(f"cost {sum(series['cost'][1]):.4g}")
-        heading = title or "training run"
-        if totals:
-            heading += "  (" + ", ".join(totals) + ")"
-        fig.suptitle(_mpl_escape(heading), fontsize=12)
-        fig.savefig(path, format=fmt, dpi=dpi, facecolor="white")
-    return path
-
-
-def _bar_width(xs: Sequence[float]) -> float:
-    gaps = [b - a for a, b in zip(xs, xs[1:]) if b > a]
-    return 0.7 * (min(gaps) if gaps else 1.0)
-
-
-def _cumsum(values: Sequence[float]) -> list[float]:
-    out, total = [], 0.0
-    for v in values:
-        total += v
-        out.append(total)
-    return out
