@@ -2,9 +2,11 @@
 
 `StructuredAttempts` holds the state of one structured call and is driven by the backend's
 sync or async loop, so both share one implementation. The order is fixed: ask (with the
-schema-constrained `response_format` the backend supports), validate with pydantic, try one
-JSON repair (`json_repair`, guided by the schema), and otherwise re-ask with the problem
-named — at most `max_reasks` times — before raising `StructuredOutputError`.
+schema-constrained `response_format` the backend supports), refuse a cut-off reply
+(`solvers.text.completeness.cut_off`; the backend then gives the next attempt more room),
+validate with pydantic, try one repair of malformed JSON's syntax (`json_repair`, not
+schema-guided), and otherwise re-ask with the problem named — at most `max_reasks` times —
+before raising `StructuredOutputError`.
 """
 
 from __future__ import annotations
