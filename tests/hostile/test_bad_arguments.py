@@ -195,8 +195,12 @@ def test_trainer_refuses_what_is_not_callable(argument, value):
     st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                      max_size=12), max_size=4),
     st.tuples(st.sampled_from(["run", "show", "graph"]),
-              st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                      min_size=1, max_size=20)).map(list)))
+              st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                                       blacklist_characters="\x00"),
+                                min_size=1, max_size=20),
+                        st.sampled_from(["/", "/dev/null", "/etc/hostname", ".", "..", "none.py",
+                                         "none.toml", "os:path", "os:sep", ":", "json:loads",
+                                         "tracekit:param", "none.py:f"]))).map(list)))
 def test_cli_answers_any_arguments_with_an_error_line_not_a_traceback(argv):
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):

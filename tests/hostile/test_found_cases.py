@@ -63,3 +63,29 @@ def test_a_wrong_type_is_not_coerced_by_the_json_repair():
     report = opt.step()
     assert prompt.data == "Answer briefly.", report
     assert "string" in report["prompt"].reason
+
+
+@pytest.mark.parametrize("spec", [":", "os:", ":f", ".rel:f", "a..b:f"])
+def test_a_malformed_cli_function_name_is_an_error_line(spec):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli_main(["graph", spec])
+    assert code == 1 and "error" in err.getvalue()
+
+
+def test_cli_run_on_a_directory_or_a_config_that_is_not_a_table_is_an_error_line(tmp_path):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
+    for target in ["/", str(tmp_path / "list.json"), str(tmp_path / "bad.toml")]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = cli_main(["run", target])
+        assert code == 1 and "error" in err.getvalue(), (target, err.getvalue())
+
+
+@pytest.mark.parametrize("spec", ["json:load", "json:loads"])
+def test_cli_graph_of_a_function_that_needs_arguments_is_an_error_line(spec):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli_main(["graph", spec])
+    assert code == 1 and "without arguments" in err.getvalue()
