@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tracekit import kinds
-from tracekit.errors import InvalidValueError, describe
+from tracekit.errors import InvalidValueError, describe, message_of
 
 _PLACEHOLDER = "    ...  # source unavailable (defined in a REPL or with -c)"
 
@@ -78,7 +78,7 @@ class CodeVersions:
         try:
             code = compile(tree, filename, "exec")
         except (SyntaxError, ValueError) as exc:
-            raise InvalidValueError(f"{where} does not compile: {exc}") from None
+            raise InvalidValueError(f"{where} does not compile: {message_of(exc)}") from None
         # Register the text so tracebacks and exception nodes can show the failing line.
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace = self._globals()
