@@ -23,10 +23,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("ci", max_examples=25, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-settings.register_profile("long", max_examples=2000, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# Property-based tests (tests/hostile, tests/core/test_damaged_files.py): few examples by
+# default so that CI stays fast; HYPOTHESIS_PROFILE=long runs thousands (docs/guarantees.md).
+_checks = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=_checks)
+settings.register_profile("long", max_examples=3000, deadline=None, suppress_health_check=_checks)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -13,8 +13,10 @@ import linecache
 from collections.abc import Callable
 from typing import Any
 
+from tracekit import arguments
 from tracekit.codeparam import CodeVersions, source_of
 from tracekit.context import used_nodes
+from tracekit.errors import message_of, type_name
 from tracekit.nodes import (
     ExceptionNode,
     MessageNode,
@@ -242,7 +244,7 @@ class BundledFunction:
             lineno = abs_lineno
             if code is target:
                 lineno = abs_lineno - _def_line(code) + 1  # counted from the def line
-        return TracedError(type(exc).__name__, str(exc), line, lineno, self.name, exc)
+        return TracedError(type_name(exc), message_of(exc), line, lineno, self.name, exc)
 
     def __repr__(self) -> str:
         kind = "trainable " if self.trainable else ""
@@ -306,7 +308,13 @@ def bundle(fn: Callable | None = None, *, trainable: bool = False, description: 
     `catch_errors=False` re-raises exceptions instead of returning an ExceptionNode.
     Usable as `@tk.bundle` or `@tk.bundle(...)`.
     """
+    arguments.flag("trainable", trainable)
+    arguments.flag("catch_errors", catch_errors)
+    arguments.optional_text("description", description)
+    arguments.optional_text("name", name, empty=False)
+
     def decorate(f: Callable) -> BundledFunction:
+        arguments.function("fn", f, "a function: @tk.bundle needs a function to trace")
         return BundledFunction(f, trainable=trainable, description=description,
                                catch_errors=catch_errors, name=name)
 

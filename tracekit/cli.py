@@ -26,12 +26,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tracekit.errors import describe, message_of
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tracekit` console script; returns the exit status."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:
+        if extra:  # e.g. an option before any command: say so instead of only printing help
+            parser.error(f"unrecognized arguments: {' '.join(extra)}; give a command first")
         parser.print_help()
         return 2
     if args.command != "run" and extra:
@@ -39,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, extra) or 0)
     except CLIError as exc:
-        print(f"tracekit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tracekit {args.command}: error: {message_of(exc)}", file=sys.stderr)
         return 1
 
 
@@ -85,6 +89,8 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     target = Path(args.target)
     if not target.exists():
         raise CLIError(f"{target} does not exist")
+    if not target.is_file() or target.suffix not in (".py", ".toml", ".json"):
+        raise CLIError(f"{target}: expected a .py script or a .toml / .json config file")
     if target.suffix == ".py":
         if args.resume or args.run_dir:
             extra = extra + (["--resume"] if args.resume else []) + \
@@ -111,23 +117,32 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    text = path.read_text()
+    if path.suffix not in (".toml", ".json"):
+        raise CLIError(f"{path}: expected a .py script or a .toml / .json config")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CLIError(f"cannot read {path}: {describe(exc)}") from None
     if path.suffix == ".toml":
         import tomllib
 
         try:
-            return tomllib.loads(text)
+            config = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise CLIError(f"{path} is not valid TOML: {exc}") from None
-    if path.suffix == ".json":
+            raise CLIError(f"{path} is not valid TOML: {message_of(exc)}") from None
+    elif path.suffix == ".json":
         from tracekit.errors import DamagedFileError
         from tracekit.storage import parse_json
 
         try:
-            return parse_json(text, f"config {path}")
+            config = parse_json(text, f"config {path}", expect=None)
         except DamagedFileError as exc:
-            raise CLIError(str(exc)) from None
-    raise CLIError(f"{path}: expected a .py script or a .toml / .json config")
+            raise CLIError(message_of(exc)) from None
+    else:
+        raise CLIError(f"{path}: expected a .py script or a .toml / .json config")
+    if not isinstance(config, dict):
+        raise CLIError(f"{path} must hold a table/object with a 'trainer' key, got {type(config).__name__}")
+    return config
 
 
 def _build_trainer(config: dict[str, Any], path: Path, resume: bool, run_dir: str | None) -> Any:
@@ -163,6 +178,9 @@ def load_object(spec: str, base: Path | None = None) -> Any:
     if ":" not in spec:
         raise CLIError(f"{spec!r}: expected module:function or file.py:function")
     module_part, attr = spec.rsplit(":", 1)
+    if not module_part.strip() or not attr.isidentifier():
+        raise CLIError(f"{spec!r}: expected module:function or file.py:function (both parts "
+                       f"given, the function a Python name)")
     if module_part.endswith(".py"):
         file = Path(module_part)
         if not file.is_absolute() and not file.exists() and base is not None:
@@ -178,8 +196,8 @@ def load_object(spec: str, base: Path | None = None) -> Any:
         sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_part)
-    except ImportError as exc:
-        raise CLIError(f"cannot import {module_part!r}: {exc}") from None
+    except Exception as exc:  # not found, a relative or malformed name, or the module raised
+        raise CLIError(f"cannot import {module_part!r}: {describe(exc)}") from None
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -298,7 +316,18 @@ def _cmd_graph(args: argparse.Namespace, extra: list[str]) -> int:
     from tracekit.nodes import Node
 
     fn = load_object(args.function)
-    out = fn() if callable(fn) and not isinstance(fn, (Node, Subgraph)) else fn
+    out = fn
+    if callable(fn) and not isinstance(fn, (Node, Subgraph)):
+        try:
+            inspect.signature(fn).bind()
+        except TypeError as exc:
+            raise CLIError(f"{args.function} must be callable without arguments ({message_of(exc)})") from None
+        except ValueError:
+            pass  # no signature to check (some builtins): call it and see
+        try:
+            out = fn()
+        except Exception as exc:
+            raise CLIError(f"{args.function}() raised {describe(exc)}") from exc
     if isinstance(out, tuple):
         out = list(out)
     if not (isinstance(out, (Node, Subgraph)) or (isinstance(out, list) and out and

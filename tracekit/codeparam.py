@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tracekit import kinds
-from tracekit.errors import InvalidValueError
+from tracekit.errors import InvalidValueError, describe, message_of
 
 _PLACEHOLDER = "    ...  # source unavailable (defined in a REPL or with -c)"
 
@@ -78,7 +78,7 @@ class CodeVersions:
         try:
             code = compile(tree, filename, "exec")
         except (SyntaxError, ValueError) as exc:
-            raise InvalidValueError(f"{where} does not compile: {exc}") from None
+            raise InvalidValueError(f"{where} does not compile: {message_of(exc)}") from None
         # Register the text so tracebacks and exception nodes can show the failing line.
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace = self._globals()
@@ -86,7 +86,7 @@ class CodeVersions:
         try:
             exec(code, namespace, local_ns)  # defines the function only (checked above)
         except Exception as exc:  # e.g. a default value that raises
-            raise InvalidValueError(f"{where} failed while defining the function: {exc!r}") from None
+            raise InvalidValueError(f"{where} failed while defining the function: {describe(exc)}") from None
         return local_ns[self.name]
 
     def _globals(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ import sys
 import textwrap
 from typing import Any, NamedTuple
 
-from tracekit.errors import InvalidValueError
+from tracekit.errors import InvalidValueError, message_of
 
 INTEGER_TOLERANCE = 1e-9
 
@@ -149,7 +149,7 @@ def accept_tensor(value: Any, current: Any, bounds: tuple[float, float] | None, 
         try:
             source = torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise InvalidValueError(f"{where}: cannot make a tensor from {_preview(value)}: {exc}") from None
+            raise InvalidValueError(f"{where}: cannot make a tensor from {_preview(value)}: {message_of(exc)}") from None
     if source.dtype == torch.bool and current.dtype != torch.bool:
         raise InvalidValueError(f"{where}: expected numbers, got a bool tensor")
     if source.shape != current.shape:
@@ -216,7 +216,7 @@ def accept_text(value: Any, value_type: type, where: str) -> Any:
             try:
                 value = json.loads(value)
             except ValueError as exc:
-                raise InvalidValueError(f"{where}: expected JSON for a {name}: {exc}") from None
+                raise InvalidValueError(f"{where}: expected JSON for a {name}: {message_of(exc)}") from None
         want = dict if value_type is dict else (list, tuple)
         if not isinstance(value, want):
             raise InvalidValueError(f"{where}: expected a {name}, got {type(value).__name__}")
@@ -280,7 +280,7 @@ def accept_code(value: Any, reference: Any, where: str) -> str:
     try:
         compile(tree, "<tracekit:check>", "exec")
     except (SyntaxError, ValueError) as exc:
-        raise InvalidValueError(f"{where}: does not compile: {exc}") from None
+        raise InvalidValueError(f"{where}: does not compile: {message_of(exc)}") from None
     return value
 
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from tracekit import kinds
+from tracekit import arguments, kinds
 from tracekit.context import used_nodes
 from tracekit.errors import InvalidValueError
 
@@ -284,6 +284,15 @@ class ParameterNode(Node):
     ) -> None:
         if isinstance(value, Node):
             value = value._data
+        arguments.optional_text("name", name, empty=False)
+        arguments.optional_text("description", description)
+        arguments.flag("trainable", trainable)
+        arguments.function("validator", validator, "a callable validator(value)", optional=True)
+        if choices is not None and (isinstance(choices, (str, bytes, dict))
+                                    or not isinstance(choices, (list, tuple, range))):
+            raise TypeError(f"choices must be a list of the allowed values, got {type(choices).__name__}")
+        if choices is not None and not choices:
+            raise ValueError("choices must not be empty: list the allowed values")
         kind = infer_kind(value, kind, choices)
         value = _prepare_value(value, kind)
         super().__init__(value, name=name)
@@ -303,6 +312,10 @@ class ParameterNode(Node):
         self.constraints: list = []
         if self.bounds is not None and kind == "numeric":
             self._check_in_bounds(value)
+        try:  # the initial value must pass the parameter's own validation, as every later one
+            kinds.accept(self, value)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"initial value refused: {exc}") from None
 
     def _default_prefix(self) -> str:
         return "param"
@@ -373,7 +386,7 @@ def infer_kind(value: Any, kind: str | None, choices: Sequence[Any] | None) -> s
         return "categorical"
     if isinstance(value, bool):
         raise InvalidValueError(
-            "cannot infer a kind for a bool parameter; pass choices=[False, True] (categorical)"
+            "cannot infer a kind for a bool value; pass choices=[False, True] (categorical)"
         )
     if isinstance(value, str):
         return "text"
@@ -418,6 +431,9 @@ def _check_bounds(bounds: Any, name: str | None) -> tuple[float, float] | None:
         lo, hi = float(lo), float(hi)
     except (TypeError, ValueError):
         raise InvalidValueError(f"parameter {name!r}: bounds must be a pair (low, high), got {bounds!r}") from None
+    if math.isnan(lo) or math.isnan(hi):
+        raise InvalidValueError(f"parameter {name!r}: bounds must not be NaN, got {bounds!r}; "
+                                f"use -inf/inf for a missing bound")
     if lo > hi:
         raise InvalidValueError(f"parameter {name!r}: bounds low {lo} is above high {hi}; swap them")
     return (lo, hi)

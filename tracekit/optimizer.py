@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from tracekit.errors import InvalidOptionError, MissingSolverError, SolveError
+from tracekit.errors import InvalidOptionError, MissingSolverError, SolveError, describe, message_of
 from tracekit.feedback import Feedback, as_feedback, backward
 from tracekit.nodes import Node, ParameterNode, _is_tensor
 from tracekit.options import check_options, check_params
@@ -298,7 +298,7 @@ class Optimizer:
                              f"solver failure, so it is not hidden in the step report; its "
                              f"parameters were rolled back")
                 raise
-            reason = f"solver {route} failed: {type(exc).__name__}: {exc}"
+            reason = f"solver {route} failed: {describe(exc)}"
             return [ParamChange(self.names[id(p)], p.kind, route, old[id(p)], old[id(p)], False, reason)
                     for p in params]
         return self._apply(params, updates, old, getattr(solver, "name", route))
@@ -323,7 +323,7 @@ class Optimizer:
             try:
                 validated[id(p)] = p.validate(u.new_value)
             except Exception as exc:
-                reasons[id(p)] = f"proposal refused: {exc}"
+                reasons[id(p)] = f"proposal refused: {message_of(exc)}"
         changes = []
         for p in params:
             name = self.names[id(p)]

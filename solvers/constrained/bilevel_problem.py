@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import arguments as args
 from .constraints import Eq, Ineq, ProblemError
 from .implicit import KKTPoint, implicit_vjp
 from .result import OptimizeResult
@@ -119,6 +120,41 @@ def _hypergradient(outer, inner, x, sol, inner_constraints, linear_solver, cg_to
     return F.detach(), total.detach(), info
 
 
+def _check_arguments(x0: Any, y0: Any, inner_bounds: Any, inner_constraints: Any, constraints: Any,
+                     method: Any, inner_method: Any, inner_tol: Any, linear_solver: Any, tol: Any,
+                     feas_tol: Any, kkt_tol: Any, max_iter: Any) -> None:
+    """Every argument of `bilevel` checked before the first solve, each error naming it
+    (the inner problem's are otherwise only used inside the outer objective)."""
+    from .constraints import as_bounds
+    from .dispatch import METHODS
+
+    for name, value in (("x0", x0), ("y0", y0)):
+        if value is None:
+            raise ProblemError(f"{name} is required: pass a starting point.")
+        try:
+            t = value if torch.is_tensor(value) else torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise ProblemError(f"{name} must be numeric (scalar, array or tensor), got {value!r}.") from None
+        if not t.is_floating_point() and t.dtype not in (torch.int32, torch.int64):
+            raise ProblemError(f"{name} must be numeric, got a tensor of {t.dtype}.")
+        if t.numel() == 0 or not bool(torch.isfinite(t.double()).all()):
+            raise ProblemError(f"{name} must have at least one entry, all finite.")
+    y = y0 if torch.is_tensor(y0) else torch.as_tensor(y0, dtype=torch.float64)
+    try:
+        as_bounds(inner_bounds, y.numel(), tuple(y.shape), torch.float64, y.device)
+    except ProblemError as exc:
+        raise ProblemError(f"inner_bounds: {exc}") from None
+    args.constraint_list("inner_constraints", inner_constraints)
+    args.constraint_list("constraints", constraints)
+    args.one_of("method", method, METHODS)
+    args.one_of("inner_method", inner_method, METHODS)
+    args.one_of("linear_solver", linear_solver, args.LINEAR_SOLVERS)
+    for name, value in (("inner_tol", inner_tol), ("tol", tol), ("feas_tol", feas_tol),
+                        ("kkt_tol", kkt_tol)):
+        args.positive(name, value)
+    args.iterations("max_iter", max_iter)
+
+
 def bilevel(
     outer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     inner: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -153,6 +189,8 @@ def bilevel(
     for name, fn in (("outer", outer), ("inner", inner)):
         if not callable(fn):
             raise ProblemError(f"{name} must be a callable (x, y) -> scalar tensor, got {type(fn).__name__}.")
+    _check_arguments(x0, y0, inner_bounds, inner_constraints, constraints, method, inner_method,
+                     inner_tol, linear_solver, tol, feas_tol, kkt_tol, max_iter)
     t0 = time.perf_counter()
     y_start = y0 if torch.is_tensor(y0) else torch.as_tensor(y0, dtype=torch.float64)
     state: dict[str, Any] = {"y": y_start.detach().clone(), "inner_solves": 0, "inner_failures": 0}

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from ..errors import describe
+
 __all__ = ["Ineq", "Eq", "Problem", "Evaluator", "as_bounds", "ProblemError"]
 
 
@@ -101,7 +103,7 @@ def as_bounds(
     lo = -inf if lo is None else lo
     hi = inf if hi is None else hi
     out = []
-    for name, v in (("lower bound", lo), ("upper bound", hi)):
+    for name, v in (("bounds: the lower bound", lo), ("bounds: the upper bound", hi)):
         t = _to_tensor(v, dtype, device, name)
         if t.numel() == 1:
             t = t.reshape(1).expand(n)
@@ -166,7 +168,10 @@ class Problem:
                 x = x.to(torch.float64)
         else:
             try:
-                x = torch.as_tensor(np.asarray(x0, dtype=np.float64))
+                array = np.asarray(x0)
+                if array.dtype.kind not in "biuf":  # numeric text ("0") is not a starting point
+                    raise TypeError(array.dtype)
+                x = torch.as_tensor(array.astype(np.float64))
             except (TypeError, ValueError) as exc:
                 raise ProblemError(f"x0 must be numeric (scalar, array or tensor), got {x0!r}.") from exc
         if not torch.isfinite(x).all():
@@ -258,7 +263,7 @@ class Evaluator:
                     raw = fn(self._unflatten(Xp))
             except Exception as exc:
                 raise ProblemError(
-                    f"{name} raised {type(exc).__name__}: {exc} when called with a tensor of "
+                    f"{name} raised {describe(exc)} when called with a tensor of "
                     f"shape {tuple(self._unflatten(Xp).shape)}. Functions receive torch "
                     "tensors shaped like x0" + (" (with the batch dimension first; index "
                     "with x[..., i] and reduce with .sum(-1))" if problem.batch else "") + "."

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import describe, message_of
 from .constraints import ProblemError
 
 __all__ = ["is_cvxpy_object", "solve_problem", "build_problem", "ConvexOutput"]
@@ -70,7 +71,7 @@ def solve_problem(prob: Any, solver: str | None = None, warm_start: bool = True,
         prob.solve(solver=solver, warm_start=warm_start, **kwargs)
         cstatus = str(prob.status)
     except cp.error.SolverError as exc:
-        cstatus = f"solver_error: {exc}"
+        cstatus = f"solver_error: {message_of(exc)}"
     elapsed = time.perf_counter() - t0
     status = _STATUS.get(cstatus, "not_converged")
     ineq, eq, other = [], [], []
@@ -125,7 +126,7 @@ def build_problem(
     except Exception as exc:
         raise ProblemError(
             f"method='cvxpy' calls the functions with a cvxpy Variable and that failed "
-            f"({type(exc).__name__}: {exc}); write them with cvxpy-compatible operations "
+            f"({describe(exc)}); write them with cvxpy-compatible operations "
             "(@, sum, cp.sum_squares, ...) or use method='auglag'."
         ) from exc
     for what, e in [("objective", obj)] + [("Ineq", g) for g in gs] + [("Eq", h) for h in hs]:

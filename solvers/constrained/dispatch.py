@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import arguments as args
 from .auglag import AugLagOptions, auglag
 from .constraints import Eq, Evaluator, Ineq, Problem, ProblemError
 from .convex import build_problem, is_cvxpy_object, solve_problem
+from .infeasibility import infeasible_message, least_violation
 from .kkt import estimate_multipliers, measures
 from .result import Multipliers, OptimizeResult
 from .scipy_methods import solve_scipy
@@ -195,6 +197,8 @@ def minimize(
     t0 = time.perf_counter()
     method = _check_method(method)
     if is_cvxpy_object(f):
+        args.optional_str("solver", solver)
+        args.options_for("cvxpy", options)
         if method not in ("auto", "cvxpy"):
             raise ProblemError(f"a cvxpy problem can only be solved with method='cvxpy' or 'auto', not {method!r}.")
         return _minimize_cvxpy_object(f, constraints, solver, options, feas_tol, t0)
@@ -205,8 +209,12 @@ def minimize(
     if x0 is None:
         raise ProblemError("x0 is required for a callable objective; pass a starting point shaped like x.")
     for name, v in (("tol", tol), ("feas_tol", feas_tol), ("kkt_tol", kkt_tol)):
-        if not (isinstance(v, (int, float)) and v > 0):
-            raise ProblemError(f"{name} must be a positive number, got {v!r}.")
+        args.positive(name, v)
+    args.iterations("max_iter", max_iter)
+    args.flag("batched", batched)
+    args.constraint_list("constraints", constraints)
+    args.options_for(method, options)
+    args.optional_str("solver", solver)
     prob, X0 = Problem.build(f, x0, constraints, bounds, batched=batched)
     if method == "cvxpy":
         return _minimize_cvxpy_callables(prob, X0, solver, options, feas_tol, kkt_tol, t0)
@@ -257,8 +265,43 @@ def minimize(
     return _build_result(prob, ev, best, method_used, feas_tol, kkt_tol, t0)
 
 
+def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float,
+                      unbounded: float = 1e20) -> _Graded:
+    """Every method's result gets the same infeasibility test (see `infeasibility.py`):
+    rows left above `feas_tol` are moved to a least-violation point; where the violation
+    stops decreasing above `feas_tol` the status is "infeasible" at that point, and where
+    a feasible point turns up the method's own "infeasible" becomes "not_converged"."""
+    m = c.m
+    rows = [b for b in range(len(c.status))
+            if bool(m.finite[b]) and float(m.violation[b]) > feas_tol
+            and float(m.f[b]) >= -unbounded and c.status[b] not in ("nan", "unbounded")]
+    if not rows:
+        return c
+    lo, hi = prob.lower, prob.upper
+    R = least_violation(ev, c.X, rows, lo, hi)
+    mr = measures(ev, R, c.lam, c.mu, lo.expand_as(R), hi.expand_as(R))
+    X = c.X.detach().clone()
+    status, msgs = list(c.status), list(c.messages)
+    for b in rows:
+        v_old, v_new = float(m.violation[b]), float(mr.violation[b])
+        if not (bool(mr.finite[b]) and v_new == v_new):
+            continue
+        if v_new > feas_tol:
+            if v_new < v_old:
+                X[b] = R[b]
+            status[b] = "infeasible"
+            msgs[b] = infeasible_message(min(v_new, v_old), f"{c.solver} ended with: {msgs[b]}")
+        elif status[b] == "infeasible":
+            status[b] = "not_converged"
+            msgs[b] = (f"{msgs[b]}; but a point with violation {v_new:.3g} exists, so the "
+                       f"problem is not infeasible there: {c.solver} did not converge")
+    m = measures(ev, X, c.lam, c.mu, lo.expand_as(X), hi.expand_as(X))
+    return _Graded(X, c.lam, c.mu, m, status, msgs, c.solver, c.nit)
+
+
 def _build_result(prob: Problem, ev: Evaluator, c: _Graded, solver: str, feas_tol: float,
                   kkt_tol: float, t0: float) -> OptimizeResult:
+    c = _check_infeasible(prob, ev, c, feas_tol)
     success, status, msgs = _grade_status(c.m, c.status, c.messages, feas_tol, kkt_tol)
     batched = prob.batch is not None
     X = c.X.detach()
@@ -307,6 +350,10 @@ def _minimize_cvxpy_object(obj: Any, constraints: Any, solver: str | None, optio
     success = out.status == "optimal" and out.violation <= feas_tol
     status = "optimal" if success else (out.status if out.status != "optimal" else "not_converged")
     message = f"cvxpy ({out.solver}) status {out.cvxpy_status}"
+    if status == "infeasible":  # a certificate, but no point: the violation is not measured
+        message = (f"infeasible: cvxpy ({out.solver}) proved that no point satisfies the "
+                   f"constraints (status {out.cvxpy_status}); max_violation is nan because a cvxpy "
+                   f"problem gives no point to measure")
     return OptimizeResult(
         x=x, fun=out.fun, success=success, status=status, message=message,
         max_violation=out.violation, kkt_residual=float("nan"),
@@ -350,9 +397,21 @@ def _minimize_cvxpy_callables(prob: Problem, X0: torch.Tensor, solver: str | Non
             pass
     success = out.status == "optimal" and viol <= feas_tol and (math.isnan(kkt) or kkt <= kkt_tol)
     status = "optimal" if success else (out.status if out.status != "optimal" else "not_converged")
+    message = f"cvxpy ({out.solver}) status {out.cvxpy_status}"
+    if status == "infeasible":  # measured like every method: the least-violation point from x0
+        try:
+            ev = Evaluator(prob, X0)
+            R = least_violation(ev, X0, [0], prob.lower, prob.upper)
+            mr = measures(ev, R, R.new_zeros(1, ev.m_ineq), R.new_zeros(1, ev.m_eq),
+                          prob.lower.expand_as(R), prob.upper.expand_as(R))
+            x, viol, fun, kkt = R.reshape(prob.shape), float(mr.violation[0]), float(mr.f[0]), float(mr.kkt[0])
+            deriv = ev.derivatives
+            message = infeasible_message(viol, f"cvxpy ({out.solver}) status {out.cvxpy_status}")
+        except Exception:  # noqa: BLE001 - functions may only speak cvxpy
+            message = f"infeasible: {message}; max_violation is nan (the functions do not take tensors)"
     return OptimizeResult(
         x=x, fun=fun, success=success, status=status,
-        message=f"cvxpy ({out.solver}) status {out.cvxpy_status}", max_violation=viol, kkt_residual=kkt,
+        message=message, max_violation=viol, kkt_residual=kkt,
         multipliers=Multipliers(ineq=ineq, eq=eq), nit=out.iterations, nfev=0, solver=f"cvxpy:{out.solver}",
         time=time.perf_counter() - t0, derivatives=deriv, info={"cvxpy_problem": cp_prob},
     )

@@ -21,7 +21,8 @@ from typing import Any
 #: The statuses a solve can end with.
 STATUSES = (
     "optimal",  # violation and KKT residual within tolerance
-    "infeasible",  # no feasible point found: violation stalled while the penalty grew
+    "infeasible",  # locally infeasible, any method: the violation stopped decreasing above
+    # feas_tol (x is the least-violation point, max_violation its violation; infeasibility.py)
     "unbounded",  # objective fell below -1e20 or iterates diverged on a feasible path
     "nan",  # a function returned NaN/inf where it must be finite
     "max_iter",  # the iteration limit was hit before the tolerances were met

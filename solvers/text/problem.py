@@ -126,6 +126,7 @@ class Candidate:
     reasoning: str = ""
     attempts: int = 0
     error: str = ""
+    cut_off: int = 0  # replies refused because they were cut off (then re-asked with more room)
     loss: float | None = None
     eval_error: str = ""
 

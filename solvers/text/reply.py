@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from ..errors import message_of
+from .completeness import cut_off
 from .exclude import exclusion_pattern, normal_form
 from .problem import Variable
 
@@ -169,6 +171,7 @@ class Parsed:
     unknown: list[str] = field(default_factory=list)
     reasoning: str = ""
     problem: str = ""
+    cut: bool = False  # the reply was cut off (see completeness.py): nothing in it is used
 
 
 _FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\s*\n?(.*?)```", re.S)
@@ -228,13 +231,32 @@ def _depth(text: str) -> int:
     return deepest
 
 
+def storable(value: Any) -> bool:
+    """True when every string in `value` (a decoded JSON value) encodes as UTF-8: JSON
+    escapes can decode to unpaired surrogates ("\\ud800"), which no file can hold."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def parse_reply(text: Any, variables: list[Variable]) -> Parsed:
-    """Read a reply leniently: find the JSON object, its suggestion, and match names."""
+def parse_reply(text: Any, variables: list[Variable], finish_reason: str | None = None) -> Parsed:
+    """Read a reply leniently: find the JSON object, its suggestion, and match names.
+
+    A cut-off reply (`completeness.cut_off`: the server's `finish_reason`, read from the
+    argument or the reply's `.finish_reason`, or JSON that never closes) yields no values
+    and `cut=True`: a repair would turn the unfinished value into a truncated one.
+    """
     out = Parsed()
+    why = cut_off(text, finish_reason)
+    if why:
+        out.problem, out.cut = why, True
+        return out
     obj = extract_json(text) if isinstance(text, str) else (text if isinstance(text, dict) else None)
     if obj is None:
         out.problem = "the reply holds no JSON object"
@@ -247,6 +269,10 @@ def parse_reply(text: Any, variables: list[Variable]) -> Parsed:
             suggestion = obj[key]
             break
     if isinstance(suggestion, str):
+        why = cut_off(suggestion)
+        if why:
+            out.problem, out.cut = why, True
+            return out
         inner = extract_json(suggestion)
         suggestion = inner if inner is not None else suggestion
     names = {v.name for v in variables}
@@ -308,7 +334,7 @@ def accepted(v: Variable, value: Any) -> Any:
     try:
         result = v.check(value)
     except Exception as exc:
-        raise ReplyError(str(exc)[:300] or type(exc).__name__) from None
+        raise ReplyError(message_of(exc, 300) or type(exc).__name__) from None
     return value if result is None else result
 
 

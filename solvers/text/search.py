@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..errors import describe, message_of
 from .problem import Candidate, MemoryEntry, Problem, Result, Variable
 from .prompt import DEFAULT_BUDGET, build_prompt, estimate_tokens, shorten
 from .reply import (
@@ -30,11 +31,13 @@ from .reply import (
     model_values,
     parse_reply,
     reply_model,
+    storable,
 )
 
 Objective = Callable[[dict[str, Any]], float]
 DEFAULT_TEMPERATURES = (0.0, 0.7, 1.0, 1.3)
 REASK_RESERVE = 160  # prompt tokens kept free for the note a re-ask adds
+MAX_REPLY_TOKENS = 8192  # a re-ask after a cut-off reply doubles max_tokens up to this
 
 
 def _accepted(fn: Callable[..., Any]) -> bool | frozenset[str]:
@@ -191,7 +194,8 @@ class TextOptimizer:
         except Exception as exc:
             attempts = getattr(exc, "attempts", None)
             if attempts:  # the backend got a reply that did not validate: read it field by field
-                return parse_reply(str(attempts[-1][0]), variables)
+                reply = attempts[-1][0]  # a str that keeps the backend's .finish_reason
+                return parse_reply(reply if isinstance(reply, str) else str(reply), variables)
             raise
         values, unknown, reasoning = model_values(instance, variables)
         return Parsed(values=values, unknown=unknown, reasoning=reasoning)
@@ -210,12 +214,13 @@ class TextOptimizer:
                 if structured:
                     parsed = self._structured(current, model, problem.variables, **kwargs)
                 else:
-                    reply = self._call(current, **kwargs)[:MAX_REPLY_CHARS]
-                    parsed = parse_reply(reply, problem.variables)
+                    reply = self._call(current, **kwargs)
+                    parsed = parse_reply(reply[:MAX_REPLY_CHARS], problem.variables,
+                                         finish_reason=getattr(reply, "finish_reason", None))
             except ReplyError as exc:
-                parsed = Parsed(problem=str(exc))
+                parsed = Parsed(problem=message_of(exc))
             except Exception as exc:  # transport or backend failure: no re-ask
-                cand.error = f"LLM call failed: {type(exc).__name__}: {str(exc)[:300]}"
+                cand.error = f"LLM call failed: {describe(exc, limit=300)}"
                 return cand
             cand.values, cand.problems = self._validate(parsed, problem.variables)
             cand.unknown = parsed.unknown
@@ -225,6 +230,10 @@ class TextOptimizer:
             why = parsed.problem or "; ".join(f"{k}: {v}" for k, v in cand.problems.items()) \
                 or "no variable got a new value"
             cand.error = why[:500]
+            if parsed.cut:  # re-ask with room for a longer reply
+                cand.cut_off += 1
+                kwargs["max_tokens"] = min(2 * int(kwargs["max_tokens"]), MAX_REPLY_TOKENS)
+                why += "; reply more briefly"
             current = _reask(messages, why)
         return cand
 
@@ -234,10 +243,14 @@ class TextOptimizer:
         for v in variables:
             if v.name not in parsed.values:
                 continue
+            if not storable(parsed.values[v.name]):
+                problems[v.name] = ("the value holds text that is not valid Unicode (an unpaired "
+                                    "surrogate such as \\ud800), which cannot be saved")
+                continue
             try:
                 value = check_value(v, parsed.values[v.name], self._text_cap(v))
             except ReplyError as exc:
-                problems[v.name] = str(exc)[:300]
+                problems[v.name] = message_of(exc, 300)
                 continue
             if _same(value, v.value):
                 problems[v.name] = "the suggestion equals the current value"
@@ -290,7 +303,7 @@ class TextOptimizer:
             try:
                 loss = float(objective(values))
             except Exception as exc:
-                return math.inf, f"{type(exc).__name__}: {str(exc)[:200]}"
+                return math.inf, describe(exc, limit=200)
             return (loss, "") if math.isfinite(loss) else (math.inf, f"objective returned {loss}")
 
         jobs: list[dict[str, Any]] = [{}] + [c.values for c in unique.values()]

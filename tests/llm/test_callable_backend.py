@@ -99,9 +99,18 @@ def test_structured_valid_first_time():
 
 
 def test_structured_repairs_broken_json_without_reasking():
-    llm = scripted('Sure!\n```json\n{"reasoning": "r", "value": 3,\n```')
+    llm = scripted("Sure!\n```json\n{'reasoning': 'r', 'value': 3,}\n```")
     assert as_backend(llm).structured("q", Answer).value == 3
     assert len(llm.calls) == 1
+
+
+def test_structured_never_repairs_json_that_does_not_close():
+    # closing the object would be a guess at where the reply ended: it is re-asked instead
+    llm = scripted('Sure!\n```json\n{"reasoning": "r", "value": 3,\n```',
+                   '{"reasoning": "r", "value": 4}')
+    assert as_backend(llm).structured("q", Answer).value == 4
+    assert len(llm.calls) == 2
+    assert "cut off" in llm.calls[1][-1]["content"]
 
 
 def test_structured_reasks_with_the_problem_named():

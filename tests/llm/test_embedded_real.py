@@ -45,10 +45,11 @@ def test_structured_reply_is_a_validated_model(embedded_llm):
 
 
 def test_cache_hit_on_repeat(embedded_llm):
-    messages = [{"role": "user", "content": "Name one colour."}]
-    first = embedded_llm(messages, max_tokens=8)
+    messages = [{"role": "user", "content": "Name one colour. Answer with one word."}]
+    first = embedded_llm(messages, max_tokens=64)
+    assert first.finish_reason == "stop"  # a reply cut at max_tokens would not be cached
     with embedded_llm.accounting.scope() as usage:
-        second = embedded_llm(messages, max_tokens=8)
+        second = embedded_llm(messages, max_tokens=64)
     assert second == first
     assert usage.cache_hits == 1 and usage.calls == 0 and usage.total_tokens == 0
     hit = embedded_llm.accounting.records[-1]

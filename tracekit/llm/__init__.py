@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .accounting import Accounting, Budget, CallRecord, Prices, Usage
-from .backend import Backend, Completion, Request
+from .backend import Backend, Completion, Reply, Request
 from .cache import Cache, is_cacheable
 from .callable_backend import CallableBackend
 from .embedded import EmbeddedLLM, EmbeddedServer
@@ -54,6 +54,7 @@ __all__ = [
     "LLMTimeoutError",
     "OpenAICompatible",
     "Prices",
+    "Reply",
     "Request",
     "StructuredOutputError",
     "Usage",

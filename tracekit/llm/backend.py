@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from solvers.text.completeness import LENGTH_REASONS
+
 from .accounting import Accounting, Budget, CallRecord, Reservation, Usage, estimate_tokens
 from .cache import Cache, CachedReply, cache_key, is_cacheable, resolve_cache
 from .errors import LLMRequestError, describe
@@ -49,6 +51,23 @@ class Completion:
     completion_tokens: int
     model: str | None = None
     tokens_estimated: bool = False
+    finish_reason: str | None = None  # the server's ("stop", "length", ...); None if unknown
+
+
+class Reply(str):
+    """The reply text, carrying the server's `finish_reason` ("length": cut off at the
+    token limit; None when the backend cannot tell). A plain `str` everywhere else;
+    `solvers.text.completeness.cut_off` reads the attribute."""
+
+    finish_reason: str | None = None
+
+    def __new__(cls, text: str, finish_reason: str | None = None) -> Reply:
+        reply = super().__new__(cls, text)
+        reply.finish_reason = finish_reason
+        return reply
+
+
+MAX_REASK_TOKENS = 8192  # a re-ask after a cut-off reply doubles max_tokens up to this
 
 
 @dataclass
@@ -165,7 +184,8 @@ class Backend:
         return f"<{self.name}>"
 
     def __call__(self, messages: Messages, **kwargs: Any) -> str:
-        """Send chat `messages` and return the reply text.
+        """Send chat `messages` and return the reply text (a `Reply`: a str with the
+        server's `.finish_reason`; a reply cut off at the token limit is never cached).
 
         Extra keyword arguments are sampling parameters for the model (temperature,
         max_tokens, seed, response_format, ...) plus tracekit's own: `rollout_id` (part of
@@ -227,6 +247,7 @@ class Backend:
             backend_name=self.name,
         )
         while not attempts.exhausted:
+            kwargs = self._room_after_cut(attempts, kwargs)
             reply = self._structured_call(attempts, kwargs)
             instance = attempts.take(reply)
             if instance is not None:
@@ -248,11 +269,21 @@ class Backend:
             backend_name=self.name,
         )
         while not attempts.exhausted:
+            kwargs = self._room_after_cut(attempts, kwargs)
             reply = await self._astructured_call(attempts, kwargs)
             instance = attempts.take(reply)
             if instance is not None:
                 return instance
         raise attempts.error()
+
+    def _room_after_cut(self, attempts: StructuredAttempts[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """After a cut-off reply, the next attempt gets twice the max_tokens (where set)."""
+        if not attempts.last_cut:
+            return kwargs
+        current = kwargs.get("max_tokens") or self.defaults.get("max_tokens")
+        if not isinstance(current, int) or isinstance(current, bool):
+            return kwargs
+        return {**kwargs, "max_tokens": min(2 * current, max(current, MAX_REASK_TOKENS))}
 
     # -- structured: one attempt, with capability fallback ----------------------------------
     def _structured_modes(self) -> list[StructuredMode]:
@@ -415,7 +446,8 @@ class Backend:
             ),
             reservation,
         )
-        if use_cache and self.cache is not None and request.cache_key is not None:
+        cut = done.finish_reason in LENGTH_REASONS
+        if use_cache and not cut and self.cache is not None and request.cache_key is not None:
             self.cache.put(
                 request.cache_key,
                 CachedReply(done.text, done.prompt_tokens, done.completion_tokens),
@@ -426,4 +458,4 @@ class Backend:
             "%s: %d+%d tokens in %.3fs", self.name, done.prompt_tokens,
             done.completion_tokens, latency,
         )
-        return done.text
+        return Reply(done.text, done.finish_reason)

@@ -34,17 +34,21 @@ def _accepted_kwargs(fn: Callable[..., Any]) -> bool | frozenset[str]:
     return frozenset(names)
 
 
-def _text_of(result: Any, fn_name: str) -> tuple[str, int | None, int | None]:
-    """Reply text (and token counts when reported) from what a callable returned."""
+def _text_of(result: Any, fn_name: str) -> tuple[str, int | None, int | None, str | None]:
+    """Reply text, token counts and finish reason (None where not reported) from what a
+    callable returned (a plain str has no finish reason; a `Reply` or ChatCompletion has)."""
     if isinstance(result, str):
-        return result, None, None
+        finish = getattr(result, "finish_reason", None)
+        return str(result), None, None, finish if isinstance(finish, str) else None
     choices = getattr(result, "choices", None)
     if choices:  # an openai ChatCompletion returned as-is
         usage = getattr(result, "usage", None)
+        finish = getattr(choices[0], "finish_reason", None)
         return (
             choices[0].message.content or "",
             getattr(usage, "prompt_tokens", None),
             getattr(usage, "completion_tokens", None),
+            finish if isinstance(finish, str) else None,
         )
     raise LLMError(
         f"The LLM callable {fn_name} returned {type(result).__name__}; it must return the "
@@ -115,11 +119,11 @@ class CallableBackend(Backend):
         return {k: v for k, v in request.params.items() if k in self._accepts}
 
     def _completion(self, request: Request, result: Any) -> Completion:
-        text, prompt_tokens, completion_tokens = _text_of(result, self.name)
+        text, prompt_tokens, completion_tokens, finish = _text_of(result, self.name)
         if prompt_tokens is None or completion_tokens is None:
             return Completion(text, request.prompt_estimate, estimate_tokens(text),
-                              tokens_estimated=True)
-        return Completion(text, int(prompt_tokens), int(completion_tokens))
+                              tokens_estimated=True, finish_reason=finish)
+        return Completion(text, int(prompt_tokens), int(completion_tokens), finish_reason=finish)
 
     def _retrying(self) -> Any:
         import tenacity

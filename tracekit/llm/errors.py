@@ -6,7 +6,7 @@ so that callers can catch one class and users can act on the text alone.
 
 from __future__ import annotations
 
-from tracekit.errors import TracekitError
+from tracekit.errors import TracekitError, message_of, type_name
 
 INSTALL_HINT = (
     "Install the embedded model with `make setup` (or `bash scripts/setup.sh`), or point "
@@ -88,7 +88,8 @@ class StructuredOutputError(LLMError):
 
 
 def describe(exc: BaseException) -> str:
-    """One line naming an exception, for messages and logs."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    """One line naming an exception, for messages and logs (never raises: see
+    `tracekit.errors.describe`)."""
+    text = message_of(exc, 300).strip().splitlines()
+    return f"{type_name(exc)}: {text[0] if text else ''}"
 

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
+from tracekit.errors import message_of
+
 from .accounting import Budget, estimate_tokens
 from .backend import Backend, Completion, Request
 from .cache import Cache
@@ -198,6 +200,7 @@ class OpenAICompatible(Backend):
     def _completion(self, request: Request, response: Any) -> Completion:
         try:
             text = response.choices[0].message.content or ""
+            finish = getattr(response.choices[0], "finish_reason", None)
         except (AttributeError, IndexError, TypeError) as exc:
             raise LLMRequestError(
                 f"{self.name} sent a reply without choices[0].message ({response!r:.200}); is "
@@ -206,9 +209,11 @@ class OpenAICompatible(Backend):
         usage = getattr(response, "usage", None)
         if usage is not None and usage.prompt_tokens is not None:
             return Completion(text, int(usage.prompt_tokens), int(usage.completion_tokens or 0),
-                              model=getattr(response, "model", None) or None)
+                              model=getattr(response, "model", None) or None,
+                              finish_reason=finish if isinstance(finish, str) else None)
         return Completion(text, request.prompt_estimate, estimate_tokens(text),
-                          tokens_estimated=True)
+                          tokens_estimated=True,
+                          finish_reason=finish if isinstance(finish, str) else None)
 
     def _translate(self, exc: Exception) -> Exception:
         """Map an `openai` exception to a tracekit one whose message says what to do."""
@@ -223,7 +228,7 @@ class OpenAICompatible(Backend):
             )
         if isinstance(exc, openai.APIConnectionError):
             return LLMConnectionError(
-                f"{where}: cannot connect ({exc}) after {self.max_retries} retries. Check that "
+                f"{where}: cannot connect ({message_of(exc, 300)}) after {self.max_retries} retries. Check that "
                 f"the server is running and that base_url is right."
             )
         if isinstance(exc, openai.AuthenticationError):
@@ -239,9 +244,9 @@ class OpenAICompatible(Backend):
                 400: "the server rejected the request",
             }.get(status, "server error after retries" if status >= 500 else "request failed")
             return LLMRequestError(f"{where}: HTTP {status}: {hint}. Server said: "
-                                   f"{str(exc)[:300]}", status_code=status)
+                                   f"{message_of(exc, 300)}", status_code=status)
         if isinstance(exc, openai.OpenAIError):
-            return LLMRequestError(f"{where}: {exc}")
+            return LLMRequestError(f"{where}: {message_of(exc, 300)}")
         if isinstance(exc, ValueError):  # a body that is not JSON
             return LLMRequestError(
                 f"{where}: the server's reply is not an OpenAI chat completion ({describe(exc)}). "

@@ -2,9 +2,11 @@
 
 `StructuredAttempts` holds the state of one structured call and is driven by the backend's
 sync or async loop, so both share one implementation. The order is fixed: ask (with the
-schema-constrained `response_format` the backend supports), validate with pydantic, try one
-JSON repair (`json_repair`, guided by the schema), and otherwise re-ask with the problem
-named — at most `max_reasks` times — before raising `StructuredOutputError`.
+schema-constrained `response_format` the backend supports), refuse a cut-off reply
+(`solvers.text.completeness.cut_off`; the backend then gives the next attempt more room),
+validate with pydantic, try one repair of malformed JSON's syntax (`json_repair`, not
+schema-guided), and otherwise re-ask with the problem named — at most `max_reasks` times —
+before raising `StructuredOutputError`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import re
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from solvers.text.completeness import cut_off
 
 from .errors import StructuredOutputError
 
@@ -92,20 +96,31 @@ def _summarize(error: ValidationError) -> str:
 
 
 def parse_reply(reply: str, schema: type[ModelT]) -> tuple[ModelT | None, str]:
-    """Validate `reply` as `schema`, with one JSON repair; returns (instance, problem)."""
+    """Validate `reply` as `schema`, with one JSON repair of its syntax (quotes, commas,
+    fences; not of types or missing fields); returns (instance, problem).
+
+    A cut-off reply (`solvers.text.completeness.cut_off`: finish_reason "length", or JSON
+    that never closes) is refused before any repair, which would complete the cut value.
+    """
+    why = cut_off(reply)
+    if why:
+        return None, why
     try:
         return schema.model_validate_json(reply), ""
     except ValidationError as error:
         first_problem = _summarize(error)
+    try:
+        json.loads(reply)
+        return None, first_problem  # well-formed JSON that does not validate: nothing to repair
+    except (ValueError, RecursionError):
+        pass
     from json_repair import repair_json  # imported on first need; pure Python
 
-    try:
-        repaired = repair_json(reply, return_objects=True, schema=schema)
-    except Exception:  # schema-guided repair gave up: try a plain repair
-        try:
-            repaired = repair_json(reply, return_objects=True)
-        except Exception:
-            repaired = ""
+    try:  # syntax only: a schema-guided repair would coerce wrong types (0 -> "0") and
+        # fill missing fields, hiding exactly what validation must refuse
+        repaired = repair_json(reply, return_objects=True)
+    except Exception:
+        repaired = ""
     if repaired in ("", None):
         return None, f"the reply contains no JSON ({first_problem})"
     try:
@@ -133,6 +148,7 @@ class StructuredAttempts(Generic[ModelT]):
         self.backend_name = backend_name
         self.messages = with_instruction(messages, instruction(schema))
         self.attempts: list[tuple[str, str]] = []
+        self.last_cut = False  # the last reply was cut off: the next one gets more room
 
     @property
     def exhausted(self) -> bool:
@@ -143,6 +159,7 @@ class StructuredAttempts(Generic[ModelT]):
         instance, problem = parse_reply(reply, self.schema)
         if instance is not None:
             return instance
+        self.last_cut = bool(cut_off(reply))
         self.attempts.append((reply, problem))
         self.messages = self.messages + [
             {"role": "assistant", "content": reply},

@@ -89,6 +89,8 @@ class TextSolver:
             "unknown_names": sorted({u for c in result.candidates for u in c.unknown}),
             # why replies were re-asked or dropped (a candidate keeps its last problem)
             "reply_problems": [c.error for c in result.candidates if c.error],
+            # replies refused as cut off (never repaired into a value), then re-asked
+            "cut_off_replies": sum(c.cut_off for c in result.candidates),
             "seconds": result.seconds,
             "llm_usage": spent.copy(),  # a tracekit.llm.Usage: calls, tokens, cost, cache hits
         }

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from tracekit.errors import describe
+
 
 @dataclass
 class Outcome:
@@ -260,7 +262,7 @@ def _ray_task(fn: Callable[[Any], Any], item: Any) -> tuple[Any, BaseException |
 
             pickle.dumps(error)
         except Exception:
-            error = RuntimeError(f"{type(error).__name__}: {error}")
+            error = RuntimeError(describe(error))
     return outcome.value, error, outcome.traceback
 
 

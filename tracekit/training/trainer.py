@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tracekit import arguments
 from tracekit.context import no_trace
-from tracekit.errors import FeedbackError, StateDictError
+from tracekit.errors import FeedbackError, StateDictError, describe
 from tracekit.feedback import Feedback, loss_to_float
 from tracekit.llm.accounting import Usage
 from tracekit.nodes import Node, short_repr
@@ -139,7 +140,7 @@ class Evaluate:
                 with no_trace():
                     out = call(self.workflow, example)
         except Exception as exc:
-            return self._failed(index, None, f"the workflow raised {type(exc).__name__}: {exc}")
+            return self._failed(index, None, f"the workflow raised {describe(exc)}")
         if _is_awaitable(out):
             return self._finish_async(index, example, out)
         return self._score(index, example, out)
@@ -152,7 +153,7 @@ class Evaluate:
                 with no_trace():
                     out = await awaitable
         except Exception as exc:
-            return self._failed(index, None, f"the workflow raised {type(exc).__name__}: {exc}")
+            return self._failed(index, None, f"the workflow raised {describe(exc)}")
         result = self._score(index, example, out)
         if _is_awaitable(result):
             result = await result
@@ -166,7 +167,7 @@ class Evaluate:
         try:
             raw = self.metric(prediction, example)
         except Exception as exc:
-            return self._failed(index, output, f"the metric raised {type(exc).__name__}: {exc}",
+            return self._failed(index, output, f"the metric raised {describe(exc)}",
                                 prediction)
         if _is_awaitable(raw):
             return self._score_async(index, output, prediction, raw)
@@ -176,7 +177,7 @@ class Evaluate:
         try:
             value = await raw
         except Exception as exc:
-            return self._failed(index, output, f"the metric raised {type(exc).__name__}: {exc}", prediction)
+            return self._failed(index, output, f"the metric raised {describe(exc)}", prediction)
         return self._result(index, output, prediction, value)
 
     def _result(self, index: int, output: Any, prediction: Any, raw: Any) -> ExampleResult:
@@ -373,6 +374,24 @@ class Trainer:
         for attr in ("params", "names", "zero_feedback", "backward", "step", "state_dict"):
             if not hasattr(optimizer, attr):
                 raise TypeError(f"optimizer must be a tk.Optimizer (missing {attr!r}), got {type(optimizer).__name__}")
+        for name, data in (("train", train), ("val", val)):
+            if data is not None and (isinstance(data, (str, bytes, dict))
+                                     or not hasattr(data, "__iter__")):
+                raise TypeError(f"{name} must be a list of examples, got {type(data).__name__}")
+        arguments.function("call", call, "a callable call(workflow, example)", optional=True)
+        arguments.count("batch_size", batch_size)
+        for name, value in (("epochs", epochs), ("max_steps", max_steps), ("patience", patience),
+                            ("trace_examples", trace_examples)):
+            arguments.count(name, value, optional=True)
+        arguments.count("max_concurrency", max_concurrency)
+        arguments.count("feedback_chars", feedback_chars)
+        arguments.count("seed", seed, minimum=0)
+        arguments.number("error_score", error_score)
+        arguments.number("min_delta", min_delta, minimum=0.0)
+        for name, value in (("higher_is_better", higher_is_better), ("revert_on_worse", revert_on_worse),
+                            ("resume", resume), ("progress", progress)):
+            arguments.flag(name, value)
+        arguments.path("run_dir", run_dir)
         self.train_set = list(train)
         if not self.train_set:
             raise ValueError("the training set is empty")
