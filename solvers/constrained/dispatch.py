@@ -101,7 +101,9 @@ class _Graded:
 
 def _grade_status(m, backend_status: list[str], messages: list[str], feas_tol: float, kkt_tol: float,
                   unbounded: float = 1e20) -> tuple[torch.Tensor, list[str], list[str]]:
-    success = m.finite & (m.violation <= feas_tol) & (m.kkt <= kkt_tol)
+    # a point out where the objective is below -1e20 is a diverged iterate, never a solution
+    # (its KKT residual can read 0 in floating point)
+    success = m.finite & (m.violation <= feas_tol) & (m.kkt <= kkt_tol) & (m.f >= -unbounded)
     status, msgs = [], []
     for b in range(len(backend_status)):
         s, msg = backend_status[b], messages[b]

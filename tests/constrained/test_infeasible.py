@@ -55,3 +55,11 @@ def test_a_cvxpy_problem_proved_infeasible_says_so():
     x = cp.Variable(2)
     r = minimize(cp.Problem(cp.Minimize(cp.sum_squares(x)), [x[0] >= 1, x[0] <= 0]))
     assert r.status == "infeasible" and r.message.startswith("infeasible")
+
+
+@pytest.mark.parametrize("method", ["auglag", "auto"])
+def test_a_diverged_unbounded_problem_is_never_graded_optimal(method):
+    # -sum(x) with no constraints: the iterates run off to 1e21 where the KKT residual
+    # reads 0 in floating point; that point is no solution
+    res = minimize(lambda x: -x.sum(), [0.0, 0.0], method=method)
+    assert not res.success and res.status == "unbounded"
