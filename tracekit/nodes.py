@@ -8,6 +8,7 @@ outputs of a workflow frees its whole graph.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import math
 import operator
@@ -244,6 +245,10 @@ class Node:
 
     def len(self) -> Node:
         return apply_op(OPS["len"], (self,))
+
+    def clone(self) -> Node:
+        """A traced copy: a new node holding a deep copy of the value, with this node as parent."""
+        return apply_op(OPS["clone"], (self,))
 
     def format(self, *args: Any, **kwargs: Any) -> Node:
         """Traced `str.format` on the node's text."""
@@ -602,6 +607,7 @@ _OP_TABLE: dict[str, tuple[Callable, str]] = {
     "contains": (lambda c, x: x in c, "{1} in {0}"), "len": (len, "len({0})"),
     "keys": (lambda d: list(d.keys()), "list({0}.keys())"),
     "values": (lambda d: list(d.values()), "list({0}.values())"),
+    "clone": (lambda v: v.clone() if _is_tensor(v) else copy.deepcopy(v), "copy.deepcopy({0})"),
     "call": (lambda f, *a, **k: f(*a, **k), "call"),
     "format": (lambda t, *a, **k: t.format(*a, **k), "format"),
 }
