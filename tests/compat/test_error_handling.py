@@ -153,7 +153,7 @@ def test_error_in_a_comprehension():
     def top_fun(x):
         if False:
             u = [1]
-        x = [u[i] for i in range(3)]  # noqa: F821
+        x = [u[i] for i in range(3)]  # noqa: F821, F841
         return
 
     with pytest.raises(ExecutionError) as info:
