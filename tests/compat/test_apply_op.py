@@ -1,23 +1,57 @@
 """Port of Trace's tests/unit_tests/test_apply_op.py: `apply_op` broadcasts an operator over
-the nodes of containers of the same structure. tracekit has no NodeContainer broadcasting."""
+the nodes of containers of the same structure."""
 
-from tests.compat.helpers import differs
-
-
-@differs("not supported: tracekit has no NodeContainer / apply_op broadcasting over the fields "
-         "of objects; write the loop over the fields (each operation is traced)")
-def test_apply_op_broadcasts_over_containers():
-    from tracekit.trace import apply_op  # noqa: F401
+from tracekit.trace import NodeContainer, apply_op, node
+from tracekit.trace import operators as ops
 
 
-def test_the_loop_that_replaces_apply_op():
-    from tracekit.trace import node
-    from tracekit.trace import operators as ops
+class SubContainer(NodeContainer):
+    def __init__(self, y):
+        self.y = node(y)
 
-    foo = {"x": node("foo"), "list_x": [node("foo1"), node("foo2")]}
-    bar = {"x": node("bar"), "list_x": [node("bar1"), node("bar2")]}
-    foobar = {"x": ops.add(foo["x"], bar["x"]),
-              "list_x": [ops.add(a, b) for a, b in zip(foo["list_x"], bar["list_x"])]}
-    assert foobar["x"].data == "foobar"
-    assert foo["x"] in foobar["x"].parents and bar["x"] in foobar["x"].parents
-    assert [n.data for n in foobar["list_x"]] == ["foo1bar1", "foo2bar2"]
+
+class Container(NodeContainer):
+    def __init__(self, x, v):
+        self.x = node(x)
+        self.list_x = [node(x + "1"), node(x + "2")]
+        self.dict_x = dict(v=v, x=[node(x + "1"), node(x + "2")])
+        self.sub_x = SubContainer(x)
+
+
+def test_add_over_containers():
+    foo = Container("foo", 1)
+    bar = Container("bar", 2)
+    foobar = Container("not_foobar", 3)
+    foobar2 = apply_op(ops.add, foobar, foo, bar)
+    assert foobar == foobar2  # no copy is made
+    assert foobar.x.data == "foobar"
+    assert foo.x in foobar.x.parents and bar.x in foobar.x.parents
+    assert foobar.list_x[0].data == "foo1bar1"
+    assert foobar.list_x[1].data == "foo2bar2"
+    assert foobar.dict_x["v"] == 3
+    assert foobar.dict_x["x"][0].data == "foo1bar1"
+    assert foobar.dict_x["x"][1].data == "foo2bar2"
+    assert foobar.sub_x.y.data == "foobar"
+
+
+def test_list_and_dict():
+    foo = Container("foo", 1)
+    bar = Container("bar", 2)
+    foobar = apply_op(ops.add, Container("not_foobar", 3), foo, bar)
+    foobar = apply_op(lambda *args: list(args), foobar, foo, bar)
+    assert foobar.x[0].data == "foo"
+    assert foobar.x[1].data == "bar"
+    assert foobar.dict_x["v"] == 3
+    assert foobar.dict_x["x"][0][0].data == "foo1"
+    assert foobar.dict_x["x"][0][1].data == "bar1"
+    assert foobar.dict_x["x"][1][0].data == "foo2"
+    assert foobar.dict_x["x"][1][1].data == "bar2"
+
+    foobar = apply_op(dict, foobar, foo=foo, bar=bar)
+    assert foobar.x["foo"].data == "foo"
+    assert foobar.x["bar"].data == "bar"
+    assert foobar.dict_x["v"] == 3
+    assert foobar.dict_x["x"][0]["foo"].data == "foo1"
+    assert foobar.dict_x["x"][0]["bar"].data == "bar1"
+    assert foobar.dict_x["x"][1]["foo"].data == "foo2"
+    assert foobar.dict_x["x"][1]["bar"].data == "bar2"

@@ -3,6 +3,7 @@ only with an OpenAI key). The scripted model answers in OptoPrime's reply format
 ({"reasoning", "suggestion": {name: value}}); what is tested is the loop and the update."""
 
 import json
+import pickle
 
 import pytest
 
@@ -148,9 +149,7 @@ def test_feedback_given_directly_to_a_parameter():
     assert x.data == 3
 
 
-@differs("there is no optimizer.log; the step reports are in optimizer.history (StepReport "
-         "objects: print them, or read report.changes)")
-def test_log_saves_as_json(tmp_path):
+def test_log_saves_as_json_and_pickle(tmp_path):
     x = node(-1, trainable=True, name="x")
     llm = Scripted(3)
     llm.names = ["x"]
@@ -159,6 +158,8 @@ def test_log_saves_as_json(tmp_path):
     optimizer.backward(x, "test")
     optimizer.step()
     (tmp_path / "log.json").write_text(json.dumps(optimizer.log))
+    (tmp_path / "log.pik").write_bytes(pickle.dumps(optimizer.log))
+    assert optimizer.log[0]["changes"][0]["new"] == "3"
 
 
 def test_unknown_option_is_refused():

@@ -15,8 +15,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import os
+from pathlib import Path
+
 from tracekit.bundled import BoundBundle, BundledFunction
 from tracekit.errors import InvalidOptionError, TracekitError
+from tracekit.module import Module
 from tracekit.nodes import ExceptionNode, ParameterNode
 
 _NAMED = re.compile(r"^\s*\[([^\]]+)\]\s*(.*)$", re.DOTALL)
@@ -46,11 +50,27 @@ class TraceBundle(BundledFunction):
         """The code parameter of a trainable function (Trace's `fun.parameter`); None otherwise."""
         return self.code_param_for(None)
 
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the function's code parameter (Trace's `fun.save`), as `tk.Module.save` does:
+        a JSON manifest, no pickle."""
+        return _FunctionState(self).save(path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Load code saved by `save`; code that does not compile is refused (StateDictError)."""
+        _FunctionState(self).load(path)
+
     def _call(self, instance: Any, args: tuple, kwargs: dict) -> Any:
         return _raise_failure(super()._call(instance, args, kwargs))
 
     async def _acall(self, instance: Any, args: tuple, kwargs: dict) -> Any:
         return _raise_failure(await super()._acall(instance, args, kwargs))
+
+
+class _FunctionState(Module):
+    """The state of one bundled function, saved and loaded like a model's."""
+
+    def __init__(self, fn: BundledFunction) -> None:
+        self.function = fn
 
 
 class TraceBoundBundle(BoundBundle):

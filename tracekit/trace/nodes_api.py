@@ -22,3 +22,16 @@ def node(value: Any, name: str | None = None, trainable: bool = False, descripti
         description = f"{description or ''} Constraint: {constraint}".strip()
     choices = [False, True] if isinstance(data, bool) else None
     return param(data, name=name, description=description, choices=choices)
+
+
+def to_data(obj: Any) -> Any:
+    """Trace's `to_data`: `obj` with every node replaced by its value, also nodes inside
+    lists, tuples, sets and dicts (keys included) and containers held by nodes."""
+    if isinstance(obj, Node):
+        return to_data(obj.raw)
+    if isinstance(obj, dict):
+        return {to_data(k): to_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        items = [to_data(v) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    return obj

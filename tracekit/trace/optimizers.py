@@ -32,6 +32,17 @@ class TraceOptimizer(Optimizer):
         """The parameters being optimized (Trace's attribute; tracekit's is `params`)."""
         return self.params
 
+    @property
+    def log(self) -> list[dict[str, Any]]:
+        """Trace's `optimizer.log`: one JSON-ready dict per step, made from `history` (the
+        step reports): each parameter's old and new value preview, whether it changed and why."""
+        return [{"step": i, "llm_calls": r.llm_calls, "prompt_tokens": r.prompt_tokens,
+                 "completion_tokens": r.completion_tokens,
+                 "changes": [{"name": c.name, "kind": c.kind, "solver": c.solver, "old": str(c.old),
+                              "new": str(c.new), "changed": c.changed, "reason": c.reason}
+                             for c in r.changes]}
+                for i, r in enumerate(self.history)]
+
     def backward(self, output: Node, feedback: Any = "", retain_graph: bool = False,
                  visualize: bool = False, **ignored: Any) -> Any:
         """Attach feedback to the parameters `output` depends on. Trace's default feedback
