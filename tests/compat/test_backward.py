@@ -33,7 +33,7 @@ def test_graph_of_each_parameter():
     y = node(1, name="y", trainable=True)
     output = (x * 2 + y * 3) + 1
     tk.backward(output, "test feedback")
-    for p, other in ((x, y), (y, x)):
+    for p in (x, y):
         record = p.feedback[0]
         assert record.feedback.text == "test feedback"
         nodes = record.graph.nodes
@@ -66,5 +66,5 @@ def test_feedback_is_a_dict_by_child():
     x = node(1, name="x", trainable=True)
     output = x * 2
     tk.backward(output, "test feedback")
-    for k, v in x.feedback.items():
+    for _k, v in x.feedback.items():
         assert v[0].user_feedback == "test feedback"

@@ -7,7 +7,6 @@ import pickle
 
 import pytest
 
-from tests.compat.helpers import differs
 from tracekit.trace import OptoPrime, bundle, node
 
 

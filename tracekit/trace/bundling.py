@@ -11,12 +11,11 @@ propagates, as in Trace.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
-from typing import Any
-
-import os
 from pathlib import Path
+from typing import Any
 
 from tracekit.bundled import BoundBundle, BundledFunction
 from tracekit.errors import InvalidOptionError, TracekitError
