@@ -246,6 +246,14 @@ class Node:
     def len(self) -> Node:
         return apply_op(OPS["len"], (self,))
 
+    def getattr(self, name: str) -> Node:
+        """Traced attribute access by name: `node.getattr("x")` is `node.x` (Trace's spelling)."""
+        return apply_op(OPS["getattr"], (self, _as_node(name)))
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Node:
+        """Traced method call by name: `node.call("add", 2)` is `node.add(2)` (Trace's spelling)."""
+        return self.getattr(name)(*args, **kwargs)
+
     def clone(self) -> Node:
         """A traced copy: a new node holding a deep copy of the value, with this node as parent."""
         return apply_op(OPS["clone"], (self,))

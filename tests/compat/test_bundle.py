@@ -264,6 +264,37 @@ def test_external_dependencies_are_inputs():
     assert "a" in z.inputs and "b" in z.inputs
 
 
+class Bar:
+    def __init__(self):
+        self.node = node(1)
+        self.non_node = 2
+
+    def trace_fun(self, x):
+        return self.node * 2
+
+    def non_trace_fun(self):
+        return self.non_node * 2
+
+
+def test_getattr_and_call():
+    """Trace first checks that `foo.node` raises AttributeError (it only prints); in tracekit
+    attribute access on a node is traced, so that line is left out."""
+    foo = node(Bar())
+    x = node("x")
+    attr = foo.getattr("node")
+    assert attr == 1 and contain(attr.parents, foo)
+    attr = foo.getattr("non_node")
+    assert attr == 2
+    fun = foo.getattr("non_trace_fun")
+    assert fun() == 4
+    fun = foo.getattr("trace_fun")
+    assert fun(x) == 2
+    y = foo.call("non_trace_fun")
+    assert y == 4 and contain(y.parents[0].parents, foo)
+    y = foo.call("trace_fun", x)
+    assert y == 2 and contain(y.parents, x)
+
+
 class Foo:
     def __init__(self):
         self.x = node(1)
@@ -272,31 +303,31 @@ class Foo:
         return y + 1 + self.x  # node
 
 
-@differs("attribute access and method calls on a node are traced directly (node.x, "
-         "node.add(2)); Trace's node.getattr('x') / node.call('add', 2) spellings are "
-         "operators.node_getattr(node, 'x') / operators.call(node.add, 2)")
-def test_getattr_and_call_methods():
+def test_getattr_and_call_of_a_node_attribute():
     node_f = node(Foo())
     y = node_f.getattr("x")
     assert len(y.parents) == 2
-    z2 = node_f.call("add", 2)
-    assert z2 == 4
-
-
-def test_getattr_and_call_on_a_node():
-    node_f = node(Foo())
-    y = node_f.x
-    assert len(y.parents) == 2
     assert "getattr" in y.name
-    assert y == node_f.data.x
-    add = node_f.add
+    assert y == node_f.data.x  # value
+    add = node_f.getattr("add")
     z = add(node(2))
     assert len(z.parents) == 2
     assert contain(z.parents, add)
     assert contain(z.parents[0].parents, node_f)
-    z2 = node_f.add(2)
+    z2 = node_f.call("add", 2)
     assert z2 == z
     assert contain(z2.parents[0].parents, node_f)
+    z2 = node_f.call("add", node(2))
+    assert z2 == z
+    assert contain(z2.parents[0].parents, node_f)
+
+
+def test_attribute_access_on_a_node():
+    node_f = node(Foo())
+    y = node_f.x
+    assert len(y.parents) == 2
+    z2 = node_f.add(2)
+    assert z2 == node_f.call("add", 2)
 
 
 @trainable_modes

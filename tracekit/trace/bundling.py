@@ -11,8 +11,11 @@ propagates, as in Trace.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,12 @@ class TraceBundle(BundledFunction):
         """The code parameter of a trainable function (Trace's `fun.parameter`); None otherwise."""
         return self.code_param_for(None)
 
+    @property
+    def info(self) -> dict[str, Any]:
+        """Trace's `fun.info`: `source`, the code under the bundle decorator (decorators
+        below it included), and `line_number`, the line of its first line in the file."""
+        return _decorated_source(self.fn)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Save the function's code parameter (Trace's `fun.save`), as `tk.Module.save` does:
         a JSON manifest, no pickle."""
@@ -80,6 +89,27 @@ class TraceBoundBundle(BoundBundle):
     @property
     def parameter(self) -> ParameterNode | None:
         return self.bundle.code_param_for(self.instance)
+
+
+def _decorated_source(fn: Callable) -> dict[str, Any]:
+    try:
+        lines, start = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        return {"source": "", "line_number": None}
+    text = textwrap.dedent("".join(lines))
+    skip = 0
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        tree = None
+    if tree is not None and tree.body and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
+        for decorator in tree.body[0].decorator_list:
+            target = decorator.func if isinstance(decorator, ast.Call) else decorator
+            name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+            if name == "bundle":
+                skip = decorator.end_lineno  # the lines up to the end of the bundle decorator
+    body = text.splitlines()[skip:]
+    return {"source": "\n".join(body).rstrip("\n"), "line_number": start + skip}
 
 
 def _raise_failure(result: Any) -> Any:
