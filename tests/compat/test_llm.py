@@ -1,11 +1,11 @@
 """Port of Trace's tests/unit_tests/test_llm.py: calling the configured LLM with chat
-messages. Trace's `LLM()` is `tk.llm.default()` (the embedded model unless configured); a
-call returns the reply text rather than an OpenAI completion object."""
+messages and reading the reply as from an OpenAI completion. Trace runs it only with a key;
+here with a scripted backend, and with the embedded model (real_llm)."""
 
 import pytest
 
-import tracekit as tk
-from tests.compat.helpers import differs
+from tracekit.trace import LLM
+from tracekit.trace import operators as ops
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 USER_PROMPT = "Hello world."
@@ -17,19 +17,26 @@ def echo(messages, **kwargs):
 
 
 def test_call_with_messages():
-    llm = tk.llm.as_backend(echo)
+    llm = LLM(llm=echo)
     output = llm(messages=MESSAGES)
-    assert output == "echo: Hello world."
+    response = output.choices[0].message.content
+    assert response == "echo: Hello world."
+    assert llm.create(messages=MESSAGES).choices[0].message.content == response
 
 
-@differs("a backend call returns the reply text (str), not an OpenAI ChatCompletion: write "
-         "llm(messages) instead of llm(messages=...).choices[0].message.content")
-def test_reply_is_a_completion_object():
-    llm = tk.llm.as_backend(echo)
-    assert llm(messages=MESSAGES).choices[0].message.content == "echo: Hello world."
+def test_call_llm_operator():
+    import tracekit as tk
+
+    tk.llm.set_default(echo)
+    try:
+        out = ops.call_llm(SYSTEM_PROMPT, USER_PROMPT)
+    finally:
+        tk.llm.set_default(None)
+    assert out.data == "echo: Hello world."
 
 
 @pytest.mark.real_llm
 def test_default_model_replies(embedded_llm):
-    output = embedded_llm(messages=MESSAGES, max_tokens=8)
-    assert isinstance(output, str) and output.strip()
+    output = LLM(llm=embedded_llm)(messages=MESSAGES, max_tokens=8)
+    response = output.choices[0].message.content
+    assert isinstance(response, str) and response.strip()

@@ -107,8 +107,9 @@ def test_identity_and_clone():
     assert contain(z_clone.parents, z) and len(z_clone.parents) == 1
 
 
-@differs("copy.deepcopy copies a node together with its history (the parents are copied too); "
-         "for a detached copy write node(copy.deepcopy(z.data)), for a traced one z.clone()")
+@differs("copy.deepcopy copies a node together with its history (the parents are copied too), "
+         "so that deep copies of feedback records and optimizers keep whole graphs; for a "
+         "detached copy write node(copy.deepcopy(z.data)), for a traced one z.clone()")
 def test_deepcopy_detaches():
     z = ops.getitem(node([1, 2, 3]), node(0))
     z_copy = copy.deepcopy(z)

@@ -15,12 +15,13 @@ from tracekit.trace import operators
 from tracekit.trace.broadcast import NodeContainer, apply_op
 from tracekit.trace.bundling import ExecutionError, TraceBundle, bundle
 from tracekit.trace.containers import Map, Seq
+from tracekit.trace.language_model import LLM
 from tracekit.trace.modeling import Module, model
 from tracekit.trace.nodes_api import node, to_data
 from tracekit.trace.optimizers import OptoPrime, TraceOptimizer
 
 __all__ = [
-    "ExceptionNode", "ExecutionError", "Map", "MessageNode", "Module", "Node", "NodeContainer", "OptoPrime",
+    "ExceptionNode", "ExecutionError", "LLM", "Map", "MessageNode", "Module", "Node", "NodeContainer", "OptoPrime",
     "ParameterNode", "Seq", "TraceBundle", "TraceOptimizer", "apply_op", "bundle", "model", "node",
     "operators", "stop_tracing", "to_data",
 ]

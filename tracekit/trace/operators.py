@@ -1,8 +1,8 @@
 """Trace's `operators` module: each operator is a small Python function traced with
 `bundle` (as in Trace), so `ops.add(x, y)` records one call with inputs `x` and `y`.
 
-Names, argument names and results follow Trace's `opto.trace.operators`. `call_llm` is
-not provided (use tk.llm; see docs/coming-from-trace.md).
+Names, argument names and results follow Trace's `opto.trace.operators`; `call_llm` asks
+the default backend (`tk.llm.default()`).
 """
 
 from __future__ import annotations
@@ -447,3 +447,12 @@ def set_symmetric_difference_update(x: Any, y: Any) -> Any:
 def set_update(x: Any, y: Any) -> Any:
     x.update(y)
     return x
+
+
+@bundle("[call_llm] Query the language model of system_prompt with user_prompts.")
+def call_llm(system_prompt: Any, *user_prompts: Any, **kwargs: Any) -> Any:
+    from tracekit.trace.language_model import LLM
+
+    messages = [{"role": "system", "content": system_prompt}]
+    messages += [{"role": "user", "content": prompt} for prompt in user_prompts]
+    return LLM()(messages=messages, **kwargs).choices[0].message.content
