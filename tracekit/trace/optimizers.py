@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tracekit.feedback import Feedback
-from tracekit.nodes import Node, ParameterNode
+from tracekit.nodes import Node, ParameterNode, TracedError
 from tracekit.optimizer import Optimizer, StepReport
 
 #: OptoPrime keywords with a tk.Optimizer option of the same meaning.
@@ -46,7 +46,10 @@ class TraceOptimizer(Optimizer):
     def backward(self, output: Node, feedback: Any = "", retain_graph: bool = False,
                  visualize: bool = False, **ignored: Any) -> Any:
         """Attach feedback to the parameters `output` depends on. Trace's default feedback
-        is an empty text; `visualize` is ignored (draw with `tk.render(output, path)`)."""
+        is an empty text; an exception node's `data` given as feedback is used as its text;
+        `visualize` is ignored (draw with `tk.render(output, path)`)."""
+        if isinstance(feedback, TracedError):  # Trace programs feed exception_node.data back
+            feedback = str(feedback)
         if isinstance(feedback, str) and not feedback:
             feedback = Feedback(text="")
         return super().backward(output, feedback, retain_graph=retain_graph)
