@@ -51,3 +51,15 @@ def test_seq_indexed_by_a_node_does_not_crash_the_program():
         b[a]
     except Exception:
         pass
+
+
+def test_a_model_finds_the_parameters_in_its_containers():
+    from tracekit.trace import model
+
+    @model
+    class Agent:
+        def __init__(self):
+            self.tools = Seq([node("search", trainable=True), 1])
+            self.prompts = Map({"system": node("Be brief.", trainable=True)})
+
+    assert [p.data for p in Agent().parameters()] == ["search", "Be brief."]

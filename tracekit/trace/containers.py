@@ -1,9 +1,9 @@
 """Trace's `Seq` and `Map`: a list and a dict that report the parameters they hold
-(keys included), so that they can be attributes of a model or given to an optimizer."""
+(keys included). They are `list` and `dict` subclasses, so a model holding one finds the
+parameters inside as it does in plain lists and dicts."""
 
 from __future__ import annotations
 
-from collections import UserDict, UserList
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,17 +32,17 @@ def _parameters(value: Any, seen: set[int]) -> Iterator[ParameterNode]:
         yield from value.parameters()
 
 
-class Seq(UserList):
+class Seq(list):
     """A list of values, nodes and containers: `Seq([1, x])` or `Seq(1, x)`."""
 
     def __init__(self, *args: Any) -> None:
-        if len(args) == 1 and isinstance(args[0], (list, tuple, UserList)):
+        if len(args) == 1 and isinstance(args[0], (list, tuple)):
             super().__init__(args[0])
         else:
             super().__init__(args)
 
     def _own_parameters(self, seen: set[int]) -> Iterator[ParameterNode]:
-        for item in self.data:
+        for item in self:
             yield from _parameters(item, seen)
 
     def parameters(self) -> list[ParameterNode]:
@@ -53,14 +53,14 @@ class Seq(UserList):
         return {p.name: p for p in self.parameters()}
 
 
-class Map(UserDict):
+class Map(dict):
     """A dict whose keys and values may be parameters (Trace's `Map`)."""
 
     def __init__(self, mapping: Any = None) -> None:
         super().__init__(mapping or {})
 
     def _own_parameters(self, seen: set[int]) -> Iterator[ParameterNode]:
-        for key, item in self.data.items():
+        for key, item in self.items():
             yield from _parameters(key, seen)
             yield from _parameters(item, seen)
 
