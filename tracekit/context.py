@@ -38,3 +38,8 @@ def no_trace() -> Iterator[None]:
 def is_tracing() -> bool:
     """True when a bundled function called here would record a node."""
     return used_nodes.get() is None
+
+
+def tracing_disabled() -> bool:
+    """True inside `no_trace()` (and only there): operators then record no parents."""
+    return isinstance(used_nodes.get(), _Discard)

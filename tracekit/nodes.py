@@ -8,6 +8,7 @@ outputs of a workflow frees its whole graph.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import math
 import operator
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tracekit import arguments, kinds
-from tracekit.context import used_nodes
+from tracekit.context import tracing_disabled, used_nodes
 from tracekit.errors import InvalidValueError
 
 KINDS = ("text", "code", "numeric", "categorical")
@@ -124,6 +125,11 @@ class Node:
         return "const"
 
     @property
+    def inputs(self) -> dict[str, Node]:
+        """Argument name -> input node; a leaf (constant, input, parameter) has none."""
+        return {}
+
+    @property
     def py_name(self) -> str:
         """The name made into a Python identifier, for code lines shown to an LLM."""
         return "".join(c if c.isalnum() or c == "_" else "_" for c in self.name)
@@ -191,12 +197,41 @@ class Node:
         return apply_op(OPS["getattr"], (self, Node(attr)))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Node:
-        """Call the node's value (for example a method reached by attribute access)."""
+        """Call the node's value (for example a method reached by attribute access).
+
+        Nodes inside list, tuple and dict arguments are unwrapped to their values and
+        become parents of the result (`node("+").join([x, y])`)."""
         if not callable(self._data):
             raise TypeError(f"data of node {self.name!r} ({type(self._data).__name__}) is not callable")
-        nodes = (self,) + tuple(_as_node(a) for a in args) + tuple(_as_node(v) for v in kwargs.values())
-        names = ("fn",) + tuple(f"arg{i}" for i in range(len(args))) + tuple(kwargs)
-        return apply_op(OPS["call"], nodes, names, kw_count=len(kwargs))
+        parents: list[Node] = [self]
+        names: list[str] = ["fn"]
+        call_args = [_call_argument(a, f"arg{i}", parents, names) for i, a in enumerate(args)]
+        call_kwargs = {k: _call_argument(v, k, parents, names) for k, v in kwargs.items()}
+        if tracing_disabled():
+            return Node(self._data(*call_args, **call_kwargs))
+        if any(p.is_error for p in parents):
+            return _propagate_error(OPS["call"], tuple(parents), tuple(names))
+        return MessageNode(self._data(*call_args, **call_kwargs), tuple(parents), tuple(names), OPS["call"])
+
+    # --- dict views: lists of nodes, so that `for k, v in node.items()` and `{}.update(node)` work
+    def keys(self) -> list[Node]:
+        """Traced keys of a dict node (each `keys_node[i]`); other data: its own `keys()`."""
+        if not isinstance(self._data, dict):
+            return self.__getattr__("keys")()
+        return list(self)
+
+    def values(self) -> list[Node]:
+        """Traced values of a dict node (each `values_node[i]`); other data: its own `values()`."""
+        if not isinstance(self._data, dict):
+            return self.__getattr__("values")()
+        values = apply_op(OPS["values"], (self,))
+        return [values[i] for i in range(len(self._data))]
+
+    def items(self) -> list[tuple[Node, Node]]:
+        """Traced (key, value) pairs of a dict node: `value = node[key]`; other data: its `items()`."""
+        if not isinstance(self._data, dict):
+            return self.__getattr__("items")()
+        return [(k, self[k]) for k in self.keys()]
 
     # --- traced methods that have no operator -------------------------------------
     def eq(self, other: Any) -> Node:
@@ -211,6 +246,18 @@ class Node:
     def len(self) -> Node:
         return apply_op(OPS["len"], (self,))
 
+    def getattr(self, name: str) -> Node:
+        """Traced attribute access by name: `node.getattr("x")` is `node.x` (Trace's spelling)."""
+        return apply_op(OPS["getattr"], (self, _as_node(name)))
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Node:
+        """Traced method call by name: `node.call("add", 2)` is `node.add(2)` (Trace's spelling)."""
+        return self.getattr(name)(*args, **kwargs)
+
+    def clone(self) -> Node:
+        """A traced copy: a new node holding a deep copy of the value, with this node as parent."""
+        return apply_op(OPS["clone"], (self,))
+
     def format(self, *args: Any, **kwargs: Any) -> Node:
         """Traced `str.format` on the node's text."""
         nodes = (self,) + tuple(_as_node(a) for a in args) + tuple(_as_node(v) for v in kwargs.values())
@@ -224,6 +271,8 @@ class Node:
         parents: list[Node] = []
         call_args = [_collect(a, parents) for a in args]
         call_kwargs = {k: _collect(v, parents) for k, v in kwargs.items()}
+        if tracing_disabled():
+            return Node(func(*call_args, **call_kwargs))
         name = getattr(func, "__name__", "torch_op")
         op = Op(f"torch.{name}", f"torch.{name}(" + ", ".join(f"{{{i}}}" for i in range(len(parents))) + ")")
         if any(p.is_error for p in parents):
@@ -233,12 +282,41 @@ class Node:
 
 
 def _collect(value: Any, parents: list[Node]) -> Any:
+    """`value` with the nodes inside it (also in lists, tuples and dicts) replaced by their
+    values; those nodes are appended to `parents`."""
     if isinstance(value, Node):
         parents.append(value)
         return value._data
-    if isinstance(value, (list, tuple)):
-        return type(value)(_collect(v, parents) for v in value)
+    if isinstance(value, (list, tuple)) and any(_holds_node(v) for v in value):
+        items = [_collect(v, parents) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict) and any(_holds_node(k) or _holds_node(v) for k, v in value.items()):
+        return {_collect(k, parents): _collect(v, parents) for k, v in value.items()}
     return value
+
+
+def _holds_node(value: Any) -> bool:
+    if isinstance(value, Node):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_node(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_node(k) or _holds_node(v) for k, v in value.items())
+    return False
+
+
+def _call_argument(value: Any, name: str, parents: list[Node], names: list[str]) -> Any:
+    """The value passed for one argument of a traced call; its nodes join `parents`."""
+    if not isinstance(value, Node) and _holds_node(value):
+        inner: list[Node] = []
+        plain = _collect(value, inner)
+        parents.extend(inner)
+        names.extend(f"{name}_{i}" for i in range(len(inner)))
+        return plain
+    n = _as_node(value)
+    parents.append(n)
+    names.append(name)
+    return n._data
 
 
 def _values_equal(a: Any, b: Any) -> bool:
@@ -516,9 +594,11 @@ def apply_op(op: Op, parents: tuple[Node, ...], argnames: tuple[str, ...] | None
     """Run a built-in op on node values and record the result as a MessageNode."""
     if argnames is None:
         argnames = _ARGNAMES[len(parents)]
-    for p in parents:
-        if p.is_error:
-            return _propagate_error(op, parents, argnames)
+    untraced = tracing_disabled()  # under no_trace: a plain node, no history
+    if not untraced:
+        for p in parents:
+            if p.is_error:
+                return _propagate_error(op, parents, argnames)
     values = [p._data for p in parents]
     fn = _OP_FUNCS[op.name]
     if kw_count:
@@ -526,6 +606,8 @@ def apply_op(op: Op, parents: tuple[Node, ...], argnames: tuple[str, ...] | None
         result = fn(*values[:split], **dict(zip(argnames[split:], values[split:])))
     else:
         result = fn(*values)
+    if untraced:
+        return Node(result)
     return MessageNode(result, parents, argnames, op)
 
 
@@ -548,6 +630,8 @@ _OP_TABLE: dict[str, tuple[Callable, str]] = {
     "getitem": (operator.getitem, "{0}[{1}]"), "getattr": (getattr, "getattr({0}, {1})"),
     "contains": (lambda c, x: x in c, "{1} in {0}"), "len": (len, "len({0})"),
     "keys": (lambda d: list(d.keys()), "list({0}.keys())"),
+    "values": (lambda d: list(d.values()), "list({0}.values())"),
+    "clone": (lambda v: v.clone() if _is_tensor(v) else copy.deepcopy(v), "copy.deepcopy({0})"),
     "call": (lambda f, *a, **k: f(*a, **k), "call"),
     "format": (lambda t, *a, **k: t.format(*a, **k), "format"),
 }

@@ -110,6 +110,16 @@ class TextOptimizer:
         self._calls = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles carry the state, not the lock (`copy.deepcopy(optimizer)`)."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # --- public -----------------------------------------------------------------------------
     def step(self, problem: Problem, objective: Objective | None = None) -> Result:
         """One optimization step over `problem`; see the class docstring."""

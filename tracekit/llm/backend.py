@@ -149,6 +149,12 @@ class Backend:
         )
         self._mode_lock = threading.Lock()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Backend:
+        """A backend is a shared service (a connection or a model server, its cache, its
+        accounting, its locks): deep copies of what uses it (an optimizer, a model) share it,
+        as deep copies of torch modules share a device."""
+        return self
+
     # -- what subclasses provide ----------------------------------------------------------
     @property
     def cache_namespace(self) -> str:

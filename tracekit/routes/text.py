@@ -49,6 +49,16 @@ class TextSolver:
         self._backend: Any = None
         self._eval_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles carry the state, not the lock (`copy.deepcopy(optimizer)`)."""
+        state = self.__dict__.copy()
+        del state["_eval_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._eval_lock = threading.Lock()
+
     # --- the LLM ------------------------------------------------------------------------------
     def _get_optimizer(self, context: StepContext, has_objective: bool) -> TextOptimizer:
         if self._optimizer is None:
