@@ -208,8 +208,8 @@ def _same_choice(choice: Any, value: Any) -> bool:
 
 # --- text ----------------------------------------------------------------------------------------
 def accept_text(value: Any, value_type: type, where: str) -> Any:
-    """A non-blank string; for a list / tuple / dict parameter, a non-empty value of that
-    shape (JSON text is read)."""
+    """A non-blank string; for a list / tuple / dict parameter, a value of that shape (JSON
+    text is read; empty is allowed: few-shot lists and option dicts often start empty)."""
     if value_type in (list, dict, tuple):
         name = value_type.__name__
         if isinstance(value, str):
@@ -220,8 +220,8 @@ def accept_text(value: Any, value_type: type, where: str) -> Any:
         want = dict if value_type is dict else (list, tuple)
         if not isinstance(value, want):
             raise InvalidValueError(f"{where}: expected a {name}, got {type(value).__name__}")
-        if not value:
-            raise InvalidValueError(f"{where}: an empty value is not allowed")
+        if type(value) is value_type:
+            return value  # the user's own object, as given
         return dict(value) if value_type is dict else value_type(value)
     if not isinstance(value, str):
         raise InvalidValueError(f"{where}: expected a string, got {type(value).__name__}")

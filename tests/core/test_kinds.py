@@ -82,7 +82,7 @@ CASES = {
     "text blank": (_text, "   ", None),
     "text not a string": (_text, ["x"], None),
     "text list": (_words, ["c"], ["c"]),
-    "text list empty": (_words, [], None),
+    "text list empty": (_words, [], []),
     "code": (_code, "def parse(text):\n    return text.split(':')[1]",
              "def parse(text):\n    return text.split(':')[1]"),
     "code that does not parse": (_code, "def parse(text):\n    return (", None),

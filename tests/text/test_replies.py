@@ -150,7 +150,8 @@ def test_structured_text_values():
     with pytest.raises(ReplyError):
         check_value(v, "not json")
     with pytest.raises(ReplyError):
-        check_value(v, [])
+        check_value(v, {"a": 1})
+    assert check_value(v, []) == []  # an empty list is a list (few-shot lists start empty)
 
 
 @pytest.mark.parametrize("src,problem", [
