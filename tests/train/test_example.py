@@ -50,7 +50,6 @@ def test_flagship_quick_with_a_scripted_llm(tmp_path):
     assert solvers["threshold"] == "zeroth_order" and solvers["cue_words"] == "text"
 
 
-@pytest.mark.skipif(not (ROOT / "tracekit" / "numeric.py").exists(), reason="no gradient solver yet")
 def test_end_to_end_with_the_real_gradient_solver():
     import torch
 
