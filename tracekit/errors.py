@@ -28,6 +28,11 @@ class FeedbackError(TracekitError, TypeError):
     """Feedback of a type tracekit cannot use."""
 
 
+class NotPortableError(TracekitError, TypeError):
+    """A workflow, metric or `call` cannot be shipped to worker processes (it cannot be
+    pickled); the message names the object and how to make it shippable."""
+
+
 class InvalidOptionError(TracekitError, ValueError):
     """An argument of `tk.Optimizer` (an option, a parameter list, a param group) is refused
     when the optimizer is built; the message names the argument and what is accepted."""

@@ -159,7 +159,18 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
     Parameters being updated appear under their optimizer names; every other node under
     its Python name (made unique). On-path calls become code lines; their inputs that do
     not depend on the parameters are inputs; the records' outputs are outputs.
+
+    A record with `problem_pieces` (a `Problem` whose calls, values and feedback were built
+    where the example ran: `tracekit.training.portable`) contributes those pieces as they are.
     """
+    prebuilt = [r for r in records if getattr(r, "problem_pieces", None) is not None]
+    if prebuilt:  # portable records (traced in another process) carry their pieces
+        problem = build_problem(params, [r for r in records if getattr(r, "problem_pieces", None) is None], names)
+        for r in prebuilt:
+            problem.calls.extend(r.problem_pieces.calls)
+            problem.values.extend(r.problem_pieces.values)
+            problem.feedback.extend(r.problem_pieces.feedback)
+        return problem
     labels: dict[int, str] = dict(names)
     taken: set[str] = set(names.values())
 

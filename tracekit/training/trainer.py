@@ -339,10 +339,11 @@ class Trainer:
         whose workflow or metric raised (its error becomes feedback).
       revert_on_worse: undo a step that lowers the validation score. patience: stop
         after this many steps without improving the best score by more than min_delta.
-      executor: "thread" (default), "async", "serial", "ray" or an `Executor`;
-        max_concurrency: examples in flight. Out-of-process executors (Ray) evaluate the
-        validation set; training minibatches, whose traces feed the optimizer, run in a
-        local thread pool.
+      executor: "thread" (default), "async", "serial", "process", "ray" or an `Executor`;
+        max_concurrency: examples in flight. With out-of-process executors ("process",
+        "ray") every phase runs on the workers: minibatches (traced, backward included),
+        validation and the minibatch objective; parameters travel as state and traces
+        come back as plain data (`tracekit.training.remote`; docs/distributed.md).
       batch_objective: when the optimizer has no `objective`, give it one during `fit`:
         True or "batch": the current minibatch's loss (mean of -score, untraced);
         "train": the whole training set's loss (steadier; for cheap workflows). With it
@@ -399,6 +400,11 @@ class Trainer:
         self.min_delta = float(min_delta)
         self.executor = get_executor(executor, max_concurrency)
         self.local_executor = self.executor if self.executor.in_process else ThreadExecutor(max_concurrency)
+        self._remote: Any = None
+        if not self.executor.in_process:  # every phase on the workers: tracekit.training.remote
+            from tracekit.training.remote import RemoteRunner
+
+            self._remote = RemoteRunner(self, self.executor)
         # executors built here from a name are closed after fit(); yours stay open
         self._owned = [e for e in {id(self.executor): self.executor, id(self.local_executor):
                                    self.local_executor}.values() if e is not executor]
@@ -428,6 +434,9 @@ class Trainer:
     def evaluate(self, dataset: Sequence[Any] | None = None) -> EvalResult:
         """Score a dataset (default: the validation set) without recording graphs."""
         data = list(dataset) if dataset is not None else (self.val_set or self.train_set)
+        if self._remote is not None:
+            results = self._remote.evaluate(list(enumerate(data)))
+            return EvalResult(_mean([r.score for r in results]), results)
         outcomes = self.executor.map(self._evaluator(False), list(enumerate(data)))
         return self._collect(outcomes)
 
@@ -451,8 +460,11 @@ class Trainer:
     def _batch_loss(self) -> float:
         """The objective given to the optimizer: the mean loss on the current minibatch."""
         items = list(enumerate(self.train_set)) if self.batch_objective == "train" else self._batch
-        outcomes = self.local_executor.map(self._evaluator(False), items)
-        result = self._collect(outcomes)
+        if self._remote is not None:
+            results = self._remote.evaluate(items)
+            result = EvalResult(_mean([r.score for r in results]), results)
+        else:
+            result = self._collect(self.local_executor.map(self._evaluator(False), items))
         if result.score is None:
             raise ValueError("the metric returned no score, so the minibatch has no loss")
         return -result.score if self.higher_is_better else result.score
@@ -589,8 +601,13 @@ class Trainer:
         start = time.perf_counter()
         state["step"] += 1
         self._batch = [(i, ex) for i, ex in batch]
-        train = self._run_batch(batch)
-        report = self._optimize(train, [ex for _, ex in batch])
+        if self._remote is not None:
+            run = self._remote.run_batch(batch)
+            train = EvalResult(_mean([r.score for r in run.results]), run.results)
+            report = self._remote.optimize(run, [ex for _, ex in batch])
+        else:
+            train = self._run_batch(batch)
+            report = self._optimize(train, [ex for _, ex in batch])
         val = self._validate()
         improved = self._improves(val.score, state["best_score"])
         reverted = False
@@ -608,6 +625,12 @@ class Trainer:
         if self.patience is not None and state["bad_steps"] >= self.patience:
             state["stop_reason"] = f"early stopping: no improvement in {self.patience} step(s)"
         usage = _usage(report)
+        remote: dict[str, Any] = {}
+        if self._remote is not None:  # the workflows' LLM calls on the workers count too
+            workers = self._remote.take_usage()
+            lost = self._remote.take_lost()
+            usage = {k: usage[k] + v for k, v in workers.report_fields().items()}
+            remote = {"worker_usage": workers.report_fields(), "lost_examples": lost, "incomplete": lost > 0}
         seconds = time.perf_counter() - start
         state["elapsed"] += seconds
         record = {
@@ -618,7 +641,7 @@ class Trainer:
             "changes": [] if report is None else [
                 {"name": c.name, "kind": c.kind, "solver": c.solver, "changed": c.changed,
                  "old": c.old, "new": c.new, "reason": c.reason} for c in report.changes],
-            **usage, "seconds": seconds, "time": time.time(),
+            **usage, **remote, "seconds": seconds, "time": time.time(),
         }
         self._record(state, record)
 
