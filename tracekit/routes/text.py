@@ -160,16 +160,18 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
     its Python name (made unique). On-path calls become code lines; their inputs that do
     not depend on the parameters are inputs; the records' outputs are outputs.
 
-    A record with `problem_pieces` (a `Problem` whose calls, values and feedback were built
-    where the example ran: `tracekit.training.portable`) contributes those pieces as they are.
+    A record with a `problem_pieces(names)` method (traced in another process:
+    `tracekit.training.portable`) contributes the calls, values and feedback of the
+    `Problem` it returns for parameters named `names`.
     """
-    prebuilt = [r for r in records if getattr(r, "problem_pieces", None) is not None]
-    if prebuilt:  # portable records (traced in another process) carry their pieces
-        problem = build_problem(params, [r for r in records if getattr(r, "problem_pieces", None) is None], names)
+    prebuilt = [r for r in records if callable(getattr(r, "problem_pieces", None))]
+    if prebuilt:  # portable records (traced in another process) build their own pieces
+        problem = build_problem(params, [r for r in records if not callable(getattr(r, "problem_pieces", None))], names)
         for r in prebuilt:
-            problem.calls.extend(r.problem_pieces.calls)
-            problem.values.extend(r.problem_pieces.values)
-            problem.feedback.extend(r.problem_pieces.feedback)
+            part = r.problem_pieces(set(names.values()))
+            problem.calls.extend(part.calls)
+            problem.values.extend(part.values)
+            problem.feedback.extend(part.feedback)
         return problem
     labels: dict[int, str] = dict(names)
     taken: set[str] = set(names.values())

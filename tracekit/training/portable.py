@@ -25,7 +25,7 @@ import itertools
 import pickle
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,15 +56,19 @@ class Shown:
         return (Shown, (self.text,))
 
 
-def portable_value(value: Any) -> Any:
-    """`value` as it can travel: tensors detached on the CPU (summarized as their repr when
-    large), other values as they are when small and picklable, else `Shown(repr)`."""
+def portable_value(value: Any, top_tensor: bool = False) -> Any:
+    """`value` as it can travel and renders the same in a prompt: a tensor with autograd
+    history (or a large one) as `Shown(repr)`, also inside lists, tuples and dicts; other
+    tensors detached on the CPU; other values as they are when small and picklable, else
+    `Shown(repr)` cut to VALUE_CHARS. `top_tensor`: a tensor at the top always travels as
+    a detached tensor (predictions: `short_repr` shows no autograd details)."""
     if isinstance(value, Node):
         value = value.raw
-    if _is_tensor(value):
-        if value.numel() <= 4096:
-            return value.detach().cpu().clone()
-        return Shown(repr(value.detach().cpu()))
+    if top_tensor and _is_tensor(value):
+        return value.detach().cpu().clone()
+    value = _strip(value)
+    if isinstance(value, (Shown, bool, int, float, type(None))) or _is_tensor(value):
+        return value
     if isinstance(value, str) and len(value) <= MAX_VALUE_BYTES:
         return value
     try:
@@ -76,6 +80,22 @@ def portable_value(value: Any) -> Any:
     from solvers.text.prompt import shorten
 
     return Shown(shorten(value, VALUE_CHARS))
+
+
+def _strip(value: Any, depth: int = 0) -> Any:
+    """Tensors replaced as in `portable_value`, inside plain lists, tuples and dicts."""
+    if _is_tensor(value):
+        if value.requires_grad or value.numel() > 4096:
+            return Shown(repr(value))
+        return value.detach().cpu().clone()
+    if depth > 20:
+        return value
+    kind = type(value)
+    if kind in (list, tuple):
+        return kind(_strip(v, depth + 1) for v in value)
+    if kind is dict:
+        return {k: _strip(v, depth + 1) for k, v in value.items()}
+    return value
 
 
 # --- what a worker sends back ------------------------------------------------------------------
@@ -95,10 +115,11 @@ class CallPiece:
 class TracePiece:
     """The part of one example's trace the text optimizer needs (see module doc).
 
-    `nodes[i]` = (identity key, base name) of the node behind placeholder `i`; parameters
-    being trained are written under their optimizer names and have no placeholder.
-    `output`: (node index, value, type) of the traced output, None when it is a trained
-    parameter. `params`: optimizer names of the trained parameters the example reached.
+    `nodes[i]` = (identity key, base name) of the node behind placeholder `i`; a trained
+    parameter's key is ("param", its optimizer name): the solver that reads the pieces
+    writes its own parameters under their names and any other as a node.
+    `output`: (node index, value, type) of the traced output. `params`: optimizer names of
+    the trained parameters the example reached.
     """
 
     nodes: list[tuple[tuple[str, int], str]] = field(default_factory=list)
@@ -129,38 +150,42 @@ def trace_piece(output: Node, params: Sequence[ParameterNode], names: dict[int, 
     def ref(n: Node) -> int:
         i = index.get(id(n))
         if i is None:
-            key = ("driver", n._uid) if n._uid < shared_below else (_PROCESS, n._uid)
+            if id(n) in names:
+                key = ("param", names[id(n)])
+            else:
+                key = ("driver", n._uid) if n._uid < shared_below else (_PROCESS, n._uid)
             i = index[id(n)] = len(piece.nodes)
             piece.nodes.append((key, n.py_name))
         return i
 
     def label(n: Node) -> str:
-        return names[id(n)] if id(n) in names else placeholder(ref(n))
+        return placeholder(ref(n))
 
     on_path = graph.on_path
     for n in graph.nodes:
         if id(n) not in on_path or not isinstance(n, MessageNode):
             continue
-        order = [ref(p) for p in n.parents if id(p) not in names]
-        call = _call(n, label, names)
+        order = [ref(p) for p in n.parents]
+        call = _call(n, label, {})
         order.append(ref(n))
         values = [(ref(p), portable_value(p), "other" if id(p) in on_path else "input", _type_name(p.raw))
-                  for p in n.parents if id(p) not in names]
+                  for p in n.parents]
         values.append((ref(n), portable_value(n), None, _type_name(n.raw)))
         piece.calls.append(CallPiece(ref(n), call, order, values))
-    if id(output) not in names:
-        piece.output = (ref(output), portable_value(output), _type_name(output.raw))
+    piece.output = (ref(output), portable_value(output), _type_name(output.raw))
     return piece
 
 
 # --- the driver's half ---------------------------------------------------------------------
-def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Sequence[str],
+def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Collection[str],
                   feedback: Feedback, loss_is_finite: bool) -> Problem:
     """The calls, values and feedback of one backward over the outputs of `pieces` (in
     the order the examples ran), as `build_problem` makes them from one live record
-    whose output is `first`'s (the worst example). Variables are left to the solver."""
-    labels: dict[tuple[str, int], str] = {}
+    whose output is `first`'s (the worst example), for a solver whose parameters are
+    `names`. Variables are left to the solver."""
+    labels: dict[tuple[str, Any], str] = {("param", n): n for n in names}
     taken: set[str] = set(names)
+    mine = set(labels)
 
     def final(piece: TracePiece, i: int) -> str:
         key, base = piece.nodes[i]
@@ -196,7 +221,7 @@ def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Sequen
                               inputs=[resolve(piece, x) for x in c.inputs], error=c.error, detail=c.detail))
             for i, value, role, type_name in cp.values:
                 k = piece.nodes[i][0]
-                if k in values:
+                if k in values or k in mine:
                     continue
                 if role is None:
                     role = "output" if k in output_keys else "other"
@@ -207,7 +232,7 @@ def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Sequen
     if first.output is not None:
         i, value, type_name = first.output
         key = first.nodes[i][0]
-        if key not in values:
+        if key not in values and key not in mine:
             values[key] = Value(final(first, i), value, "output", type_name)
     for key, v in values.items():
         if key in output_keys:
@@ -216,14 +241,22 @@ def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Sequen
 
 
 class PortableRecord(FeedbackRecord):
-    """A feedback record built from portable traces: no graph to walk, but the text
-    solver's pieces ready (`problem_pieces`, read by `tracekit.routes.text.build_problem`)."""
+    """A feedback record built from portable traces: no graph to walk; the text solver
+    asks it for its pieces (`problem_pieces`, read by `tracekit.routes.text.build_problem`).
 
-    def __init__(self, feedback: Feedback, params: list[ParameterNode], pieces: Problem,
-                 loss_is_finite: bool, prediction: Any = None) -> None:
+    `pieces`: the selected examples' `TracePiece`s in the order they ran; `first`: the
+    piece of the record's output (the worst example)."""
+
+    def __init__(self, feedback: Feedback, params: list[ParameterNode], pieces: list[TracePiece],
+                 first: TracePiece, loss_is_finite: bool, prediction: Any = None) -> None:
         output = Node(prediction, name="output")
         super().__init__(output, feedback, Subgraph([output], [output], params, set()), loss_is_finite)
-        self.problem_pieces = pieces
+        self.pieces = pieces
+        self.first = first
+
+    def problem_pieces(self, names: Collection[str]) -> Problem:
+        """The calls, values and feedback for a solver whose parameters are `names`."""
+        return merge_problem(self.pieces, self.first, names, self.feedback, self.loss_is_finite)
 
 
 def attach(record: PortableRecord, params: Sequence[ParameterNode]) -> None:

@@ -93,7 +93,7 @@ class ChunkTask:
                 loss = portable.loss_of(r, payload.higher_is_better)
                 if self.traced and _is_tensor(loss) and loss.requires_grad:
                     grad_losses.append(loss)
-                examples.append(PortableExample(r.index, _prediction(r.prediction), r.score, r.text,
+                examples.append(PortableExample(r.index, portable.portable_value(r.prediction, True), r.score, r.text,
                                                 portable.detached(loss), r.error, piece))
         grads: dict[str, Any] = {}
         if grad_losses:
@@ -105,17 +105,6 @@ class ChunkTask:
                     grads[name] = p.raw.grad.detach().cpu().clone()
                     p.raw.grad = None
         return ChunkResult(examples, grads, usage.copy())
-
-
-def _prediction(value: Any) -> Any:
-    """A prediction as it can travel (tensors detached; unpicklable values as their repr)."""
-    if _is_tensor(value):
-        return value.detach().cpu().clone()
-    try:
-        _dumps(value)
-        return value
-    except Exception:
-        return portable.Shown(repr(value))
 
 
 def _dumps(value: Any) -> bytes:
@@ -297,10 +286,9 @@ class RemoteRunner:
                 penalty.term(*[p.raw for p in opt.params]).backward()
         first = run.pieces[chosen[0]]
         in_order = [run.pieces[i] for i in sorted(chosen)]
-        problem = portable.merge_problem(in_order, first, list(opt.names.values()), fb, finite)
         reached = {name for i in chosen for name in run.pieces[i].params}
         params = [p for name, p in t.named_params if name in reached]
-        record = portable.PortableRecord(fb, params, problem, finite, results[chosen[0]].prediction)
+        record = portable.PortableRecord(fb, params, in_order, first, finite, results[chosen[0]].prediction)
         portable.attach(record, params)
         report = opt.step()
         opt.zero_feedback()
