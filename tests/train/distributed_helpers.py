@@ -113,3 +113,26 @@ def square_or_die(i):
     if i == 3:
         os.kill(os.getpid(), signal.SIGKILL)
     return i * i
+
+
+_backend = None
+
+
+def _echo(messages, **kwargs):
+    return "a rephrased text"
+
+
+def asking_backend():
+    """One LLM backend per process (made on first use: backends are not shipped)."""
+    global _backend
+    if _backend is None:
+        _backend = tk.llm.as_backend(_echo, name="echo")
+    return _backend
+
+
+class Asker(Mixed):
+    """`Mixed`, asking an LLM about each text first (to count workers' LLM usage)."""
+
+    def forward(self, x):
+        asking_backend()([{"role": "user", "content": x["text"]}])
+        return super().forward(x)

@@ -1,0 +1,173 @@
+"""Training on out-of-process executors (a local process pool): every phase of a step on
+the workers, the same run as in-process, faults cost one example, clear errors."""
+
+from __future__ import annotations
+
+import builtins
+import threading
+
+import pytest
+import torch
+
+import tracekit as tk
+from tests.train.distributed_helpers import (
+    Asker,
+    Mixed,
+    ScriptedLLM,
+    canonical,
+    mixed_call,
+    mixed_data,
+    mixed_metric,
+    square_or_die,
+)
+from tests.train.helpers import ListSolver
+from tracekit.errors import NotPortableError
+from tracekit.training import ProcessExecutor, Trainer
+from tracekit.training.executors import RayExecutor, get_executor
+
+
+@pytest.fixture(scope="module")
+def pool():
+    executor = ProcessExecutor(2)
+    yield executor
+    executor.close()
+
+
+def run_mixed(executor, model=None, steps=2, **options):
+    model = model or Mixed()
+    llm = ScriptedLLM()
+    opt = tk.Optimizer([model.keywords, model.w], llm=llm, numeric="sgd", lr=0.01)
+    result = Trainer(model, opt, mixed_metric, train=mixed_data(8), val=mixed_data(8), call=mixed_call,
+                     batch_size=4, max_steps=steps, executor=executor, progress=False,
+                     batch_objective=False, **options).fit()
+    return result, model, llm
+
+
+def assert_same_run(a, b):
+    (ra, ma, la), (rb, mb, lb) = a, b
+    assert [h["val_score"] for h in ra.history] == [h["val_score"] for h in rb.history]
+    assert [h["train_score"] for h in ra.history] == [h["train_score"] for h in rb.history]
+    assert ma.keywords.data == mb.keywords.data
+    assert torch.allclose(ma.w.data, mb.w.data, rtol=0, atol=1e-12)
+    assert len(la.prompts) == len(lb.prompts) >= 2
+    assert [canonical(p) for p in la.prompts] == [canonical(p) for p in lb.prompts]
+
+
+def test_a_process_pool_run_is_the_serial_run(pool):
+    serial = run_mixed("serial")
+    remote = run_mixed(pool)
+    assert_same_run(serial, remote)
+    assert serial[1].keywords.data != "good"  # the run did learn something
+    history = remote[0].history
+    assert all(h["lost_examples"] == 0 and h["incomplete"] is False for h in history[1:])
+
+
+class GradientRecorder:
+    """A gradient solver that records each parameter's gradient and changes nothing."""
+
+    name = "recorder"
+
+    def __init__(self, params, seen=None, **options):
+        self.seen = seen
+
+    def step(self, params, context):
+        from tracekit.seam import ParamUpdate
+
+        for p in params:
+            self.seen.append(p.raw.grad.detach().clone())
+        return [ParamUpdate(context.name_of(p), self.name) for p in params]
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_gradients_match_in_process_gradients(pool, empty_registry):
+    grads = {"serial": [], "pool": []}
+    for key, executor in (("serial", "serial"), ("pool", pool)):
+        tk.register_solver("text", lambda params, **o: ListSolver(params))
+        tk.register_solver("gradient", lambda params, _k=key, **o: GradientRecorder(params, grads[_k]))
+        model = Mixed()
+        opt = tk.Optimizer([model.keywords, model.w])
+        Trainer(model, opt, mixed_metric, train=mixed_data(10), call=mixed_call, batch_size=5,
+                max_steps=2, executor=executor, progress=False, batch_objective=False).fit()
+    assert len(grads["serial"]) == len(grads["pool"]) == 2
+    for a, b in zip(grads["serial"], grads["pool"]):
+        assert a.dtype == b.dtype == torch.float64
+        assert torch.allclose(a, b, rtol=0, atol=1e-12) and a.abs().sum() > 0
+
+
+def test_an_example_that_raises_is_error_feedback(pool):
+    result, model, llm = run_mixed(pool, Mixed(boom={"great food"}))
+    assert any(h["train_errors"] >= 1 for h in result.history[1:])
+    assert all(h["lost_examples"] == 0 for h in result.history[1:])
+    assert "the workflow raised ValueError: cannot read 'great food'" in "\n".join(llm.prompts)
+
+
+def test_a_worker_killed_mid_step_costs_its_example(pool):
+    result, model, llm = run_mixed(pool, Mixed(kill={"nice view"}))
+    lost = [h["lost_examples"] for h in result.history[1:]]
+    assert sum(lost) >= 1 and any(h["incomplete"] for h in result.history[1:])
+    assert result.steps == 2 and model.keywords.data != "good"
+    assert "the worker running this example failed" in "\n".join(llm.prompts + [str(result.history)])
+    # the pool works again afterwards
+    assert [o.value for o in pool.map(square_or_die, [1, 2])] == [1, 4]
+
+
+def test_the_pool_maps_in_order_and_a_dying_item_costs_only_itself(pool):
+    outcomes = pool.map(square_or_die, list(range(6)))
+    assert [o.value for o in outcomes if o.ok] == [0, 1, 4, 16, 25]
+    assert not outcomes[3].ok and "died" in str(outcomes[3].error)
+
+
+def test_worker_llm_usage_counts_in_the_step_record(pool):
+    result, _, _ = run_mixed(pool, Asker(), steps=1)
+    step = result.history[1]
+    # 8 initial validation + 4 training + 8 validation calls, all on workers
+    assert step["worker_usage"]["llm_calls"] == 20
+    assert step["llm_calls"] == step["worker_usage"]["llm_calls"] + 1  # + the optimizer's call
+    assert result.llm_calls == step["llm_calls"]
+
+
+def test_resume_with_the_pool_gives_the_uninterrupted_run(pool, tmp_path):
+    whole = run_mixed(pool, steps=2)
+    run_mixed(pool, steps=1, run_dir=tmp_path / "run")
+    resumed = run_mixed(pool, steps=2, run_dir=tmp_path / "run", resume=True)
+    assert [h["val_score"] for h in resumed[0].history] == [h["val_score"] for h in whole[0].history]
+    assert resumed[1].keywords.data == whole[1].keywords.data
+    assert torch.allclose(resumed[1].w.data, whole[1].w.data, rtol=0, atol=1e-12)
+
+
+class Locked(Mixed):
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+def test_a_workflow_that_cannot_travel_gets_a_typed_error(pool):
+    with pytest.raises(NotPortableError, match="the workflow cannot be sent to worker processes.*thread"):
+        run_mixed(pool, Locked())
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    for make in (RayExecutor, lambda: get_executor("ray")):
+        with pytest.raises(ImportError, match=r"pip install 'tracekit\[ray\]'.*executor='process'"):
+            make()
+
+
+def test_process_is_a_known_executor_name():
+    executor = get_executor("process", max_concurrency=2)
+    assert isinstance(executor, ProcessExecutor) and not executor.in_process
+    executor.close()
+    with pytest.raises(ValueError, match="'process'"):
+        get_executor("processes")
