@@ -45,6 +45,39 @@ class Outcome:
         return self.error is None
 
 
+class Shared:
+    """Bytes shipped inside the task itself (see `Executor.share`)."""
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def get(self) -> bytes:
+        return self.blob
+
+
+class FileShared(Shared):
+    """Bytes in a file on this machine (a process pool): read by the workers that need them."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get(self) -> bytes:
+        with open(self.path, "rb") as f:
+            return f.read()
+
+
+class RayShared(Shared):
+    """Bytes in Ray's object store, put once and read by each worker that needs them."""
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+    def get(self) -> bytes:
+        import ray
+
+        return ray.get(self.ref)
+
+
 def _capture(exc: BaseException) -> Outcome:
     return Outcome(error=exc, traceback="".join(traceback.format_exception(exc)))
 
@@ -61,6 +94,13 @@ class Executor:
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Outcome]:
         raise NotImplementedError
+
+    def share(self, blob: bytes, slot: str) -> Shared:
+        """A handle to `blob` that tasks carry instead of the bytes (`handle.get()` on the
+        worker): an out-of-process executor stores it once where its workers can read it
+        (Ray's object store, a file), so a large payload is not copied into every task.
+        `slot`: a new blob in the same slot replaces the previous one."""
+        return Shared(blob)
 
     def close(self) -> None:
         """Release workers (a no-op for executors that own nothing)."""
@@ -226,6 +266,7 @@ class RayExecutor(Executor):
             ray.init(**options)
         self.max_concurrency = max_concurrency
         self._slots: int | None = None
+        self._shared: dict[str, Any] = {}
         self._task = ray.remote(**task_options)(_ray_task) if task_options else ray.remote(_ray_task)
 
     @property
@@ -236,6 +277,12 @@ class RayExecutor(Executor):
             cpus = int(self._ray.cluster_resources().get("CPU", 1))
             self._slots = max(1, min(cpus, self.max_concurrency))
         return self._slots
+
+    def share(self, blob: bytes, slot: str) -> Shared:
+        """`blob` put once in Ray's object store (the previous blob of `slot` is released)."""
+        handle = RayShared(self._ray.put(blob))
+        self._shared[slot] = handle
+        return handle
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Outcome]:
         ray = self._ray
@@ -307,6 +354,25 @@ class ProcessExecutor(Executor):
         self._context = multiprocessing.get_context(start_method)
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._dir: Any = None  # a temporary directory for shared blobs
+        self._files: dict[str, str] = {}
+
+    def share(self, blob: bytes, slot: str) -> Shared:
+        """`blob` written once to a temporary file that the workers read (replacing the
+        previous file of `slot`); removed by `close`."""
+        import tempfile
+
+        with self._lock:
+            if self._dir is None:
+                self._dir = tempfile.TemporaryDirectory(prefix="tracekit-pool-")
+            fd, path = tempfile.mkstemp(prefix=f"{slot}-", dir=self._dir.name)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            old = self._files.get(slot)
+            self._files[slot] = path
+        if old is not None:
+            os.unlink(old)
+        return FileShared(path)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -355,6 +421,10 @@ class ProcessExecutor(Executor):
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
+            if self._dir is not None:
+                self._dir.cleanup()
+                self._dir = None
+                self._files = {}
 
 
 def _dumps(fn: Any) -> bytes:

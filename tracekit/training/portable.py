@@ -290,23 +290,25 @@ def node_counter() -> int:
     return value
 
 
-def load(payload_key: str, payload_blob: bytes, state_key: str, state: dict[str, Any]) -> Payload:
-    """The payload, unpickled once per process, with the parameters set to `state`
-    (through each parameter's own validation: code is checked again here)."""
+def load(payload_key: str, payload: Any, state_key: str, state: Any) -> Payload:
+    """The payload, unpickled once per process, with the parameters set to the state
+    (through each parameter's own validation: code is checked again here). `payload` and
+    `state` are handles (`Executor.share`) read only when their key is new here."""
     if _loaded.get("payload_key") != payload_key:
-        payload = pickle.loads(payload_blob)
-        if node_counter() < payload.shared_below:  # nodes made here never pass for the driver's
-            _nodes._uids = itertools.count(payload.shared_below)
+        loaded = pickle.loads(payload.get())
+        if node_counter() < loaded.shared_below:  # nodes made here never pass for the driver's
+            _nodes._uids = itertools.count(loaded.shared_below)
         _loaded.clear()
-        _loaded.update(payload_key=payload_key, payload=payload)
-    payload = _loaded["payload"]
+        _loaded.update(payload_key=payload_key, payload=loaded)
+    current = _loaded["payload"]
     if _loaded.get("state_key") != state_key:
         _loaded.pop("state_key", None)
-        for p, name in zip(payload.params, payload.names):
-            if name in state:
-                p.set(state[name])
+        values = pickle.loads(state.get())
+        for p, name in zip(current.params, current.names):
+            if name in values:
+                p.set(values[name])
         _loaded["state_key"] = state_key
-    return payload
+    return current
 
 
 def parameter_state(named: Sequence[tuple[str, ParameterNode]]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import pickle
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -70,13 +71,13 @@ class ChunkTask:
     """Runs a chunk of `(index, example)` items on a worker (picklable; see module doc)."""
 
     payload_key: str
-    payload_blob: bytes
+    payload: Any  # a handle from Executor.share: the pickled Payload
     state_key: str
-    state: dict[str, Any]
+    state: Any  # a handle: the pickled {name: value} of the trained parameters
     traced: bool
 
     def __call__(self, chunk: list[tuple[int, Any]]) -> ChunkResult:
-        payload = portable.load(self.payload_key, self.payload_blob, self.state_key, self.state)
+        payload = portable.load(self.payload_key, self.payload, self.state_key, self.state)
         evaluate = dataclasses.replace(payload.evaluate, traced=self.traced)
         names = {id(p): name for p, name in zip(payload.params, payload.names)}
         tensors = [(name, p) for p, name in zip(payload.params, payload.names) if p.is_tensor]
@@ -135,13 +136,18 @@ class RemoteRunner:
     def __init__(self, trainer: Any, executor: Executor) -> None:
         self.trainer = trainer
         self.executor = executor
-        self._payload: tuple[str, bytes] | None = None
+        self._payload: tuple[str, Any] | None = None
         self.usage = Usage()  # LLM usage of the workflows on workers, since `take_usage`
         self.lost = 0  # examples lost to failed workers, since `take_lost`
 
     # --- shipping -----------------------------------------------------------------------
-    def payload(self) -> tuple[str, bytes]:
-        """(key, pickled `Payload`), built once per run; NotPortableError names what cannot travel."""
+    def reset(self) -> None:
+        """Forget the shipped payload (the next call ships the workflow again)."""
+        self._payload = None
+
+    def payload(self) -> tuple[str, Any]:
+        """(key, shared handle of the pickled `Payload`), built once per run;
+        NotPortableError names what cannot travel."""
         if self._payload is None:
             t = self.trainer
             from tracekit.training.trainer import Evaluate
@@ -154,7 +160,7 @@ class RemoteRunner:
                 blob = _dumps(payload)
             except Exception as exc:
                 raise NotPortableError(self._culprit(exc)) from exc
-            self._payload = (hashlib.sha256(blob).hexdigest(), blob)
+            self._payload = (hashlib.sha256(blob).hexdigest(), self.executor.share(blob, "payload"))
         return self._payload
 
     def _culprit(self, exc: Exception) -> str:
@@ -172,9 +178,9 @@ class RemoteRunner:
 
     def task(self, traced: bool) -> ChunkTask:
         """A task carrying the payload and the parameters' current values."""
-        key, blob = self.payload()
-        state = portable.parameter_state(self.trainer.named_params)
-        return ChunkTask(key, blob, uuid.uuid4().hex, state, traced)
+        key, payload = self.payload()
+        state = pickle.dumps(portable.parameter_state(self.trainer.named_params), protocol=5)
+        return ChunkTask(key, payload, uuid.uuid4().hex, self.executor.share(state, "state"), traced)
 
     def _chunks(self, items: list[Any]) -> list[list[Any]]:
         slots = max(1, int(getattr(self.executor, "slots", 0) or self.executor.max_concurrency))

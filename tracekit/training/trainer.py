@@ -486,6 +486,8 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until the epochs or steps are done or early stopping; return the summary.
         The workflow ends with the best parameters found."""
+        if self._remote is not None:
+            self._remote.reset()  # ship the workflow as it is now
         state = self._start()
         set_objective = self.batch_objective is not False and getattr(self.optimizer, "objective", None) is None
         if set_objective:
