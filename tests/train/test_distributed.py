@@ -171,3 +171,25 @@ def test_process_is_a_known_executor_name():
     executor.close()
     with pytest.raises(ValueError, match="'process'"):
         get_executor("processes")
+
+
+class InlineRemote(tk.training.SerialExecutor):
+    """An executor of your own that says its items run elsewhere: the Trainer then sends
+    picklable tasks (here run in this process, on unpickled copies of the workflow)."""
+
+    in_process = False
+
+
+def test_your_own_out_of_process_executor_gets_the_same_run():
+    assert_same_run(run_mixed("serial"), run_mixed(InlineRemote()))
+
+
+def test_a_large_untrained_value_travels_bounded():
+    from tracekit.training.portable import MAX_VALUE_BYTES, Shown, portable_value
+
+    big = "x" * (MAX_VALUE_BYTES + 10)
+    shown = portable_value([big, 1])
+    assert isinstance(shown, Shown) and len(repr(shown)) < 17_000
+    grad = torch.ones(3, requires_grad=True) * 2
+    assert repr(portable_value((grad, "a"))) == repr((grad, "a"))  # the prompt shows the same
+    assert not portable_value(grad, True).requires_grad

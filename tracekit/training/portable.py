@@ -136,11 +136,21 @@ _PLACEHOLDER = re.compile("\x00(\\d+)\x00")
 
 
 def trace_piece(output: Node, params: Sequence[ParameterNode], names: dict[int, str],
-                shared_below: int) -> TracePiece:
+                shared_below: int, memo: dict[int, Any] | None = None) -> TracePiece:
     """The `TracePiece` of one traced output (the worker's half of `build_problem`).
 
     `shared_below`: nodes whose counter is below it came from the driver (one identity in
-    every worker); the others were made here."""
+    every worker); the others were made here. `memo`: portable values of those shared
+    nodes, kept across the examples of a chunk (a large parameter is rendered once)."""
+    memo = {} if memo is None else memo
+
+    def value_of(n: Node) -> Any:
+        if id(n) not in names and n._uid >= shared_below:
+            return portable_value(n)
+        if id(n) not in memo:
+            memo[id(n)] = portable_value(n)
+        return memo[id(n)]
+
     from tracekit.routes.text import _call, _type_name
 
     graph = subgraph([output], params)
@@ -168,7 +178,7 @@ def trace_piece(output: Node, params: Sequence[ParameterNode], names: dict[int, 
         order = [ref(p) for p in n.parents]
         call = _call(n, label, {})
         order.append(ref(n))
-        values = [(ref(p), portable_value(p), "other" if id(p) in on_path else "input", _type_name(p.raw))
+        values = [(ref(p), value_of(p), "other" if id(p) in on_path else "input", _type_name(p.raw))
                   for p in n.parents]
         values.append((ref(n), portable_value(n), None, _type_name(n.raw)))
         piece.calls.append(CallPiece(ref(n), call, order, values))

@@ -85,12 +85,13 @@ class ChunkTask:
             p.raw.grad = None
         examples: list[PortableExample] = []
         grad_losses: list[Any] = []
+        memo: dict[int, Any] = {}  # values of nodes shared by the chunk's traces
         with process_scope() as usage:
             for item in chunk:
                 r = portable.call_coroutine(evaluate(item))
                 piece = None
                 if self.traced and isinstance(r.output, Node):
-                    piece = portable.trace_piece(r.output, payload.params, names, payload.shared_below)
+                    piece = portable.trace_piece(r.output, payload.params, names, payload.shared_below, memo)
                 loss = portable.loss_of(r, payload.higher_is_better)
                 if self.traced and _is_tensor(loss) and loss.requires_grad:
                     grad_losses.append(loss)
