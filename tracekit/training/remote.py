@@ -151,12 +151,9 @@ class RemoteRunner:
         NotPortableError names what cannot travel."""
         if self._payload is None:
             t = self.trainer
-            from tracekit.training.trainer import Evaluate
-
             named = t.named_params
-            payload = portable.Payload(Evaluate(t.workflow, t.metric, t.call, t.error_score, True),
-                                       [p for _, p in named], [n for n, _ in named], t.higher_is_better,
-                                       portable.node_counter())
+            payload = portable.Payload(t._evaluator(True), [p for _, p in named], [n for n, _ in named],
+                                       t.higher_is_better, portable.node_counter())
             try:
                 blob = _dumps(payload)
             except Exception as exc:
@@ -237,15 +234,13 @@ class RemoteRunner:
         return usage + result.usage
 
     def _results(self, items: list[tuple[int, Any]], per_item: list[Any]) -> list[Any]:
-        from tracekit.training.trainer import ExampleResult
-
-        error_score = self.trainer.error_score
+        """The Trainer's `ExampleResult`s: of a `PortableExample`, or of a lost example's text."""
         out = []
         for (index, _), ex in zip(items, per_item):
             if isinstance(ex, PortableExample):
-                out.append(ExampleResult(index, ex.prediction, ex.score, ex.text, ex.loss, ex.error, None))
+                out.append(self.trainer._example_result(index, ex.prediction, ex.score, ex.text, ex.loss, ex.error))
             else:
-                out.append(ExampleResult(index, None, error_score, ex, None, ex))
+                out.append(self.trainer._example_result(index, None, self.trainer.error_score, ex, None, ex))
         return out
 
     # --- what the Trainer calls --------------------------------------------------------------
@@ -260,46 +255,29 @@ class RemoteRunner:
         pieces = [ex.piece if isinstance(ex, PortableExample) else None for ex in per_item]
         return BatchRun(self._results(items, per_item), pieces, grads, lost)
 
-    def optimize(self, run: BatchRun, examples: Sequence[Any]) -> Any:
-        """One optimizer step from a merged minibatch, as `Trainer._optimize` takes it from
-        live traces; None when no example was traced."""
-        from tracekit.training.trainer import _sort_key, aggregate_feedback
-
+    def backward(self, run: BatchRun, traced: Sequence[int], feedback: Feedback, n_losses: int) -> None:
+        """What `Optimizer.backward` does with live traces, from a merged minibatch: the
+        gradients (summed on the workers, divided by the `n_losses` the loss averages) on
+        the tensor parameters, and one `PortableRecord` over the `traced` examples (worst
+        first) given to the parameters they reached. Call after `zero_feedback()`."""
         t = self.trainer
         opt = t.optimizer
-        results = run.results
-        order = sorted(range(len(results)), key=lambda i: _sort_key(results[i], t.higher_is_better))
-        chosen = [i for i in order if run.pieces[i] is not None]
-        if t.trace_examples is not None:
-            chosen = chosen[: t.trace_examples]
-        if not chosen:
-            return None
-        text = aggregate_feedback(results, examples, t.feedback_chars, t.higher_is_better)
-        losses = [r.loss if r.loss is not None else
-                  (None if r.score is None else (-r.score if t.higher_is_better else r.score))
-                  for r in results]
-        losses = [x for x in losses if x is not None]
-        loss = sum(losses[1:], losses[0]) / len(losses) if losses else None
-        fb = Feedback(loss=loss, text=text)
-        finite = fb.loss is None or math.isfinite(fb.loss_value)
+        finite = feedback.loss is None or math.isfinite(feedback.loss_value)
         by_name = dict(t.named_params)
-        opt.zero_feedback()
         if finite and run.grads:
             for name, g in run.grads.items():
                 p = by_name[name].raw
-                p.grad = (g / len(losses)).to(device=p.device, dtype=p.dtype)
+                p.grad = (g / n_losses).to(device=p.device, dtype=p.dtype)
             penalty = getattr(opt, "_penalty", None)
             if penalty is not None:  # what Optimizer.backward adds to a tensor loss
                 penalty.term(*[p.raw for p in opt.params]).backward()
-        first = run.pieces[chosen[0]]
-        in_order = [run.pieces[i] for i in sorted(chosen)]
-        reached = {name for i in chosen for name in run.pieces[i].params}
+        first = run.pieces[traced[0]]
+        in_order = [run.pieces[i] for i in sorted(traced)]
+        reached = {name for i in traced for name in run.pieces[i].params}
         params = [p for name, p in t.named_params if name in reached]
-        record = portable.PortableRecord(fb, params, in_order, first, finite, results[chosen[0]].prediction)
+        record = portable.PortableRecord(feedback, params, in_order, first, finite,
+                                         run.results[traced[0]].prediction)
         portable.attach(record, params)
-        report = opt.step()
-        opt.zero_feedback()
-        return report
 
     def take_usage(self) -> Usage:
         """The workflows' LLM usage on workers since the last call (and reset it)."""

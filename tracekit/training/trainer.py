@@ -431,6 +431,12 @@ class Trainer:
     def _evaluator(self, traced: bool) -> Evaluate:
         return Evaluate(self.workflow, self.metric, self.call, self.error_score, traced)
 
+    @staticmethod
+    def _example_result(index: int, prediction: Any, score: float | None, text: str | None, loss: Any,
+                        error: str | None) -> ExampleResult:
+        """An untraced `ExampleResult` (from a worker process: `tracekit.training.remote`)."""
+        return ExampleResult(index, prediction, score, text, loss, error, None)
+
     def evaluate(self, dataset: Sequence[Any] | None = None) -> EvalResult:
         """Score a dataset (default: the validation set) without recording graphs."""
         data = list(dataset) if dataset is not None else (self.val_set or self.train_set)
@@ -603,13 +609,13 @@ class Trainer:
         start = time.perf_counter()
         state["step"] += 1
         self._batch = [(i, ex) for i, ex in batch]
-        if self._remote is not None:
+        run = None
+        if self._remote is not None:  # on the workers; traces come back as plain pieces
             run = self._remote.run_batch(batch)
             train = EvalResult(_mean([r.score for r in run.results]), run.results)
-            report = self._remote.optimize(run, [ex for _, ex in batch])
         else:
             train = self._run_batch(batch)
-            report = self._optimize(train, [ex for _, ex in batch])
+        report = self._optimize(train, [ex for _, ex in batch], run)
         val = self._validate()
         improved = self._improves(val.score, state["best_score"])
         reverted = False
@@ -647,14 +653,19 @@ class Trainer:
         }
         self._record(state, record)
 
-    def _optimize(self, train: EvalResult, examples: list[Any]) -> Any:
-        """One optimizer step from the whole minibatch's feedback; None when nothing was traced."""
+    def _optimize(self, train: EvalResult, examples: list[Any], run: Any = None) -> Any:
+        """One optimizer step from the whole minibatch's feedback; None when nothing was traced.
+        `run`: the minibatch ran on workers (`remote.BatchRun`): its traces are plain pieces."""
         opt = self.optimizer
-        ordered = sorted(train.results, key=lambda r: _sort_key(r, self.higher_is_better))
-        outputs = [r.output for r in ordered if isinstance(r.output, Node)]
+        results = train.results
+        order = sorted(range(len(results)), key=lambda i: _sort_key(results[i], self.higher_is_better))
+        if run is None:
+            traced = [i for i in order if isinstance(results[i].output, Node)]
+        else:
+            traced = [i for i in order if run.pieces[i] is not None]
         if self.trace_examples is not None:
-            outputs = outputs[: self.trace_examples]
-        if not outputs:
+            traced = traced[: self.trace_examples]
+        if not traced:
             return None
         text = aggregate_feedback(train.results, examples, self.feedback_chars, self.higher_is_better)
         losses = [r.loss if r.loss is not None else
@@ -663,7 +674,10 @@ class Trainer:
         losses = [x for x in losses if x is not None]
         loss = sum(losses[1:], losses[0]) / len(losses) if losses else None
         opt.zero_feedback()
-        opt.backward(outputs, Feedback(loss=loss, text=text))
+        if run is None:
+            opt.backward([results[i].output for i in traced], Feedback(loss=loss, text=text))
+        else:
+            self._remote.backward(run, traced, Feedback(loss=loss, text=text), len(losses))
         report = opt.step()
         opt.zero_feedback()  # free the graphs; the step is done
         return report
