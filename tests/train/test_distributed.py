@@ -124,11 +124,12 @@ def test_the_pool_maps_in_order_and_a_dying_item_costs_only_itself(pool):
 
 def test_worker_llm_usage_counts_in_the_step_record(pool):
     result, _, _ = run_mixed(pool, Asker(), steps=1)
-    step = result.history[1]
-    # 8 initial validation + 4 training + 8 validation calls, all on workers
-    assert step["worker_usage"]["llm_calls"] == 20
+    start, step = result.history
+    assert start["worker_usage"]["llm_calls"] == start["llm_calls"] == 8  # the initial validation
+    # 4 training + 8 validation calls, all on workers
+    assert step["worker_usage"]["llm_calls"] == 12
     assert step["llm_calls"] == step["worker_usage"]["llm_calls"] + 1  # + the optimizer's call
-    assert result.llm_calls == step["llm_calls"]
+    assert result.llm_calls == 8 + 13
 
 
 def test_resume_with_the_pool_gives_the_uninterrupted_run(pool, tmp_path):

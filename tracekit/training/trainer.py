@@ -535,6 +535,10 @@ class Trainer:
                   "val_errors": initial.errors, "params": ckpt.plain_values(self.named_params),
                   "changes": [], "llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
                   "cost": 0.0, "seconds": time.perf_counter() - start, "time": time.time()}
+        if self._remote is not None:  # the initial validation's LLM calls on the workers
+            workers = self._remote.take_usage()
+            record.update(workers.report_fields())
+            record.update(worker_usage=workers.report_fields(), lost_examples=self._remote.take_lost())
         state["elapsed"] = record["seconds"]
         self.history = []
         if self.run_dir is not None:
