@@ -194,3 +194,21 @@ def test_a_large_untrained_value_travels_bounded():
     grad = torch.ones(3, requires_grad=True) * 2
     assert repr(portable_value((grad, "a"))) == repr((grad, "a"))  # the prompt shows the same
     assert not portable_value(grad, True).requires_grad
+
+
+class Unloadable(Mixed):
+    """Refuses to be unpickled anywhere: every worker fails before running an example."""
+
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise ImportError("No module named 'only_on_the_driver'")
+
+
+def test_workers_that_cannot_load_the_workflow_stop_the_run_with_the_reason():
+    from tracekit.training.remote import WorkersFailedError
+
+    with pytest.raises(WorkersFailedError, match="only_on_the_driver.*importable on the workers"):
+        run_mixed(InlineRemote(), Unloadable())

@@ -33,12 +33,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracekit.errors import NotPortableError
+from tracekit.errors import NotPortableError, TracekitError
 from tracekit.feedback import Feedback
 from tracekit.llm.accounting import Usage, process_scope
 from tracekit.nodes import Node, _is_tensor
 from tracekit.training import portable
 from tracekit.training.executors import Executor
+
+
+class WorkersFailedError(TracekitError, RuntimeError):
+    """No example of a call could run on the workers (a set-up problem: a module missing
+    there, a parameter value refused there); the message has the first worker error."""
 
 
 # --- the worker's side --------------------------------------------------------------------------
@@ -205,6 +210,7 @@ class RemoteRunner:
             positions.append(list(range(start, start + len(chunk))))
             start += len(chunk)
         retry: list[int] = []
+        errors: list[BaseException | None] = []
         for chunk_positions, outcome in zip(positions, self.executor.map(task, chunks)):
             if outcome.ok:
                 usage = self._take(outcome.value, chunk_positions, per_item, grads, usage)
@@ -212,6 +218,7 @@ class RemoteRunner:
                 retry.extend(chunk_positions)
             else:
                 per_item[chunk_positions[0]] = _lost_text(outcome.error)
+                errors.append(outcome.error)
                 lost += 1
         if retry:  # one example per task: a worker that dies again costs only its example
             for pos, outcome in zip(retry, self.executor.map(task, [[items[i]] for i in retry])):
@@ -219,7 +226,14 @@ class RemoteRunner:
                     usage = self._take(outcome.value, [pos], per_item, grads, usage)
                 else:
                     per_item[pos] = _lost_text(outcome.error)
+                    errors.append(outcome.error)
                     lost += 1
+        if items and lost == len(items):  # nothing ran anywhere: a set-up problem, not bad luck
+            raise WorkersFailedError(
+                f"no example could run on the workers ({type(errors[0]).__name__}: {errors[0]}); check that "
+                f"the modules your workflow and metric use are importable on the workers (install them "
+                f"there, or ship them with RayExecutor(init_options={{'runtime_env': {{'working_dir': '.'}}}})), "
+                f"and that the parameters' values pass their checks there")
         self.usage = self.usage + usage
         self.lost += lost
         return per_item, grads, lost
