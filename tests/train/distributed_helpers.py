@@ -136,3 +136,19 @@ class Asker(Mixed):
     def forward(self, x):
         asking_backend()([{"role": "user", "content": x["text"]}])
         return super().forward(x)
+
+
+class KillOnce(Mixed):
+    """`Mixed` whose `kill` inputs kill the first worker process that runs them (a marker
+    file says it happened): the rerun of the task succeeds."""
+
+    def __init__(self, marker, kill=()):
+        super().__init__(kill=kill)
+        self.marker = str(marker)
+
+    def forward(self, x):
+        if x["text"] in self.kill and os.getpid() != self.driver and not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write("killed once")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return label_text(x["text"], self.keywords, self.threshold), rate(x["features"], self.w)

@@ -212,3 +212,26 @@ def test_workers_that_cannot_load_the_workflow_stop_the_run_with_the_reason():
 
     with pytest.raises(WorkersFailedError, match="only_on_the_driver.*importable on the workers"):
         run_mixed(InlineRemote(), Unloadable())
+
+
+def check_a_rerun_task_counts_its_gradients_once(executor, tmp_path):
+    """A worker dies once mid-step; its task runs again: same gradients as serial, nothing lost."""
+    from tests.train.distributed_helpers import KillOnce
+
+    tk.register_solver("text", lambda params, **o: ListSolver(params))
+    seen = {"serial": [], "remote": []}
+    results = {}
+    for key, ex, model in (("serial", "serial", Mixed()),
+                           ("remote", executor, KillOnce(tmp_path / "marker", kill={"nice view"}))):
+        tk.register_solver("gradient", lambda params, _k=key, **o: GradientRecorder(params, seen[_k]))
+        opt = tk.Optimizer([model.keywords, model.w])
+        results[key] = Trainer(model, opt, mixed_metric, train=mixed_data(8), call=mixed_call, batch_size=8,
+                               max_steps=1, executor=ex, progress=False, batch_objective=False).fit()
+    assert (tmp_path / "marker").exists()  # a worker did die
+    assert results["remote"].history[1]["lost_examples"] == 0
+    assert len(seen["remote"]) == 1
+    assert torch.allclose(seen["serial"][0], seen["remote"][0], rtol=0, atol=1e-12)
+
+
+def test_a_rerun_task_counts_its_gradients_once(pool, empty_registry, tmp_path):
+    check_a_rerun_task_counts_its_gradients_once(pool, tmp_path)

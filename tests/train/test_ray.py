@@ -92,3 +92,10 @@ def test_ray_resume_after_a_driver_stop_gives_the_uninterrupted_run(local_ray, t
     assert [h["val_score"] for h in resumed[0].history] == [h["val_score"] for h in whole[0].history]
     assert resumed[1].keywords.data == whole[1].keywords.data
     assert torch.allclose(resumed[1].w.data, whole[1].w.data, rtol=0, atol=1e-12)
+
+
+def test_a_task_ray_retried_counts_its_gradients_once(local_ray, empty_registry, tmp_path):
+    from tests.train.test_distributed import check_a_rerun_task_counts_its_gradients_once
+
+    executor = RayExecutor(max_concurrency=2, task_options={"max_retries": 1})
+    check_a_rerun_task_counts_its_gradients_once(executor, tmp_path)
