@@ -235,3 +235,15 @@ def check_a_rerun_task_counts_its_gradients_once(executor, tmp_path):
 
 def test_a_rerun_task_counts_its_gradients_once(pool, empty_registry, tmp_path):
     check_a_rerun_task_counts_its_gradients_once(pool, tmp_path)
+
+
+def test_evaluate_after_fit_with_a_pool_the_trainer_made_and_closed():
+    model = Mixed()
+    opt = tk.Optimizer([model.keywords, model.w], llm=ScriptedLLM(), numeric="sgd", lr=0.01)
+    trainer = Trainer(model, opt, mixed_metric, train=mixed_data(4), call=mixed_call, batch_size=4,
+                      max_steps=1, executor="process", max_concurrency=2, progress=False,
+                      batch_objective=False)
+    result = trainer.fit()
+    again = trainer.evaluate(mixed_data(4))
+    assert again.errors == 0 and again.score == result.best_score
+    trainer.executor.close()

@@ -54,6 +54,10 @@ class Shared:
     def get(self) -> bytes:
         return self.blob
 
+    def alive(self) -> bool:
+        """Whether workers can still read it (a closed pool removes its files)."""
+        return True
+
 
 class FileShared(Shared):
     """Bytes in a file on this machine (a process pool): read by the workers that need them."""
@@ -64,6 +68,9 @@ class FileShared(Shared):
     def get(self) -> bytes:
         with open(self.path, "rb") as f:
             return f.read()
+
+    def alive(self) -> bool:
+        return os.path.exists(self.path)
 
 
 class RayShared(Shared):

@@ -154,6 +154,8 @@ class RemoteRunner:
     def payload(self) -> tuple[str, Any]:
         """(key, shared handle of the pickled `Payload`), built once per run;
         NotPortableError names what cannot travel."""
+        if self._payload is not None and not self._payload[1].alive():
+            self._payload = None  # the executor was closed (and reopened) since: ship again
         if self._payload is None:
             t = self.trainer
             named = t.named_params
