@@ -128,7 +128,7 @@ def _dumps(value: Any) -> bytes:
 @dataclass
 class BatchRun:
     """The merged results of a minibatch: per example (in batch order) its result and
-    trace piece, the summed gradients, the number of losses, and what was lost."""
+    trace piece (None: not traced or lost), the summed gradients, and how many were lost."""
 
     results: list[Any]
     pieces: list[portable.TracePiece | None]
