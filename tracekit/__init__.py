@@ -61,6 +61,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "AsyncExecutor": ("tracekit.training.executors", "AsyncExecutor"),
     "SerialExecutor": ("tracekit.training.executors", "SerialExecutor"),
     "RayExecutor": ("tracekit.training.executors", "RayExecutor"),
+    "ProcessExecutor": ("tracekit.training.executors", "ProcessExecutor"),
     "training": ("tracekit.training", None),
     # pictures
     "render": ("tracekit.pictures.graph_picture", "render"),

@@ -80,6 +80,13 @@ def describe(exc: BaseException, *, limit: int = MESSAGE_CHARS, causes: bool = F
         text += f" (from {type_name(nxt)}: {message_of(nxt, limit // 4)})"
         current = nxt
     return text
+
+
+class NotPortableError(TracekitError, TypeError):
+    """A workflow, metric or `call` cannot be shipped to worker processes (it cannot be
+    pickled); the message names the object and how to make it shippable."""
+
+
 class InvalidOptionError(TracekitError, ValueError):
     """An argument of `tk.Optimizer` (an option, a parameter list, a param group) is refused
     when the optimizer is built; the message names the argument and what is accepted."""

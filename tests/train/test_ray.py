@@ -46,3 +46,56 @@ def test_ray_executor_order_errors_and_validation_in_training(local_ray, empty_r
     # validation ran on Ray workers with the parameters of each step
     assert [r["val_score"] for r in result.history] == [0.625, 0.75, 1.0]
     assert model.keywords.data == "good, great, nice, lovely"
+
+
+# --- every phase of a training step on Ray -------------------------------------------------------
+def test_a_ray_run_is_the_serial_run_with_float64_gradients(local_ray):
+    from tests.train.distributed_helpers import Mixed
+    from tests.train.test_distributed import assert_same_run, run_mixed
+
+    serial = run_mixed("serial")
+    remote = run_mixed(RayExecutor(max_concurrency=2))
+    assert_same_run(serial, remote)
+    assert all(h["lost_examples"] == 0 for h in remote[0].history[1:])
+    assert isinstance(remote[1], Mixed)
+
+
+def test_ray_gradients_match_in_process(local_ray, empty_registry):
+    from tests.train.test_distributed import test_gradients_match_in_process_gradients
+
+    test_gradients_match_in_process_gradients(RayExecutor(max_concurrency=2), empty_registry)
+
+
+def test_ray_worker_killed_and_example_raising_cost_one_example_each(local_ray):
+    from tests.train.distributed_helpers import Mixed
+    from tests.train.test_distributed import run_mixed
+
+    executor = RayExecutor(max_concurrency=2, task_options={"max_retries": 0})
+    result, model, llm = run_mixed(executor, Mixed(boom={"great food"}, kill={"nice view"}))
+    steps = result.history[1:]
+    assert sum(h["lost_examples"] for h in steps) >= 1 and any(h["incomplete"] for h in steps)
+    assert any(h["train_errors"] >= 2 for h in steps)  # the raising and the killing example
+    prompts = "\n".join(llm.prompts)
+    assert "cannot read 'great food'" in prompts and "the worker running this example failed" in prompts
+    assert result.steps == 2
+
+
+def test_ray_resume_after_a_driver_stop_gives_the_uninterrupted_run(local_ray, tmp_path):
+    import torch
+
+    from tests.train.test_distributed import run_mixed
+
+    executor = RayExecutor(max_concurrency=2)
+    whole = run_mixed(executor, steps=2)
+    run_mixed(executor, steps=1, run_dir=tmp_path / "run")
+    resumed = run_mixed(executor, steps=2, run_dir=tmp_path / "run", resume=True)
+    assert [h["val_score"] for h in resumed[0].history] == [h["val_score"] for h in whole[0].history]
+    assert resumed[1].keywords.data == whole[1].keywords.data
+    assert torch.allclose(resumed[1].w.data, whole[1].w.data, rtol=0, atol=1e-12)
+
+
+def test_a_task_ray_retried_counts_its_gradients_once(local_ray, empty_registry, tmp_path):
+    from tests.train.test_distributed import check_a_rerun_task_counts_its_gradients_once
+
+    executor = RayExecutor(max_concurrency=2, task_options={"max_retries": 1})
+    check_a_rerun_task_counts_its_gradients_once(executor, tmp_path)

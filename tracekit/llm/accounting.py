@@ -267,9 +267,32 @@ class Accounting:
             self.total.add(record)
             for scope in self._scopes:
                 scope.usage.add(record)
+        with _process_lock:
+            for usage in _process_scopes:
+                usage.add(record)
 
     def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, bool]:
         return self.prices.cost(model, prompt_tokens, completion_tokens)
+
+
+_process_scopes: list[Usage] = []
+_process_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def process_scope() -> Iterator[Usage]:
+    """Totals of the calls made by every backend of this process while the block runs.
+
+    How a worker process counts the LLM calls of the workflows it runs (whatever backend
+    objects they use), so that the driver can add them to its step report."""
+    usage = Usage()
+    with _process_lock:
+        _process_scopes.append(usage)
+    try:
+        yield usage
+    finally:
+        with _process_lock:
+            _process_scopes.remove(usage)
 
 
 def _shift(target: Usage, delta: Usage, sign: int) -> None:

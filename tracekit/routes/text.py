@@ -171,7 +171,20 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
     Parameters being updated appear under their optimizer names; every other node under
     its Python name (made unique). On-path calls become code lines; their inputs that do
     not depend on the parameters are inputs; the records' outputs are outputs.
+
+    A record with a `problem_pieces(names)` method (traced in another process:
+    `tracekit.training.portable`) contributes the calls, values and feedback of the
+    `Problem` it returns for parameters named `names`.
     """
+    prebuilt = [r for r in records if callable(getattr(r, "problem_pieces", None))]
+    if prebuilt:  # portable records (traced in another process) build their own pieces
+        problem = build_problem(params, [r for r in records if not callable(getattr(r, "problem_pieces", None))], names)
+        for r in prebuilt:
+            part = r.problem_pieces(set(names.values()))
+            problem.calls.extend(part.calls)
+            problem.values.extend(part.values)
+            problem.feedback.extend(part.feedback)
+        return problem
     labels: dict[int, str] = dict(names)
     taken: set[str] = set(names.values())
 

@@ -8,11 +8,12 @@ not a crashed run.
     SerialExecutor()                    # one after the other (debugging)
     ThreadExecutor(max_workers=8)       # the default: a thread pool
     AsyncExecutor(max_concurrency=8)    # async workflows: coroutines on one event loop
+    ProcessExecutor(max_workers=2)      # worker processes on this machine (no Ray needed)
     RayExecutor(num_cpus=2)             # a Ray cluster (optional extra: tracekit[ray])
 
 Write your own by subclassing `Executor` and implementing `map` (and setting
-`in_process = False` when items run in other processes: the Trainer then uses the
-executor only for evaluations that need no traced graph, i.e. validation).
+`in_process = False` when items run in other processes: the Trainer then ships the
+parameters as state and gets plain results back, see `tracekit.training.remote`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import os
+import pickle
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +47,46 @@ class Outcome:
         return self.error is None
 
 
+class Shared:
+    """Bytes shipped inside the task itself (see `Executor.share`)."""
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def get(self) -> bytes:
+        return self.blob
+
+    def alive(self) -> bool:
+        """Whether workers can still read it (a closed pool removes its files)."""
+        return True
+
+
+class FileShared(Shared):
+    """Bytes in a file on this machine (a process pool): read by the workers that need them."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get(self) -> bytes:
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def alive(self) -> bool:
+        return os.path.exists(self.path)
+
+
+class RayShared(Shared):
+    """Bytes in Ray's object store, put once and read by each worker that needs them."""
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+    def get(self) -> bytes:
+        import ray
+
+        return ray.get(self.ref)
+
+
 def _capture(exc: BaseException) -> Outcome:
     return Outcome(error=exc, traceback="".join(traceback.format_exception(exc)))
 
@@ -59,6 +103,13 @@ class Executor:
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Outcome]:
         raise NotImplementedError
+
+    def share(self, blob: bytes, slot: str) -> Shared:
+        """A handle to `blob` that tasks carry instead of the bytes (`handle.get()` on the
+        worker): an out-of-process executor stores it once where its workers can read it
+        (Ray's object store, a file), so a large payload is not copied into every task.
+        `slot`: a new blob in the same slot replaces the previous one."""
+        return Shared(blob)
 
     def close(self) -> None:
         """Release workers (a no-op for executors that own nothing)."""
@@ -189,15 +240,15 @@ async def _await(awaitable: Any) -> Any:
 class RayExecutor(Executor):
     """Evaluates items as Ray tasks (`pip install tracekit[ray]`).
 
-    The function and its items are shipped with Ray's pickling (cloudpickle): the
-    workflow, its parameters' current values and the metric travel with each `map` call,
-    so the workers always see the parameters of the current step. Traced graphs do not
-    come back (`in_process = False`): the Trainer uses Ray for validation and keeps the
-    training minibatch, whose graph it needs for feedback, in this process.
+    The function is put once per `map` call in Ray's object store (pickled with
+    cloudpickle) and each item runs as one task. With the Trainer every phase of a step
+    runs on the cluster: the workflow and metric are shipped once, the parameters travel
+    as state each call, and traces come back as plain data (`tracekit.training.remote`).
 
     `address`: an existing cluster ("auto", "ray://host:10001"); None starts a local
     instance with `num_cpus` CPUs (or joins the one already started by `ray.init`).
-    `max_concurrency` bounds the tasks in flight.
+    `max_concurrency` bounds the tasks in flight; `task_options` go to `ray.remote`
+    (e.g. `{"max_retries": 1}`: how often Ray reruns a task whose worker died).
     """
 
     in_process = False
@@ -208,7 +259,9 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError:
-            raise ImportError("RayExecutor needs Ray: pip install 'tracekit[ray]' (or pip install ray)") from None
+            raise ImportError("RayExecutor needs Ray, an optional extra: pip install 'tracekit[ray]' "
+                              "(or pip install ray); without Ray, executor='process' runs the "
+                              "workers on this machine") from None
         self._ray = ray
         if not ray.is_initialized():
             options = dict(init_options or {})
@@ -221,7 +274,24 @@ class RayExecutor(Executor):
                 options["num_cpus"] = num_cpus
             ray.init(**options)
         self.max_concurrency = max_concurrency
+        self._slots: int | None = None
+        self._shared: dict[str, Any] = {}
         self._task = ray.remote(**task_options)(_ray_task) if task_options else ray.remote(_ray_task)
+
+    @property
+    def slots(self) -> int:
+        """How many tasks the cluster runs at once (its CPUs, at most `max_concurrency`):
+        the Trainer splits a minibatch into this many chunks."""
+        if self._slots is None:
+            cpus = int(self._ray.cluster_resources().get("CPU", 1))
+            self._slots = max(1, min(cpus, self.max_concurrency))
+        return self._slots
+
+    def share(self, blob: bytes, slot: str) -> Shared:
+        """`blob` put once in Ray's object store (the previous blob of `slot` is released)."""
+        handle = RayShared(self._ray.put(blob))
+        self._shared[slot] = handle
+        return handle
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Outcome]:
         ray = self._ray
@@ -253,21 +323,139 @@ class RayExecutor(Executor):
 
 
 def _ray_task(fn: Callable[[Any], Any], item: Any) -> tuple[Any, BaseException | None, str]:
-    """Runs on a Ray worker: the function's value, or the exception it raised (no crash)."""
+    """Runs on a worker: the function's value, or the exception it raised (no crash)."""
     outcome = _run_one(fn, item)
     error = outcome.error
     if error is not None:
         try:  # an exception that cannot be pickled travels as a RuntimeError with its text
-            import pickle
-
             pickle.dumps(error)
         except Exception:
             error = RuntimeError(describe(error))
     return outcome.value, error, outcome.traceback
 
 
+class WorkerDiedError(RuntimeError):
+    """The worker process running an item died (killed, crashed, out of memory)."""
+
+
+class ProcessExecutor(Executor):
+    """A pool of `max_workers` worker processes on this machine (no Ray needed).
+
+    Processes are started with `start_method` ("spawn" by default; "forkserver" on
+    POSIX): plain fork can deadlock once torch's threads run. The function is pickled
+    once per `map` call (cloudpickle when installed), so lambdas and functions of
+    `__main__` work. A worker that dies costs its item only: the pool is restarted and
+    the items that were in flight are run again one at a time.
+    """
+
+    in_process = False
+
+    def __init__(self, max_workers: int | None = None, start_method: str = "spawn") -> None:
+        import multiprocessing
+
+        workers = max_workers if max_workers is not None else (os.cpu_count() or 1)
+        if workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {workers}")
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(f"start_method {start_method!r} is not available here; use one of "
+                             f"{multiprocessing.get_all_start_methods()}")
+        self.max_concurrency = self.slots = workers
+        self._context = multiprocessing.get_context(start_method)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._dir: Any = None  # a temporary directory for shared blobs
+        self._files: dict[str, str] = {}
+
+    def share(self, blob: bytes, slot: str) -> Shared:
+        """`blob` written once to a temporary file that the workers read (replacing the
+        previous file of `slot`); removed by `close`."""
+        import tempfile
+
+        with self._lock:
+            if self._dir is None:
+                self._dir = tempfile.TemporaryDirectory(prefix="tracekit-pool-")
+            fd, path = tempfile.mkstemp(prefix=f"{slot}-", dir=self._dir.name)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            old = self._files.get(slot)
+            self._files[slot] = path
+        if old is not None:
+            os.unlink(old)
+        return FileShared(path)
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.max_concurrency, mp_context=self._context)
+            return self._pool
+
+    def _reset(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Outcome]:
+        items = list(items)
+        if not items:
+            return []
+        blob = _dumps(fn)
+        pool = self._get_pool()
+        futures = [pool.submit(_process_task, blob, item) for item in items]
+        results: list[Outcome | None] = []
+        broken: list[int] = []
+        for i, future in enumerate(futures):
+            try:
+                results.append(_unpack(future.result()))
+            except BrokenProcessPool:
+                results.append(None)
+                broken.append(i)
+            except Exception as exc:  # e.g. an item that cannot be pickled
+                results.append(_capture(exc))
+        if broken:
+            self._reset()
+            for i in broken:  # one at a time: only the item that kills its worker is lost
+                try:
+                    results[i] = _unpack(self._get_pool().submit(_process_task, blob, items[i]).result())
+                except BrokenProcessPool:
+                    self._reset()
+                    results[i] = _capture(WorkerDiedError(
+                        "the worker process running this item died (killed, crashed or out of memory)"))
+                except Exception as exc:
+                    results[i] = _capture(exc)
+        return [r if r is not None else Outcome(error=RuntimeError("no result")) for r in results]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            if self._dir is not None:
+                self._dir.cleanup()
+                self._dir = None
+                self._files = {}
+
+
+def _dumps(fn: Any) -> bytes:
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - plain pickle: importable functions only
+        return pickle.dumps(fn)
+    return cloudpickle.dumps(fn)
+
+
+def _process_task(blob: bytes, item: Any) -> tuple[Any, BaseException | None, str]:
+    """Runs in a pool process: the function unpickled, then as `_ray_task`."""
+    return _ray_task(pickle.loads(blob), item)
+
+
+def _unpack(result: tuple[Any, BaseException | None, str]) -> Outcome:
+    value, error, tb = result
+    return Outcome(value=value) if error is None else Outcome(error=error, traceback=tb)
+
+
 def get_executor(spec: Executor | str | None, max_concurrency: int = 8) -> Executor:
-    """An executor from a name ("thread", "async", "serial", "ray") or an instance."""
+    """An executor from a name ("thread", "async", "serial", "process", "ray") or an instance."""
     if isinstance(spec, Executor):
         return spec
     if spec is None or spec == "thread":
@@ -276,8 +464,11 @@ def get_executor(spec: Executor | str | None, max_concurrency: int = 8) -> Execu
         return AsyncExecutor(max_concurrency)
     if spec == "serial":
         return SerialExecutor()
+    if spec == "process":
+        return ProcessExecutor(min(max_concurrency, os.cpu_count() or 1))
     if spec == "ray":
         return RayExecutor(max_concurrency=max_concurrency)
     raise ValueError(
-        f"unknown executor {spec!r}: use 'thread', 'async', 'serial', 'ray' or an Executor instance"
+        f"unknown executor {spec!r}: use 'thread', 'async', 'serial', 'process', 'ray' or an "
+        f"Executor instance"
     )

@@ -340,10 +340,11 @@ class Trainer:
         whose workflow or metric raised (its error becomes feedback).
       revert_on_worse: undo a step that lowers the validation score. patience: stop
         after this many steps without improving the best score by more than min_delta.
-      executor: "thread" (default), "async", "serial", "ray" or an `Executor`;
-        max_concurrency: examples in flight. Out-of-process executors (Ray) evaluate the
-        validation set; training minibatches, whose traces feed the optimizer, run in a
-        local thread pool.
+      executor: "thread" (default), "async", "serial", "process", "ray" or an `Executor`;
+        max_concurrency: examples in flight. With out-of-process executors ("process",
+        "ray") every phase runs on the workers: minibatches (traced, backward included),
+        validation and the minibatch objective; parameters travel as state and traces
+        come back as plain data (`tracekit.training.remote`; docs/distributed.md).
       batch_objective: when the optimizer has no `objective`, give it one during `fit`:
         True or "batch": the current minibatch's loss (mean of -score, untraced);
         "train": the whole training set's loss (steadier; for cheap workflows). With it
@@ -418,6 +419,11 @@ class Trainer:
         self.min_delta = float(min_delta)
         self.executor = get_executor(executor, max_concurrency)
         self.local_executor = self.executor if self.executor.in_process else ThreadExecutor(max_concurrency)
+        self._remote: Any = None
+        if not self.executor.in_process:  # every phase on the workers: tracekit.training.remote
+            from tracekit.training.remote import RemoteRunner
+
+            self._remote = RemoteRunner(self, self.executor)
         # executors built here from a name are closed after fit(); yours stay open
         self._owned = [e for e in {id(self.executor): self.executor, id(self.local_executor):
                                    self.local_executor}.values() if e is not executor]
@@ -444,9 +450,18 @@ class Trainer:
     def _evaluator(self, traced: bool) -> Evaluate:
         return Evaluate(self.workflow, self.metric, self.call, self.error_score, traced)
 
+    @staticmethod
+    def _example_result(index: int, prediction: Any, score: float | None, text: str | None, loss: Any,
+                        error: str | None) -> ExampleResult:
+        """An untraced `ExampleResult` (from a worker process: `tracekit.training.remote`)."""
+        return ExampleResult(index, prediction, score, text, loss, error, None)
+
     def evaluate(self, dataset: Sequence[Any] | None = None) -> EvalResult:
         """Score a dataset (default: the validation set) without recording graphs."""
         data = list(dataset) if dataset is not None else (self.val_set or self.train_set)
+        if self._remote is not None:
+            results = self._remote.evaluate(list(enumerate(data)))
+            return EvalResult(_mean([r.score for r in results]), results)
         outcomes = self.executor.map(self._evaluator(False), list(enumerate(data)))
         return self._collect(outcomes)
 
@@ -470,8 +485,11 @@ class Trainer:
     def _batch_loss(self) -> float:
         """The objective given to the optimizer: the mean loss on the current minibatch."""
         items = list(enumerate(self.train_set)) if self.batch_objective == "train" else self._batch
-        outcomes = self.local_executor.map(self._evaluator(False), items)
-        result = self._collect(outcomes)
+        if self._remote is not None:
+            results = self._remote.evaluate(items)
+            result = EvalResult(_mean([r.score for r in results]), results)
+        else:
+            result = self._collect(self.local_executor.map(self._evaluator(False), items))
         if result.score is None:
             raise ValueError("the metric returned no score, so the minibatch has no loss")
         return -result.score if self.higher_is_better else result.score
@@ -493,6 +511,8 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until the epochs or steps are done or early stopping; return the summary.
         The workflow ends with the best parameters found."""
+        if self._remote is not None:
+            self._remote.reset()  # ship the workflow as it is now
         state = self._start()
         set_objective = self.batch_objective is not False and getattr(self.optimizer, "objective", None) is None
         if set_objective:
@@ -534,6 +554,10 @@ class Trainer:
                   "val_errors": initial.errors, "params": ckpt.plain_values(self.named_params),
                   "changes": [], "llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
                   "cost": 0.0, "seconds": time.perf_counter() - start, "time": time.time()}
+        if self._remote is not None:  # the initial validation's LLM calls on the workers
+            workers = self._remote.take_usage()
+            record.update(workers.report_fields())
+            record.update(worker_usage=workers.report_fields(), lost_examples=self._remote.take_lost())
         state["elapsed"] = record["seconds"]
         self.history = []
         if self.run_dir is not None:
@@ -608,8 +632,13 @@ class Trainer:
         start = time.perf_counter()
         state["step"] += 1
         self._batch = [(i, ex) for i, ex in batch]
-        train = self._run_batch(batch)
-        report = self._optimize(train, [ex for _, ex in batch])
+        run = None
+        if self._remote is not None:  # on the workers; traces come back as plain pieces
+            run = self._remote.run_batch(batch)
+            train = EvalResult(_mean([r.score for r in run.results]), run.results)
+        else:
+            train = self._run_batch(batch)
+        report = self._optimize(train, [ex for _, ex in batch], run)
         val = self._validate()
         improved = self._improves(val.score, state["best_score"])
         reverted = False
@@ -627,6 +656,12 @@ class Trainer:
         if self.patience is not None and state["bad_steps"] >= self.patience:
             state["stop_reason"] = f"early stopping: no improvement in {self.patience} step(s)"
         usage = _usage(report)
+        remote: dict[str, Any] = {}
+        if self._remote is not None:  # the workflows' LLM calls on the workers count too
+            workers = self._remote.take_usage()
+            lost = self._remote.take_lost()
+            usage = {k: usage[k] + v for k, v in workers.report_fields().items()}
+            remote = {"worker_usage": workers.report_fields(), "lost_examples": lost, "incomplete": lost > 0}
         seconds = time.perf_counter() - start
         state["elapsed"] += seconds
         record = {
@@ -637,18 +672,23 @@ class Trainer:
             "changes": [] if report is None else [
                 {"name": c.name, "kind": c.kind, "solver": c.solver, "changed": c.changed,
                  "old": c.old, "new": c.new, "reason": c.reason} for c in report.changes],
-            **usage, "seconds": seconds, "time": time.time(),
+            **usage, **remote, "seconds": seconds, "time": time.time(),
         }
         self._record(state, record)
 
-    def _optimize(self, train: EvalResult, examples: list[Any]) -> Any:
-        """One optimizer step from the whole minibatch's feedback; None when nothing was traced."""
+    def _optimize(self, train: EvalResult, examples: list[Any], run: Any = None) -> Any:
+        """One optimizer step from the whole minibatch's feedback; None when nothing was traced.
+        `run`: the minibatch ran on workers (`remote.BatchRun`): its traces are plain pieces."""
         opt = self.optimizer
-        ordered = sorted(train.results, key=lambda r: _sort_key(r, self.higher_is_better))
-        outputs = [r.output for r in ordered if isinstance(r.output, Node)]
+        results = train.results
+        order = sorted(range(len(results)), key=lambda i: _sort_key(results[i], self.higher_is_better))
+        if run is None:
+            traced = [i for i in order if isinstance(results[i].output, Node)]
+        else:
+            traced = [i for i in order if run.pieces[i] is not None]
         if self.trace_examples is not None:
-            outputs = outputs[: self.trace_examples]
-        if not outputs:
+            traced = traced[: self.trace_examples]
+        if not traced:
             return None
         text = aggregate_feedback(train.results, examples, self.feedback_chars, self.higher_is_better)
         losses = [r.loss if r.loss is not None else
@@ -657,7 +697,10 @@ class Trainer:
         losses = [x for x in losses if x is not None]
         loss = sum(losses[1:], losses[0]) / len(losses) if losses else None
         opt.zero_feedback()
-        opt.backward(outputs, Feedback(loss=loss, text=text))
+        if run is None:
+            opt.backward([results[i].output for i in traced], Feedback(loss=loss, text=text))
+        else:
+            self._remote.backward(run, traced, Feedback(loss=loss, text=text), len(losses))
         report = opt.step()
         opt.zero_feedback()  # free the graphs; the step is done
         return report
