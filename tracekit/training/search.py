@@ -66,7 +66,10 @@ class PoolSearch:
         pool = Pool.from_state(state, f"{where} pool")
         params = self.trainer.named_params
         for c in pool:
-            staged = ckpt.stage(params, c.values, f"{where} pool candidate {c.id}", strict=True)
+            try:
+                staged = ckpt.stage(params, c.values, f"{where} pool candidate {c.id}", strict=True)
+            except StateDictError as exc:
+                raise StateDictError(f"{where} pool candidate {c.id}: {exc}") from None
             c.values = {name: value for (name, _), (_, value) in zip(params, staged)}
         if not pool.scored():
             raise StateDictError(f"{where} pool has no validated candidate; it is damaged")

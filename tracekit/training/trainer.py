@@ -602,6 +602,10 @@ class Trainer:
         ckpt.seed_everything(self.seed)
         self.rng = random.Random(self.seed)
         self.budget.load_state_dict({})
+        first = len(self.val_set if self.val_set is not None else self.train_set)
+        if self.budget.max_metric_calls is not None and self.budget.max_metric_calls < first:
+            raise ValueError(f"max_metric_calls={self.budget.max_metric_calls} is less than one validation "
+                             f"({first} examples): raise it, or validate on fewer examples (val=...)")
         start = time.perf_counter()
         initial = self._validate()
         if self.search is not None:
