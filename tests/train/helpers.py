@@ -89,21 +89,34 @@ def accuracy(prediction, example):
 # --- a simulated proposer for search strategies (also used by benchmarks/search.py) --------
 class SubsetProposer:
     """A scripted 'LLM optimizer' for a workflow of bit-string modules: each step it edits
-    one module chosen at random; each unsolved example of it becomes solved with
-    probability `p`, each solved one breaks with probability `q`. Blind to feedback and
-    model-free, so a search strategy's effect is measured independently of model strength.
-    Its random state is its solver state (a resumed run proposes the same)."""
+    one module; each unsolved example of it becomes solved with probability `p`, each
+    solved one breaks with probability `q`. `targeted=True` (a reflecting proposer) edits
+    the module of an example the minibatch feedback reports as failed; otherwise a random
+    module. Model-free, so a search strategy's effect is measured independently of model
+    strength. Its random state is its solver state (a resumed run proposes the same)."""
 
-    def __init__(self, params, p=0.3, q=0.15, seed=0, name="subset-proposer", cost=0.0, **options):
+    def __init__(self, params, p=0.3, q=0.15, seed=0, name="subset-proposer", cost=0.0,
+                 targeted=False, width=5, **options):
         import random
 
         self.p, self.q, self.name, self.cost = p, q, name, cost
+        self.targeted, self.width = targeted, width
         self.rng = random.Random(seed)
+
+    def _failing(self, params, context):
+        import re
+
+        failing = set()
+        for r in context.records(params):
+            text = r.feedback.describe()
+            failing |= {int(m) for m in re.findall(r"example (\d+): [^\n]*score 0\b", text)}
+        return sorted(failing)
 
     def step(self, params, context):
         from tracekit.llm.accounting import Usage
 
-        target = self.rng.randrange(len(params))
+        failing = self._failing(params, context) if self.targeted else []
+        target = (self.rng.choice(failing) // self.width if failing else self.rng.randrange(len(params)))
         updates = []
         for i, p in enumerate(params):
             name = context.name_of(p)
@@ -124,9 +137,10 @@ class SubsetProposer:
         self.rng.setstate((version, tuple(internal), gauss))
 
 
-def register_subset_proposer(p=0.3, q=0.15, seed=0, cost=0.0):
+def register_subset_proposer(p=0.3, q=0.15, seed=0, cost=0.0, targeted=False, width=5):
     """Register a SubsetProposer for the text route."""
-    tk.register_solver("text", lambda params, **options: SubsetProposer(params, p, q, seed, cost=cost))
+    tk.register_solver("text", lambda params, **options: SubsetProposer(
+        params, p, q, seed, cost=cost, targeted=targeted, width=width))
 
 
 @bundle()

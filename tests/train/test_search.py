@@ -314,3 +314,56 @@ def test_plot_run_draws_score_against_metric_calls(empty_registry, tmp_path):
     assert xs == sorted(xs) and xs[-1] <= 200 and xs[0] == 20
     path = tk.plot_run(tmp_path / "run", tmp_path / "run.svg", x="spent_metric_calls")
     assert path.exists() and "metric calls" in path.read_text()
+
+
+# --- every kind of parameter -------------------------------------------------------------
+def test_pool_of_mixed_parameters_shares_unchanged_tensors_and_resumes(empty_registry, tmp_path):
+    """Text, categorical, float and tensor parameters in one pool: a child keeps its parent's
+    tensor object when the step left the tensor alone, and the pool survives a resume."""
+    from tests.train.helpers import DATA as WORDS
+
+    register_plan("text", {"keywords": ["good, great", "good, great, nice", "bad", "good, great, nice, lovely"],
+                           "mode": ["strict", "loose", "strict", "loose"]})
+    register_plan("zeroth_order", {"threshold": [0.4, 0.3, 0.2, 0.1],
+                                   "w": [None, torch.tensor([2.0, 0.0]), None, None]})
+
+    @tk.bundle()
+    def run(text, keywords, threshold, mode, w):
+        words = text.lower().split()
+        keys = {k.strip() for k in keywords.split(",")}
+        share = sum(x in keys for x in words) / len(words) + float(w.detach()[1])
+        return "pos" if share >= threshold else "neg"
+
+    class Mixed(tk.Module):
+        def __init__(self):
+            self.keywords = tk.param("good", name="keywords")
+            self.threshold = tk.param(0.5, name="threshold", bounds=(0.0, 1.0))
+            self.mode = tk.param("loose", name="mode", choices=["loose", "strict"])
+            self.w = tk.param(torch.zeros(2), name="w")
+
+        def forward(self, text):
+            return run(text, self.keywords, self.threshold, self.mode, self.w)
+
+    def metric(prediction, example):
+        return 1.0 if prediction == example[1] else (0.0, f"expected {example[1]}")
+
+    def build(max_steps, resume=False):
+        model = Mixed()
+        trainer = Trainer(model, tk.Optimizer(model.parameters()), metric, train=WORDS, val=WORDS,
+                          batch_size=4, max_steps=max_steps, progress=False, executor="serial",
+                          strategy=Pareto(screen=False, merge_every=0), run_dir=tmp_path / "run",
+                          resume=resume)
+        return model, trainer
+
+    model, trainer = build(2)
+    trainer.fit()
+    pool = trainer.search.pool
+    first = pool.get(1)
+    assert first.parents == [0] and first.values["w"] is pool.get(0).values["w"]  # shared, not copied
+    model, again = build(4, resume=True)
+    result = again.fit()
+    kinds = {c["name"] for r in result.history[1:] for c in r["changes"] if c["changed"]}
+    assert kinds >= {"keywords", "threshold", "mode"}
+    assert len(again.search.pool) >= 3 and result.steps == 4
+    best = again.search.pool.best()
+    assert torch.equal(model.w.data, best.values["w"]) and model.keywords.data == best.values["keywords"]
