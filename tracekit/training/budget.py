@@ -24,7 +24,7 @@ class BudgetExhausted(Exception):
 
 
 @dataclass
-class Budget:
+class RunBudget:
     """The limits of a run (None: no limit) and what has been spent so far."""
 
     max_metric_calls: int | None = None
@@ -99,7 +99,7 @@ class Budget:
         return out
 
     def postfix(self) -> str:
-        """Budget spent / limit for the progress bar."""
+        """RunBudget spent / limit for the progress bar."""
         parts = []
         if self.max_metric_calls is not None:
             parts.append(f"calls={self.metric_calls}/{self.max_metric_calls}")

@@ -16,13 +16,13 @@ the checkpoint, so a resumed run continues the same search.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tracekit.training import checkpoint as ckpt
 from tracekit.training.pool import Candidate, Pool, child_values, merge_values, same_value
 
-if TYPE_CHECKING:
-    from tracekit.training.trainer import EvalResult, Trainer
+#: the trainer's types, named in annotations only (this module never imports the trainer)
+Trainer = EvalResult = Any
 
 
 class PoolSearch:
@@ -118,8 +118,6 @@ class PoolSearch:
 
     def step(self, state: dict[str, Any], batch: list[tuple[int, Any]]) -> None:
         """One search step from the strategy's parent on this minibatch."""
-        from tracekit.training.trainer import _usage
-
         t = self.trainer
         start = time.perf_counter()
         state["step"] += 1
@@ -129,7 +127,7 @@ class PoolSearch:
         t._batch = list(batch)
         train = t._run_batch(batch)
         report = t._optimize(train, [ex for _, ex in batch])
-        usage = _usage(report)
+        usage = t.usage_of(report)
         changes = [] if report is None else [
             {"name": c.name, "kind": c.kind, "solver": c.solver, "changed": c.changed,
              "old": c.old, "new": c.new, "reason": c.reason} for c in report.changes]

@@ -36,7 +36,7 @@ from tracekit.feedback import Feedback, loss_to_float
 from tracekit.llm.accounting import Usage
 from tracekit.nodes import Node, short_repr
 from tracekit.training import checkpoint as ckpt
-from tracekit.training.budget import Budget, BudgetExhausted
+from tracekit.training.budget import BudgetExhausted, RunBudget
 from tracekit.training.executors import Executor, ThreadExecutor, get_executor
 from tracekit.training.search import PoolSearch
 from tracekit.training.strategies import Greedy, get_strategy
@@ -456,7 +456,7 @@ class Trainer:
         self.rng = random.Random(seed)
         self.history: list[dict[str, Any]] = []
         self._batch: list[tuple[int, Any]] = []
-        self.budget = Budget(max_metric_calls, max_llm_cost, max_seconds)
+        self.budget = RunBudget(max_metric_calls, max_llm_cost, max_seconds)
         self.strategy = get_strategy(strategy)
         self.search = None if isinstance(self.strategy, Greedy) else PoolSearch(self, self.strategy)
         self._calls_at_step = 0
@@ -737,6 +737,11 @@ class Trainer:
             **usage, "seconds": seconds, "time": time.time(),
         }
         self._end_step(state, record)
+
+    @staticmethod
+    def usage_of(report: Any) -> dict[str, Any]:
+        """LLM calls, tokens and cost of a step report, as run-log fields (see `_usage`)."""
+        return _usage(report)
 
     def _optimize(self, train: EvalResult, examples: list[Any]) -> Any:
         """One optimizer step from the whole minibatch's feedback; None when nothing was traced."""
