@@ -367,3 +367,102 @@ def test_pool_of_mixed_parameters_shares_unchanged_tensors_and_resumes(empty_reg
     assert len(again.search.pool) >= 3 and result.steps == 4
     best = again.search.pool.best()
     assert torch.equal(model.w.data, best.values["w"]) and model.keywords.data == best.values["keywords"]
+
+
+def test_budget_found_exhausted_inside_the_objective_ends_the_step_even_if_swallowed(empty_registry):
+    """A solver that calls the lent objective and swallows every error cannot make the
+    trainer run past max_metric_calls."""
+    calls = []
+
+    class Swallowing:
+        name = "swallowing"
+
+        def __init__(self, params, **options):
+            pass
+
+        def step(self, params, context):
+            from tracekit.seam import ParamUpdate
+
+            for _ in range(50):
+                try:
+                    context.objective()
+                except Exception:
+                    pass
+            return [ParamUpdate(context.name_of(p), self.name, new_value="11111") for p in params[:1]]
+
+    def counting(prediction, example):
+        calls.append(example)
+        return solved_metric(prediction, example)
+
+    tk.register_solver("text", Swallowing)
+    model = ModulesModel()
+    trainer = Trainer(model, tk.Optimizer(model.parameters()), counting, train=DATA, val=DATA,
+                      batch_size=4, max_steps=10, progress=False, executor="serial",
+                      max_metric_calls=100)
+    result = trainer.fit()
+    assert len(calls) <= 100 and result.stop_reason.startswith("max_metric_calls=100")
+    assert result.steps == 0 and model.m0.data == "00000"  # the step was discarded
+
+
+POOL_SCRIPT = r'''
+import sys, time
+import tracekit as tk
+from tracekit import seam as registry
+from tests.train.helpers import ModulesModel, register_subset_proposer, solved_metric
+from tracekit.training import Trainer
+
+registry._factories.clear(); registry._BUILTIN.clear()
+register_subset_proposer(seed=3, targeted=True)
+delay = float(sys.argv[2])
+
+def metric(prediction, example):
+    time.sleep(delay)
+    return solved_metric(prediction, example)
+
+model = ModulesModel(start=3)
+result = Trainer(model, tk.Optimizer(model.parameters()), metric, train=list(range(20)), val=list(range(20)),
+                 batch_size=4, max_steps=30, seed=3, run_dir=sys.argv[1], resume=True, progress=False,
+                 executor="serial", batch_objective=False, strategy="pareto", max_metric_calls=400).fit()
+print("FINAL", result.best_score, result.best_candidate["id"], [c["id"] for c in result.front],
+      result.budget["spent"]["metric_calls"], [getattr(model, f"m{k}").data for k in range(4)])
+'''
+
+
+@pytest.mark.timeout(180)
+def test_a_pareto_run_killed_mid_run_resumes_to_the_same_result(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+
+    def run(run_dir, delay):
+        return subprocess.Popen([sys.executable, "-c", POOL_SCRIPT, str(run_dir), str(delay)], cwd=root,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    reference = run(tmp_path / "reference", 0.0)
+    out, err = reference.communicate(timeout=90)
+    assert reference.returncode == 0, err[-2000:]
+    victim = run(tmp_path / "victim", 0.003)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            saved = load_checkpoint(tmp_path / "victim")
+        except FileNotFoundError:
+            saved = None
+        if saved and saved["step"] >= 6:
+            break
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    assert victim.returncode == -signal.SIGKILL, "the run should be killed mid-way"
+    killed_at = load_checkpoint(tmp_path / "victim")["step"]
+    assert 6 <= killed_at < read_log(tmp_path / "reference")[-1]["step"]
+    resumed = run(tmp_path / "victim", 0.0)
+    out2, err2 = resumed.communicate(timeout=90)
+    assert resumed.returncode == 0, err2[-2000:]
+    assert out2.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+    assert strip(read_log(tmp_path / "victim")) == strip(read_log(tmp_path / "reference"))

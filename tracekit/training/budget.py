@@ -50,7 +50,10 @@ class RunBudget:
 
     def charge_metric_calls(self, n: int) -> None:
         """Spend `n` metric calls, or raise BudgetExhausted (spending nothing) when that
-        would pass `max_metric_calls`."""
+        would pass `max_metric_calls` or the budget was already found exhausted in this step
+        (an objective whose error a solver swallowed must not let the step go on)."""
+        if self.exhausted:
+            raise BudgetExhausted(self.exhausted)
         if self.max_metric_calls is not None and self.metric_calls + n > self.max_metric_calls:
             self.exhausted = (f"max_metric_calls={self.max_metric_calls} reached "
                               f"({self.metric_calls} spent; the next evaluation needs {n})")
