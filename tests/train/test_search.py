@@ -466,3 +466,18 @@ def test_a_pareto_run_killed_mid_run_resumes_to_the_same_result(tmp_path):
     assert resumed.returncode == 0, err2[-2000:]
     assert out2.strip().splitlines()[-1] == out.strip().splitlines()[-1]
     assert strip(read_log(tmp_path / "victim")) == strip(read_log(tmp_path / "reference"))
+
+
+def test_pool_search_with_threads_matches_serial_and_the_bar_shows_the_budget(empty_registry):
+    results = []
+    for executor in ("serial", "thread"):
+        register_subset_proposer(seed=4, targeted=True)
+        model = ModulesModel(start=4)
+        trainer = Trainer(model, tk.Optimizer(model.parameters()), solved_metric, train=DATA, val=DATA,
+                          batch_size=4, max_steps=40, seed=4, progress=False, executor=executor,
+                          batch_objective=False, strategy="pareto", max_metric_calls=300)
+        results.append(trainer.fit())
+        assert "calls=" in trainer._postfix() and "/300" in trainer._postfix()
+    serial, threaded = results
+    assert strip(serial.history) == strip(threaded.history)
+    assert serial.best_params == threaded.best_params
