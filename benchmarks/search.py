@@ -12,8 +12,13 @@ what is kept, whether children are screened on the minibatch and whether candida
 merged. Every run gets the same `max_metric_calls`; the score is the best validation score
 (fraction of examples solved) when the budget is spent.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/search.py                # ~10 s
+    PYTHONPATH=. .venv/bin/python benchmarks/search.py                # ~40 s
     PYTHONPATH=. .venv/bin/python benchmarks/search.py --seeds 10 --budget 400,800,1600
+
+`--real` adds a short run on the EMBEDDED MODEL (SmolLM2-135M): a keyword list that a
+spam filter (code) consumes, 8 training and 8 validation messages, each strategy at the
+same `max_metric_calls` (`--real-budget`), `--real-seeds` seeds. `--real-only` skips the
+simulation.
 """
 
 from __future__ import annotations
@@ -73,6 +78,44 @@ def run_once(strategy: str, p: float, q: float, targeted: bool, seed: int, budge
             "seconds": time.perf_counter() - start}
 
 
+SPAM_TRAIN = [("win a free prize now", "spam"), ("claim your cash reward", "spam"),
+              ("free money, click here", "spam"), ("you won a gift card", "spam"),
+              ("lunch at noon?", "ham"), ("the meeting moved to 3pm", "ham"),
+              ("see you at the station", "ham"), ("draft attached for review", "ham")]
+SPAM_VAL = [("urgent: your prize is waiting", "spam"), ("cash bonus, act now", "spam"),
+            ("free vacation offer inside", "spam"), ("winner! claim today", "spam"),
+            ("notes from the call", "ham"), ("can you review my PR", "ham"),
+            ("dinner on friday?", "ham"), ("the report is attached", "ham")]
+
+
+@tk.bundle()
+def spam_filter(message, keywords):
+    """Label the message spam if it contains any of the comma-separated keywords, else ham."""
+    words = [w.strip().lower() for w in keywords.split(",") if w.strip()]
+    return "spam" if any(w in message.lower() for w in words) else "ham"
+
+
+def real_once(llm: Any, strategy: str, seed: int, budget: int) -> dict[str, Any]:
+    """One run on the embedded model: the best validation accuracy within the budget."""
+    keywords = tk.param("hello, thanks", name="keywords",
+                        description="comma-separated words; a message containing any of them is spam")
+
+    def metric(prediction, example):
+        return 1.0 if prediction == example[1] else (0.0, f"labeled {prediction}, expected {example[1]}")
+
+    opt = tk.Optimizer([keywords], llm=llm, max_reasks=1)
+    name = strategy.split(" ")[0]
+    start = time.perf_counter()
+    result = Trainer(lambda m: spam_filter(m, keywords), opt, metric, train=SPAM_TRAIN, val=SPAM_VAL,
+                     batch_size=4, max_steps=100, seed=seed, progress=False, executor="serial",
+                     batch_objective=False, strategy=STRATEGIES.get(strategy, lambda: name)(),
+                     max_metric_calls=budget).fit()
+    return {"best": result.best_score, "initial": result.initial_score, "steps": result.steps,
+            "metric_calls": result.budget["spent"]["metric_calls"], "llm_calls": result.llm_calls,
+            "tokens": result.prompt_tokens + result.completion_tokens,
+            "seconds": time.perf_counter() - start, "keywords": keywords.data}
+
+
 def summarize(rows: list[dict[str, Any]], greedy: list[dict[str, Any]] | None) -> dict[str, Any]:
     best = [r["best"] for r in rows]
     out = {"mean_best": round(statistics.mean(best), 4),
@@ -97,6 +140,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--real", action="store_true", help="also run on the embedded model")
+    ap.add_argument("--real-only", action="store_true", help="only the embedded-model runs")
+    ap.add_argument("--real-seeds", type=int, default=3)
+    ap.add_argument("--real-budget", type=int, default=64)
+    ap.add_argument("--real-strategies", default="greedy,pareto,beam (width 4),priority")
     args = ap.parse_args()
     budgets = [int(b) for b in args.budget.split(",")]
     results: dict[str, Any] = {
@@ -108,7 +156,7 @@ def main() -> None:
                                    "probability p, solved bits broken with probability q",
                        "batch_size": args.batch_size, "seeds": args.seeds},
         "machine": platform.platform(), "python": platform.python_version(), "settings": {}}
-    for label, (p, q, targeted) in SETTINGS.items():
+    for label, (p, q, targeted) in ({} if args.real_only else SETTINGS).items():
         per_budget: dict[str, Any] = {}
         for budget in budgets:
             raw = {name: [run_once(name, p, q, targeted, seed, budget, args.modules, args.width, args.batch_size)
@@ -119,6 +167,24 @@ def main() -> None:
                   ", ".join(f"{n} {s['mean_best']:.3f}" for n, s in per_budget[str(budget)].items()),
                   file=sys.stderr)
         results["settings"][label] = per_budget
+    if args.real or args.real_only:
+        from tracekit.llm import EmbeddedLLM
+
+        llm = EmbeddedLLM(cache=False)
+        names = args.real_strategies.split(",")
+        raw = {}
+        for name in names:
+            raw[name] = [real_once(llm, name, seed, args.real_budget) for seed in range(args.real_seeds)]
+            print(f"[search] embedded model, {name}: {[r['best'] for r in raw[name]]}", file=sys.stderr)
+        results["embedded_model"] = {
+            "task": "spam keyword list (8 train / 8 validation messages), SmolLM2-135M",
+            "budget": args.real_budget, "seeds": args.real_seeds,
+            "strategies": {name: {**summarize(rows, None if name == "greedy" or "greedy" not in raw
+                                                else raw["greedy"]),
+                                  "mean_llm_calls": round(statistics.mean(r["llm_calls"] for r in rows), 1),
+                                  "mean_tokens": round(statistics.mean(r["tokens"] for r in rows)),
+                                  "keywords": [r["keywords"] for r in rows]}
+                           for name, rows in raw.items()}}
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -187,6 +187,12 @@ def test_metric_call_budget_is_never_passed_and_named(empty_registry, strategy, 
     assert result.budget["spent"]["metric_calls"] == len(calls)
     assert result.stop_reason.startswith(f"max_metric_calls={budget}")
     assert result.history[-1]["stop_reason"] == result.stop_reason
+    if trainer.search is not None:  # a discarded step left nothing in the pool
+        logged = {r["candidate"]["id"] for r in result.history}
+        assert {c.id for c in trainer.search.pool} <= logged
+        assert trainer.search.pool.next_id == max(logged) + 1
+        expanded = [r["candidate"]["parents"][0] for r in result.history[1:] if r["candidate"]["origin"] == "step"]
+        assert all(c.expansions == expanded.count(c.id) for c in trainer.search.pool)
 
 
 def test_a_budget_smaller_than_the_first_validation_is_refused_before_running(empty_registry):

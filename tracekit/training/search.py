@@ -86,6 +86,20 @@ class PoolSearch:
         return {"best_candidate": best.lineage(),
                 "front": [c.lineage() for c in self.pool.front()]}
 
+    def mark(self) -> tuple[int, dict[int, int]]:
+        """What a step changes in the pool before its record: to undo a discarded step."""
+        self._accepted_mark = self.accepted_since_merge
+        return self.pool.next_id, {c.id: c.expansions for c in self.pool}
+
+    def rollback(self, mark: tuple[int, dict[int, int]]) -> None:
+        """Undo the pool changes of a step discarded before its record (a budget ran out)."""
+        next_id, expansions = mark
+        self.pool.next_id = next_id
+        self.pool.remove([c.id for c in self.pool if c.id not in expansions])
+        for c in self.pool:
+            c.expansions = expansions[c.id]
+        self.accepted_since_merge = self._accepted_mark
+
     # --- steps -----------------------------------------------------------------------------
     def merge_due(self) -> bool:
         """Whether the next step should be a merge."""

@@ -543,11 +543,14 @@ class Trainer:
                     break
                 self._calls_at_step = self.budget.metric_calls
                 before = {k: state[k] for k in ("step", "epoch", "position", "order", "bad_steps")}
+                mark = self.search.mark() if self.search is not None else None
                 try:
                     if not self._take_step(state):
                         break
                 except BudgetExhausted:  # an evaluation would pass max_metric_calls: discard the step
                     state.update(before)
+                    if self.search is not None:
+                        self.search.rollback(mark)
                     ckpt.restore(self.named_params, state["best_params"])
                     state["stop_reason"] = self.budget.exhausted
                     break
