@@ -245,6 +245,24 @@ def search_summary(saved: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def search_from_log(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pool search of an unfinished run, from its log: the best candidate so far and
+    the last logged Pareto front (lineages from the candidates' own records)."""
+    lineages = {r["candidate"]["id"]: r["candidate"] for r in records
+                if isinstance(r.get("candidate"), dict) and r.get("accepted") and "id" in r["candidate"]}
+    if not lineages:
+        return {}
+    scored = [c for c in lineages.values() if isinstance(c.get("score"), (int, float))]
+    last = next((r for r in reversed(records) if isinstance(r.get("front"), list)), {})
+    front = [lineages[i] for i in last.get("front", []) if i in lineages]
+    out: dict[str, Any] = {"strategy": records[-1].get("strategy"),
+                           "metric_calls": records[-1].get("spent_metric_calls", 0), "budget_left": {},
+                           "front": [c["id"] for c in front], "front_lineage": front}
+    if scored:
+        out["best_candidate"] = max(scored, key=lambda c: (c["score"], -c["id"]))
+    return out
+
+
 def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
     from tracekit.errors import DamagedFileError
     from tracekit.storage import read_json
@@ -266,6 +284,7 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
             summary.update(search_summary(saved))
         else:
             summary["stop_reason"] = "unfinished (no summary.json yet; resume to continue)"
+            summary.update(search_from_log(records))
     except DamagedFileError as exc:
         raise CLIError(str(exc)) from None
     if args.plot:

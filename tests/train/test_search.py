@@ -487,3 +487,16 @@ def test_pool_search_with_threads_matches_serial_and_the_bar_shows_the_budget(em
     serial, threaded = results
     assert strip(serial.history) == strip(threaded.history)
     assert serial.best_params == threaded.best_params
+
+
+def test_show_of_an_unfinished_pool_run_reads_the_front_from_the_log(empty_registry, tmp_path, capsys):
+    from tracekit.cli import main
+
+    _, trainer = sim_trainer("pareto", max_steps=12, run_dir=tmp_path / "run")
+    result = trainer.fit()
+    (tmp_path / "run" / "summary.json").unlink()  # as if the run were still going
+    assert main(["show", str(tmp_path / "run"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["stop_reason"].startswith("unfinished")
+    assert summary["best_candidate"]["id"] == result.best_candidate["id"]
+    assert summary["front"] == [c["id"] for c in result.front]
