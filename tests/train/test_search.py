@@ -500,3 +500,25 @@ def test_show_of_an_unfinished_pool_run_reads_the_front_from_the_log(empty_regis
     assert summary["stop_reason"].startswith("unfinished")
     assert summary["best_candidate"]["id"] == result.best_candidate["id"]
     assert summary["front"] == [c["id"] for c in result.front]
+
+
+@pytest.mark.parametrize("strategy", ["pareto", "priority"])
+def test_a_lower_is_better_metric_is_searched_the_right_way(empty_registry, strategy):
+    register_subset_proposer(seed=5, targeted=True)
+    model = ModulesModel(start=5)
+
+    def errors(prediction, example):
+        return 0.0 if prediction == "ok" else (1.0, "not solved")
+
+    trainer = Trainer(model, tk.Optimizer(model.parameters()), errors, train=DATA, val=DATA, batch_size=4,
+                      max_steps=40, seed=5, progress=False, executor="serial", batch_objective=False,
+                      strategy=strategy, higher_is_better=False)
+    result = trainer.fit()
+    assert result.best_score < result.initial_score
+    assert result.best_candidate["score"] == pytest.approx(-result.best_score)  # oriented: higher is better
+    for r in result.history[1:]:
+        if r["screen"] and r["accepted"] and r["candidate"]["origin"] == "step":
+            assert r["screen"]["child"] < r["screen"]["parent"]
+    with tk.no_trace():
+        assert sum(errors(model(i).data if hasattr(model(i), "data") else model(i), i) == 0.0
+                   for i in DATA) / 20 == pytest.approx(1 - result.best_score)
