@@ -110,6 +110,9 @@ def real_once(llm: Any, strategy: str, seed: int, budget: int) -> dict[str, Any]
                      batch_size=4, max_steps=100, seed=seed, progress=False, executor="serial",
                      batch_objective=False, strategy=STRATEGIES.get(strategy, lambda: name)(),
                      max_metric_calls=budget).fit()
+    print(f"[search] embedded model, {strategy}, seed {seed}: {result.initial_score} -> {result.best_score} "
+          f"in {result.steps} steps, {result.llm_calls} LLM calls, {time.perf_counter() - start:.0f}s; "
+          f"keywords {keywords.data!r}", file=sys.stderr)
     return {"best": result.best_score, "initial": result.initial_score, "steps": result.steps,
             "metric_calls": result.budget["spent"]["metric_calls"], "llm_calls": result.llm_calls,
             "tokens": result.prompt_tokens + result.completion_tokens,
