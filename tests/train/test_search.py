@@ -522,3 +522,21 @@ def test_a_lower_is_better_metric_is_searched_the_right_way(empty_registry, stra
     with tk.no_trace():
         assert sum(errors(model(i).data if hasattr(model(i), "data") else model(i), i) == 0.0
                    for i in DATA) / 20 == pytest.approx(1 - result.best_score)
+
+
+@pytest.mark.parametrize("damage", [{"budget": {"metric_calls": "many"}}, {"budget": {"seconds": -1.0}},
+                                    {"budget": [1, 2]}])
+def test_a_damaged_budget_in_the_checkpoint_is_refused_without_changes(empty_registry, tmp_path, damage):
+    from tracekit.training import checkpoint as ckpt
+
+    _, trainer = sim_trainer("beam", max_steps=3, run_dir=tmp_path / "run")
+    trainer.fit()
+    saved = ckpt.load_checkpoint(tmp_path / "run")
+    saved.pop("format")
+    saved.update(damage)
+    ckpt.save_checkpoint(tmp_path / "run", saved)
+    model, again = sim_trainer("beam", max_steps=6, run_dir=tmp_path / "run", resume=True)
+    before = {n: getattr(model, n).data for n in ("m0", "m1", "m2", "m3")}
+    with pytest.raises(StateDictError, match="budget"):
+        again.fit()
+    assert {n: getattr(model, n).data for n in before} == before and len(again.search.pool) == 0

@@ -119,10 +119,18 @@ class RunBudget:
         return {"metric_calls": self.metric_calls, "llm_cost": self.llm_cost, "seconds": self.seconds,
                 "worst_step": dict(self.worst_step)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what was spent."""
-        self.metric_calls = int(state.get("metric_calls", 0))
-        self.llm_cost = float(state.get("llm_cost", 0.0))
-        self.seconds = float(state.get("seconds", 0.0))
-        self.worst_step = {str(k): float(v) for k, v in dict(state.get("worst_step", {})).items()}
+    def load_state_dict(self, state: Any) -> None:
+        """Restore what was spent; a malformed state raises StateDictError and changes nothing."""
+        from tracekit.errors import StateDictError
+
+        try:
+            metric_calls = int(state.get("metric_calls", 0))
+            llm_cost = float(state.get("llm_cost", 0.0))
+            seconds = float(state.get("seconds", 0.0))
+            worst = {str(k): float(v) for k, v in dict(state.get("worst_step", {})).items()}
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise StateDictError(f"checkpoint 'budget' entry is malformed ({exc}); it is damaged") from None
+        if metric_calls < 0 or min(llm_cost, seconds, *worst.values(), 0.0) < 0:
+            raise StateDictError("checkpoint 'budget' entry has a negative amount spent; it is damaged")
+        self.metric_calls, self.llm_cost, self.seconds, self.worst_step = metric_calls, llm_cost, seconds, worst
         self.exhausted = None

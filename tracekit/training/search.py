@@ -54,9 +54,10 @@ class PoolSearch:
         return {**self.pool.state_dict(), "accepted_since_merge": self.accepted_since_merge,
                 "strategy": self.strategy.name}
 
-    def load(self, state: Any, where: str) -> None:
-        """Restore the pool from a checkpoint; every value is checked by its parameter's own
-        validation first (StateDictError naming the entry)."""
+    def load(self, state: Any, where: str) -> Any:
+        """Check the pool of a checkpoint and return the call that restores it; every value
+        is checked by its parameter's own validation first (StateDictError naming the
+        entry), and nothing is set until the call."""
         from tracekit.errors import StateDictError
 
         if state is None:
@@ -73,8 +74,15 @@ class PoolSearch:
             c.values = {name: value for (name, _), (_, value) in zip(params, staged)}
         if not pool.scored():
             raise StateDictError(f"{where} pool has no validated candidate; it is damaged")
-        self.pool = pool
-        self.accepted_since_merge = int(state.get("accepted_since_merge", 0))
+        accepted = state.get("accepted_since_merge", 0)
+        if isinstance(accepted, bool) or not isinstance(accepted, int) or accepted < 0:
+            raise StateDictError(f"{where} pool entry 'accepted_since_merge' is malformed; it is damaged")
+
+        def restore() -> None:
+            self.pool = pool
+            self.accepted_since_merge = accepted
+
+        return restore
 
     def best(self) -> Candidate:
         """The best candidate so far."""

@@ -653,15 +653,20 @@ class Trainer:
         best = ckpt.stage(self.named_params, saved["best_params"], f"{where} best_params", strict=True)
         rng = random.Random(self.seed)
         set_rngs = ckpt.stage_rng_state(rng, saved["rng"])
+        set_pool = None
         if self.search is not None:
-            self.search.load(saved.get("pool"), where)  # checked before anything is set
+            set_pool = self.search.load(saved.get("pool"), where)  # checked before anything is set
         elif saved.get("pool") is not None:
             raise StateDictError(f"{where} holds a pool search ({saved['pool'].get('strategy')!r}); "
                                  f"resume it with the same strategy=, or use another run_dir")
+        budget = RunBudget()
+        budget.load_state_dict(saved.get("budget") or {"seconds": saved["elapsed"]})  # checked first
         if saved.get("optimizer"):
             self.optimizer.load_state_dict(saved["optimizer"])  # all or nothing
         for p, value in staged:
             p.set(value)
+        if set_pool is not None:
+            set_pool()
         self.rng = rng
         for setter in set_rngs:
             setter()
@@ -672,7 +677,7 @@ class Trainer:
         state["best_params"] = {name: value for (name, _), (_, value) in zip(self.named_params, best)}
         if state["stop_reason"] and not state["stop_reason"].startswith("early stopping"):
             state["stop_reason"] = None  # a step, epoch or budget limit: the new limits decide
-        self.budget.load_state_dict(saved.get("budget") or {"seconds": state["elapsed"]})
+        self.budget.load_state_dict(budget.state_dict())
         return state
 
     def _shuffled(self) -> list[int]:
