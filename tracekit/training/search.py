@@ -212,8 +212,7 @@ class PoolSearch:
             "train_errors": 0 if train is None else train.errors,
             "val_score": None if val is None else val.score, "best_score": state["best_score"],
             "improved": improved, "reverted": not accepted, "val_errors": 0 if val is None else val.errors,
-            "params": {k: ckpt.jsonable(v) if not hasattr(v, "detach") else
-                       ckpt.plain_values([(k, _Value(v))])[k] for k, v in child.values.items()},
+            "params": ckpt.plain_values([(k, _Value(v)) for k, v in child.values.items()]),
             "changes": child.changes, **usage, "seconds": seconds, "time": time.time(),
             "strategy": self.strategy.name, "candidate": child.lineage(), "accepted": accepted,
             "rejected_because": why, "screen": screen, "dropped": dropped,
