@@ -229,6 +229,40 @@ def summarize_log(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def search_summary(saved: dict[str, Any]) -> dict[str, Any]:
+    """What a run summary (summary.json) says about budgets and the pool search."""
+    out: dict[str, Any] = {}
+    budget = saved.get("budget")
+    if isinstance(budget, dict) and isinstance(budget.get("spent"), dict):
+        out["metric_calls"] = budget["spent"].get("metric_calls", 0)
+        out["budget_left"] = budget.get("left") or {}
+    if isinstance(saved.get("best_candidate"), dict):
+        out["strategy"] = saved.get("strategy")
+        out["best_candidate"] = saved["best_candidate"]
+        front = [c for c in saved.get("front") or [] if isinstance(c, dict)]
+        out["front"] = [c.get("id") for c in front]
+        out["front_lineage"] = front
+    return out
+
+
+def search_from_log(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pool search of an unfinished run, from its log: the best candidate so far and
+    the last logged Pareto front (lineages from the candidates' own records)."""
+    lineages = {r["candidate"]["id"]: r["candidate"] for r in records
+                if isinstance(r.get("candidate"), dict) and r.get("accepted") and "id" in r["candidate"]}
+    if not lineages:
+        return {}
+    scored = [c for c in lineages.values() if isinstance(c.get("score"), (int, float))]
+    last = next((r for r in reversed(records) if isinstance(r.get("front"), list)), {})
+    front = [lineages[i] for i in last.get("front", []) if i in lineages]
+    out: dict[str, Any] = {"strategy": records[-1].get("strategy"),
+                           "metric_calls": records[-1].get("spent_metric_calls", 0), "budget_left": {},
+                           "front": [c["id"] for c in front], "front_lineage": front}
+    if scored:
+        out["best_candidate"] = max(scored, key=lambda c: (c["score"], -c["id"]))
+    return out
+
+
 def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
     from tracekit.errors import DamagedFileError
     from tracekit.storage import read_json
@@ -245,9 +279,12 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
         if (run_dir / BEST_FILE).exists():  # the exact best values (the log may summarize tensors)
             summary["best_params"] = read_json(run_dir / BEST_FILE, "best-values file")
         if (run_dir / SUMMARY_FILE).exists():
-            summary["stop_reason"] = read_json(run_dir / SUMMARY_FILE, "run summary").get("stop_reason")
+            saved = read_json(run_dir / SUMMARY_FILE, "run summary")
+            summary["stop_reason"] = saved.get("stop_reason")
+            summary.update(search_summary(saved))
         else:
             summary["stop_reason"] = "unfinished (no summary.json yet; resume to continue)"
+            summary.update(search_from_log(records))
     except DamagedFileError as exc:
         raise CLIError(str(exc)) from None
     if args.plot:
@@ -270,6 +307,17 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"  LLM: {summary.get('llm_calls', 0)} calls, "
           f"{summary.get('prompt_tokens', 0) + summary.get('completion_tokens', 0)} tokens, "
           f"cost {summary.get('cost', 0.0):.4g}; time {summary.get('seconds', 0.0):.1f}s")
+    if "metric_calls" in summary:
+        print(f"  budget: {summary['metric_calls']} metric calls spent"
+              + "".join(f"; {k} left {v:.4g}" for k, v in summary.get("budget_left", {}).items()))
+    if summary.get("best_candidate") is not None:
+        best = summary["best_candidate"]
+        print(f"  search ({summary.get('strategy')}): best candidate {best['id']} (step {best['step']}, "
+              f"{best['origin']}, parents {best['parents']}, changed {best['changed']})")
+        print(f"  Pareto front: {len(summary['front'])} candidate(s)")
+        for c in summary.get("front_lineage", []):
+            print(f"    candidate {c['id']}: score {fmt(c.get('score'))}, step {c['step']}, {c['origin']}, "
+                  f"parents {c['parents']}, changed {c['changed']}")
     print("  best parameters:")
     for name, value in summary.get("best_params", {}).items():
         text = json.dumps(value) if not isinstance(value, str) else repr(value)

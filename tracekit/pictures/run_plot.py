@@ -55,12 +55,39 @@ def _tokens_of(r: Mapping[str, Any]) -> float | None:
     return t
 
 
-def run_series(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
-    """Series found in run records: name -> (steps, values), only those with a value."""
-    series: dict[str, tuple[list[float], list[float]]] = {}
+#: What `plot_run` can put on the x axis: the step, or a budget spent so far.
+X_AXES = {"step": "step", "spent_metric_calls": "metric calls spent", "spent_cost": "LLM cost spent",
+          "spent_seconds": "seconds spent"}
+
+
+def _x_values(records: Sequence[Mapping[str, Any]], x: str) -> list[float | None]:
+    """The x value of each record: its step (else its position), or a running total of a
+    budget (`spent_metric_calls` as logged; cost and seconds summed from the steps)."""
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {sorted(X_AXES)}, got {x!r}")
+    out: list[float | None] = []
+    total = 0.0
     for i, r in enumerate(records):
-        step = _number(r.get("step"))
-        step = float(i) if step is None else step
+        if x == "step":
+            step = _number(r.get("step"))
+            out.append(float(i) if step is None else step)
+        elif x == "spent_metric_calls":
+            out.append(_number(r.get("spent_metric_calls")))
+        else:
+            total += _number(r.get("cost" if x == "spent_cost" else "seconds")) or 0.0
+            out.append(total)
+    return out
+
+
+def run_series(records: Sequence[Mapping[str, Any]], x: str = "step") -> dict[str, tuple[list[float], list[float]]]:
+    """Series found in run records: name -> (x values, values), only those with a value.
+    `x`: "step" (default) or a budget spent so far: "spent_metric_calls", "spent_cost",
+    "spent_seconds" (records without it are left out)."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    xs_all = _x_values(records, x)
+    for r, step in zip(records, xs_all):
+        if step is None:
+            continue
         values = {k: _number(r.get(k)) for k in SCORE_KEYS}
         values["tokens"] = _tokens_of(r)
         values["cost"] = _number(r.get("cost"))
@@ -73,7 +100,8 @@ def run_series(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[flo
 
 
 def plot_run(log_path_or_records: str | os.PathLike | Iterable[Mapping[str, Any]],
-             path: str | os.PathLike, *, title: str | None = None, dpi: int = 150) -> Path:
+             path: str | os.PathLike, *, title: str | None = None, dpi: int = 150,
+             x: str = "step") -> Path:
     """Plot a run log to `path` (`.png`, `.svg` or `.pdf`) and return the path.
 
     The log is a JSONL file with one JSON object per step, a run directory holding
@@ -85,9 +113,12 @@ def plot_run(log_path_or_records: str | os.PathLike | Iterable[Mapping[str, Any]
     without any of these (e.g. a header line). Panels: scores per step; losses per step;
     tokens per step (bars) with the running total; cost per step with the running total
     (left out when every cost is 0, as on the local model). The title gives the totals.
+    `x`: what the x axis shows: "step" (default), or the budget spent so far --
+    "spent_metric_calls" (score vs metric calls, for runs with a budget), "spent_cost",
+    "spent_seconds".
     """
     records = read_run_log(log_path_or_records)
-    series = run_series(records)
+    series = run_series(records, x)
     score_keys = [k for k in SCORE_KEYS if k in series and "score" in k]
     loss_keys = [k for k in SCORE_KEYS if k in series and "loss" in k]
     panels: list[str] = []
@@ -144,8 +175,9 @@ def plot_run(log_path_or_records: str | os.PathLike | Iterable[Mapping[str, Any]
                 h1, l1 = ax.get_legend_handles_labels()
                 h2, l2 = twin.get_legend_handles_labels()
                 ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
-        axes[-1].set_xlabel("step")
-        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[-1].set_xlabel(X_AXES[x])
+        if x in ("step", "spent_metric_calls"):
+            axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
         totals = []
         if "tokens" in series:
             totals.append(f"{int(sum(series['tokens'][1])):,} tokens")

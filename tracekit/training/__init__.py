@@ -1,4 +1,5 @@
-"""Training a whole workflow: the `Trainer` loop, executors, checkpoints and run logs.
+"""Training a whole workflow: the `Trainer` loop, search strategies over a candidate pool,
+budgets, executors, checkpoints and run logs.
 
     from tracekit.training import Trainer       # also `tk.Trainer`
     result = Trainer(agent, opt, metric, train=train, val=val, run_dir="runs/a").fit()
@@ -8,6 +9,7 @@ See docs/training.md.
 
 from __future__ import annotations
 
+from tracekit.training.budget import RunBudget
 from tracekit.training.checkpoint import load_checkpoint, read_log
 from tracekit.training.executors import (
     AsyncExecutor,
@@ -19,6 +21,8 @@ from tracekit.training.executors import (
     ThreadExecutor,
     get_executor,
 )
+from tracekit.training.pool import Candidate, Pool
+from tracekit.training.strategies import Beam, Greedy, Pareto, Priority, Strategy
 from tracekit.training.trainer import (
     EvalResult,
     ExampleResult,
@@ -31,6 +35,14 @@ from tracekit.training.trainer import (
 
 __all__ = [
     "AsyncExecutor",
+    "Beam",
+    "RunBudget",
+    "Candidate",
+    "Greedy",
+    "Pareto",
+    "Pool",
+    "Priority",
+    "Strategy",
     "EvalResult",
     "ExampleResult",
     "Executor",

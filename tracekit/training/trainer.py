@@ -36,7 +36,10 @@ from tracekit.feedback import Feedback, loss_to_float
 from tracekit.llm.accounting import Usage
 from tracekit.nodes import Node, short_repr
 from tracekit.training import checkpoint as ckpt
+from tracekit.training.budget import BudgetExhausted, RunBudget
 from tracekit.training.executors import Executor, ThreadExecutor, get_executor
+from tracekit.training.search import PoolSearch
+from tracekit.training.strategies import Greedy, get_strategy
 
 
 # --- metric results --------------------------------------------------------------------------
@@ -299,6 +302,12 @@ class TrainResult:
     seconds: float = 0.0
     higher_is_better: bool = True
     run_dir: str | None = None
+    strategy: str = "greedy"
+    #: what was spent (metric_calls, llm_cost, seconds) and what is left of each set budget
+    budget: dict[str, Any] = field(default_factory=dict)
+    #: pool searches: the best candidate's lineage and the Pareto front (lineages)
+    best_candidate: dict[str, Any] | None = None
+    front: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data (history left out: it is the run log)."""
@@ -313,8 +322,16 @@ class TrainResult:
             f"  LLM: {self.llm_calls} calls, {self.prompt_tokens + self.completion_tokens} tokens "
             f"({self.prompt_tokens} prompt + {self.completion_tokens} completion), cost {self.cost:.4g}",
             f"  time: {self.seconds:.1f}s" + (f"; run directory {self.run_dir}" if self.run_dir else ""),
-            "  best parameters:",
         ]
+        if self.budget:
+            spent = self.budget.get("spent", {})
+            lines.append(f"  budget: {spent.get('metric_calls', 0)} metric calls spent"
+                         + "".join(f"; {k} left {v:.4g}" for k, v in self.budget.get("left", {}).items()))
+        if self.best_candidate is not None:
+            lines.append(f"  search ({self.strategy}): best candidate {self.best_candidate['id']} "
+                         f"(parents {self.best_candidate['parents']}); Pareto front "
+                         f"{[c['id'] for c in self.front]}")
+        lines.append("  best parameters:")
         for name, value in self.best_params.items():
             lines.append(f"    {name} = {short_repr(value, 100)}")
         return "\n".join(lines)
@@ -356,6 +373,10 @@ class Trainer:
       run_dir: where checkpoints, the JSONL log, best.json and summary.json go (None:
         no files). resume: continue from the checkpoint in run_dir when there is one.
       seed: seeds shuffling and Python/NumPy/torch RNGs. progress: show a tqdm bar.
+      strategy: the search over candidates: "greedy" (default: one current state, a worse
+        step is reverted), "pareto", "beam", "priority", or a Strategy object
+        (`tracekit.training.strategies`). max_metric_calls, max_llm_cost, max_seconds:
+        budgets; the run stops before passing one (see `tracekit.training.budget`).
     """
 
     def __init__(self, workflow: Callable[..., Any], optimizer: Any, metric: Callable[[Any, Any], Any],
@@ -367,7 +388,9 @@ class Trainer:
                  executor: Executor | str | None = "thread", max_concurrency: int = 8,
                  batch_objective: bool | str = True, feedback_chars: int = 2000,
                  trace_examples: int | None = 4, run_dir: str | Path | None = None,
-                 resume: bool = False, seed: int = 0, progress: bool = True) -> None:
+                 resume: bool = False, seed: int = 0, progress: bool = True,
+                 strategy: Any = "greedy", max_metric_calls: int | None = None,
+                 max_llm_cost: float | None = None, max_seconds: float | None = None) -> None:
         if not callable(workflow):
             raise TypeError(f"workflow must be callable (a tk.Module or function), got {type(workflow).__name__}")
         if not callable(metric):
@@ -439,6 +462,10 @@ class Trainer:
         self.rng = random.Random(seed)
         self.history: list[dict[str, Any]] = []
         self._batch: list[tuple[int, Any]] = []
+        self.budget = RunBudget(max_metric_calls, max_llm_cost, max_seconds)
+        self.strategy = get_strategy(strategy)
+        self.search = None if isinstance(self.strategy, Greedy) else PoolSearch(self, self.strategy)
+        self._calls_at_step = 0
 
     # --- parameters ----------------------------------------------------------------------
     @property
@@ -475,7 +502,16 @@ class Trainer:
                 results.append(ExampleResult(i, None, self.error_score, message, None, message))
         return EvalResult(_mean([r.score for r in results]), results)
 
+    def _evaluate_items(self, items: list[tuple[int, Any]]) -> EvalResult:
+        """Score (index, example) pairs untraced, charged to the metric-call budget."""
+        self.budget.charge_metric_calls(len(items))
+        result = self._collect(self.executor.map(self._evaluator(False), list(items)))
+        for r, (index, _) in zip(result.results, items):
+            r.index = index
+        return result
+
     def _run_batch(self, batch: list[tuple[int, Any]]) -> EvalResult:
+        self.budget.charge_metric_calls(len(batch))
         outcomes = self.local_executor.map(self._evaluator(True), batch)
         result = self._collect(outcomes)
         for r, (index, _) in zip(result.results, batch):
@@ -485,6 +521,7 @@ class Trainer:
     def _batch_loss(self) -> float:
         """The objective given to the optimizer: the mean loss on the current minibatch."""
         items = list(enumerate(self.train_set)) if self.batch_objective == "train" else self._batch
+        self.budget.charge_metric_calls(len(items))
         if self._remote is not None:
             results = self._remote.evaluate(items)
             result = EvalResult(_mean([r.score for r in results]), results)
@@ -520,10 +557,23 @@ class Trainer:
         bar = self._bar(state)
         try:
             while state["stop_reason"] is None:
-                batch = self._next_batch(state)
-                if batch is None:
+                reason = self.budget.stop_before_step(self._first_step_calls())
+                if reason:
+                    state["stop_reason"] = reason
                     break
-                self._step(state, batch)
+                self._calls_at_step = self.budget.metric_calls
+                before = {k: state[k] for k in ("step", "epoch", "position", "order", "bad_steps")}
+                mark = self.search.mark() if self.search is not None else None
+                try:
+                    if not self._take_step(state):
+                        break
+                except BudgetExhausted:  # an evaluation would pass max_metric_calls: discard the step
+                    state.update(before)
+                    if self.search is not None:
+                        self.search.rollback(mark)
+                    ckpt.restore(self.named_params, state["best_params"])
+                    state["stop_reason"] = self.budget.exhausted
+                    break
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(self._postfix())
@@ -536,14 +586,53 @@ class Trainer:
                 owned.close()
         return self._finish(state)
 
+    def _take_step(self, state: dict[str, Any]) -> bool:
+        """One step (a merge when the pool search wants one); False when the data or the
+        step limit is done."""
+        if self.search is not None and self.search.merge_due():
+            if self.max_steps is not None and state["step"] >= self.max_steps:
+                state["stop_reason"] = f"max_steps={self.max_steps} reached"
+                return False
+            if self.search.merge(state):
+                return True
+        batch = self._next_batch(state)
+        if batch is None:
+            return False
+        if self.search is not None:
+            self.search.step(state, batch)
+        else:
+            self._step(state, batch)
+        return True
+
+    def _first_step_calls(self) -> int:
+        """The fewest metric calls a step can take (the estimate before any step ran)."""
+        batch = min(self.batch_size, len(self.train_set))
+        if self.search is not None and self.strategy.screen:
+            return 2 * batch
+        return batch + len(self.val_set if self.val_set is not None else self.train_set)
+
+    def _end_step(self, state: dict[str, Any], record: dict[str, Any]) -> None:
+        """Charge the step to the budgets, add what was spent to its record, and record it."""
+        self.budget.end_step(self.budget.metric_calls - self._calls_at_step, record.get("cost", 0.0),
+                             record.get("seconds", 0.0))
+        record["spent_metric_calls"] = self.budget.metric_calls
+        self._record(state, record)
+
     def _start(self) -> dict[str, Any]:
         saved = ckpt.load_checkpoint(self.run_dir) if (self.resume and self.run_dir) else None
         if saved is not None:
             return self._load(saved)
         ckpt.seed_everything(self.seed)
         self.rng = random.Random(self.seed)
+        self.budget.load_state_dict({})
+        first = len(self.val_set if self.val_set is not None else self.train_set)
+        if self.budget.max_metric_calls is not None and self.budget.max_metric_calls < first:
+            raise ValueError(f"max_metric_calls={self.budget.max_metric_calls} is less than one validation "
+                             f"({first} examples): raise it, or validate on fewer examples (val=...)")
         start = time.perf_counter()
         initial = self._validate()
+        if self.search is not None:
+            self.search.start(initial)
         state: dict[str, Any] = {
             "step": 0, "epoch": 0, "position": 0, "order": self._shuffled(), "stop_reason": None,
             "best_score": initial.score, "best_step": 0, "bad_steps": 0,
@@ -559,6 +648,10 @@ class Trainer:
             record.update(workers.report_fields())
             record.update(worker_usage=workers.report_fields(), lost_examples=self._remote.take_lost())
         state["elapsed"] = record["seconds"]
+        record["spent_metric_calls"] = self.budget.metric_calls
+        if self.search is not None:
+            record.update(strategy=self.strategy.name, candidate=self.search.best().lineage(), accepted=True)
+        self.budget.seconds = record["seconds"]
         self.history = []
         if self.run_dir is not None:
             ckpt.write_log(self.run_dir, [])
@@ -584,10 +677,20 @@ class Trainer:
         best = ckpt.stage(self.named_params, saved["best_params"], f"{where} best_params", strict=True)
         rng = random.Random(self.seed)
         set_rngs = ckpt.stage_rng_state(rng, saved["rng"])
+        set_pool = None
+        if self.search is not None:
+            set_pool = self.search.load(saved.get("pool"), where)  # checked before anything is set
+        elif saved.get("pool") is not None:
+            raise StateDictError(f"{where} holds a pool search ({saved['pool'].get('strategy')!r}); "
+                                 f"resume it with the same strategy=, or use another run_dir")
+        budget = RunBudget()
+        budget.load_state_dict(saved.get("budget") or {"seconds": saved["elapsed"]})  # checked first
         if saved.get("optimizer"):
             self.optimizer.load_state_dict(saved["optimizer"])  # all or nothing
         for p, value in staged:
             p.set(value)
+        if set_pool is not None:
+            set_pool()
         self.rng = rng
         for setter in set_rngs:
             setter()
@@ -597,7 +700,8 @@ class Trainer:
                                        "best_step", "bad_steps", "elapsed")}
         state["best_params"] = {name: value for (name, _), (_, value) in zip(self.named_params, best)}
         if state["stop_reason"] and not state["stop_reason"].startswith("early stopping"):
-            state["stop_reason"] = None  # a step or epoch limit: the new limits decide
+            state["stop_reason"] = None  # a step, epoch or budget limit: the new limits decide
+        self.budget.load_state_dict(budget.state_dict())
         return state
 
     def _shuffled(self) -> list[int]:
@@ -621,6 +725,7 @@ class Trainer:
         return [(i, self.train_set[i]) for i in indices]
 
     def _validate(self) -> EvalResult:
+        self.budget.charge_metric_calls(len(self.val_set if self.val_set is not None else self.train_set))
         result = self.evaluate(self.val_set if self.val_set is not None else self.train_set)
         if result.score is None:
             raise ValueError(
@@ -674,7 +779,12 @@ class Trainer:
                  "old": c.old, "new": c.new, "reason": c.reason} for c in report.changes],
             **usage, **remote, "seconds": seconds, "time": time.time(),
         }
-        self._record(state, record)
+        self._end_step(state, record)
+
+    @staticmethod
+    def usage_of(report: Any) -> dict[str, Any]:
+        """LLM calls, tokens and cost of a step report, as run-log fields (see `_usage`)."""
+        return _usage(report)
 
     def _optimize(self, train: EvalResult, examples: list[Any], run: Any = None) -> Any:
         """One optimizer step from the whole minibatch's feedback; None when nothing was traced.
@@ -720,6 +830,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": ckpt.rng_state(self.rng),
             "history": self.history,
+            "budget": self.budget.state_dict(),
+            **({"pool": self.search.state_dict()} if self.search is not None else {}),
         })
         ckpt.write_json(self.run_dir / ckpt.BEST_FILE, state["best_params"])
 
@@ -729,7 +841,8 @@ class Trainer:
         h = self.history
         result = TrainResult(
             initial_score=h[0]["val_score"] if h else None, best_score=state["best_score"],
-            final_score=h[-1]["val_score"] if h else None, best_step=state["best_step"],
+            final_score=next((r["val_score"] for r in reversed(h) if r.get("val_score") is not None), None),
+            best_step=state["best_step"],
             steps=state["step"], stop_reason=state["stop_reason"],
             best_params=ckpt.plain_values(self.named_params), history=list(h),
             llm_calls=sum(r.get("llm_calls", 0) for r in h),
@@ -737,7 +850,15 @@ class Trainer:
             completion_tokens=sum(r.get("completion_tokens", 0) for r in h),
             cost=sum(r.get("cost", 0.0) for r in h), seconds=state["elapsed"],
             higher_is_better=self.higher_is_better,
-            run_dir=str(self.run_dir) if self.run_dir is not None else None)
+            run_dir=str(self.run_dir) if self.run_dir is not None else None,
+            strategy=self.strategy.name,
+            budget={"spent": self.budget.spent(), "left": self.budget.left()},
+            **(self.search.summary() if self.search is not None else {}))
+        if self.history:  # the run log's last record says why the run stopped
+            self.history[-1]["stop_reason"] = state["stop_reason"]
+            result.history[-1] = self.history[-1]
+            if self.run_dir is not None:
+                ckpt.write_log(self.run_dir, self.history)
         if self.run_dir is not None:
             saved = ckpt.load_checkpoint(self.run_dir) or {}
             saved.pop("format", None)
@@ -776,6 +897,7 @@ class Trainer:
         tokens = sum(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0) for r in self.history)
         if tokens:
             parts.append(f"tokens={tokens}")
+        parts.append(self.budget.postfix())
         return " ".join(parts)
 
 
