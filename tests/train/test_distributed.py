@@ -247,3 +247,13 @@ def test_evaluate_after_fit_with_a_pool_the_trainer_made_and_closed():
     again = trainer.evaluate(mixed_data(4))
     assert again.errors == 0 and again.score == result.best_score
     trainer.executor.close()
+
+
+@pytest.mark.parametrize("strategy", ["pareto", "beam"])
+def test_a_pool_search_on_the_process_pool_is_the_serial_search(pool, strategy):
+    # candidates are scored on the workers with the candidate's own values
+    serial = run_mixed("serial", steps=3, strategy=strategy, seed=0)
+    remote = run_mixed(pool, steps=3, strategy=strategy, seed=0)
+    assert [h["val_score"] for h in serial[0].history] == [h["val_score"] for h in remote[0].history]
+    assert serial[1].keywords.data == remote[1].keywords.data
+    assert torch.allclose(serial[1].w.data, remote[1].w.data, rtol=0, atol=1e-12)

@@ -505,7 +505,11 @@ class Trainer:
     def _evaluate_items(self, items: list[tuple[int, Any]]) -> EvalResult:
         """Score (index, example) pairs untraced, charged to the metric-call budget."""
         self.budget.charge_metric_calls(len(items))
-        result = self._collect(self.executor.map(self._evaluator(False), list(items)))
+        if self._remote is not None:  # on the workers, with the parameters as they are now
+            results = self._remote.evaluate(list(items))
+            result = EvalResult(_mean([r.score for r in results]), results)
+        else:
+            result = self._collect(self.executor.map(self._evaluator(False), list(items)))
         for r, (index, _) in zip(result.results, items):
             r.index = index
         return result
