@@ -86,15 +86,14 @@ class Memory:
 
         A value tried again moves to the newest place; its feedback and loss are updated
         when new ones are given. A non-finite loss is kept as a failure note."""
-        if loss is not None and not math.isfinite(loss):
-            feedback = feedback or "the objective failed"
-            loss = None
+        failed = loss is not None and not math.isfinite(loss)
+        loss = None if failed else loss
         feedback = feedback[:FEEDBACK_CHARS]
         for name, value in values.items():
             _upsert(self.values.setdefault(name, {}), value_key(value), value, step, feedback, loss,
-                    self.max_values)
+                    self.max_values, failed)
         _upsert(self.assignments, self.assignment_key(values), dict(values), step, feedback, loss,
-                self.max_assignments)
+                self.max_assignments, failed)
 
     @staticmethod
     def assignment_key(values: dict[str, Any]) -> str:
@@ -139,13 +138,15 @@ class Memory:
 
 
 def _upsert(table: dict[str, Tried], key: str, value: Any, step: int, feedback: str,
-            loss: float | None, limit: int) -> None:
+            loss: float | None, limit: int, failed: bool = False) -> None:
     old = table.get(key)
     if old is not None:
         feedback = feedback or old.feedback
         loss = loss if loss is not None else old.loss
         if old.step != step:  # tried again later: it moves to the newest place
             del table[key]
-    table[key] = Tried(value, step, feedback, loss)
+    if failed and "the objective failed" not in feedback:
+        feedback = (feedback + "; " if feedback else "") + "the objective failed"
+    table[key] = Tried(value, step, feedback[:FEEDBACK_CHARS], loss)
     while len(table) > limit:
         del table[next(iter(table))]

@@ -425,14 +425,21 @@ class TextOptimizer:
                else "the model only repeated values already tried")
         values: dict[str, Any] = {}
         how: dict[str, str] = {}
-        for _ in range(8):  # several parameters: a combination not tried yet
+        several = len(problem.variables) > 1
+        for attempt in range(12):  # several parameters: a combination not tried yet
             values, how = {}, {}
             for v in problem.variables:
-                found = explore(v, self.memory.tried(v.name), rng, texts)
+                # after the first draw, a parameter may keep its value, and values tried
+                # alone may come back in a new combination
+                if attempt and rng.random() < 0.5:
+                    continue
+                found = explore(v, self.memory.tried(v.name) if not attempt else [], rng, texts)
                 if found is not None:
                     values[v.name], how[v.name] = found
-            if len(problem.variables) == 1 or not self.memory.assignment_tried({**self._current, **values}):
+            if not several or (values and not self.memory.assignment_tried({**self._current, **values})):
                 break
+        else:
+            values, how = {}, {}
         if not values:
             for v in problem.variables:
                 reasons[v.name] = _bounded(f"{reasons.get(v.name, 'kept')}; no exploratory value to try "
