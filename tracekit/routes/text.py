@@ -81,8 +81,10 @@ class TextSolver:
         info = {
             "prompt_tokens_estimate": result.prompt_tokens,
             "prompt": result.prompt_stats,
-            "candidates": len(result.candidates),
-            "valid_candidates": sum(1 for c in result.candidates if c.valid),
+            "candidates": sum(1 for c in result.candidates if not c.explored),  # the LLM's
+            "valid_candidates": sum(1 for c in result.candidates if c.valid and not c.explored),
+            # the step's own exploratory proposal, when one was made (chosen or not)
+            "exploratory_candidates": sum(1 for c in result.candidates if c.explored),
             "chosen": result.chosen,
             "baseline_loss": result.baseline_loss,
             "losses": [c.loss for c in result.candidates],
