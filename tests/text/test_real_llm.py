@@ -77,8 +77,8 @@ def test_every_reply_is_a_new_valid_text_value(real_llm):
         assert not [p for p in info["reply_problems"] if "equals the current" in p or "empty" in p], info
     solver = next(iter(opt._solvers.values()))._optimizer
     tried = solver.tried["keywords"]
-    # the start value got feedback (tried first); each candidate was a new value
-    assert tried[0] == "hello, thanks" and tried.count("hello, thanks") == 1 and len(tried) >= 3
+    # the start value got feedback (so it counts as tried, once); each candidate was new
+    assert tried.count("hello, thanks") == 1 and len(tried) >= 3
 
 
 def test_code_parameter_updated_from_feedback(real_llm):
