@@ -224,6 +224,7 @@ def task_keywords() -> dict[str, Any]:
 
 
 TASKS = {"square": task_square, "op": task_op, "keywords": task_keywords}
+DEFAULTS_OPTIONS: dict[str, Any] = {}  # --defaults-options: a variant of the defaults, to compare
 
 
 class RandomProposals:
@@ -258,7 +259,7 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
         options = {"seed": seed}
     elif method == "defaults":  # what a new user runs: text feedback, nothing else
         backend = llm
-        options = {"seed": seed}
+        options = {"seed": seed, **DEFAULTS_OPTIONS}
     elif method == "tracekit":
         backend = llm
         options = {"n_candidates": n_candidates, "objective": task["loss"], "seed": seed}
@@ -348,11 +349,14 @@ def main() -> None:
     ap.add_argument("--skip-prompt", action="store_true")
     ap.add_argument("--trace-timeout", type=float, default=180.0)
     ap.add_argument("--out", default="", help="also write the JSON to this file")
+    ap.add_argument("--defaults-options", default="{}",
+                    help='JSON options added to the "defaults" method, e.g. \'{"temperatures": [0.7]}\'')
     args = ap.parse_args()
+    DEFAULTS_OPTIONS.update(json.loads(args.defaults_options))
     if args.full:
         args.seeds, args.steps = 5, 8
     result: dict[str, Any] = {"benchmark": "text_optimizer", "python": sys.version.split()[0],
-                              "cpus": os.cpu_count()}
+                              "cpus": os.cpu_count(), "defaults_options": DEFAULTS_OPTIONS}
     if not args.skip_prompt:
         sizes = [int(s) for s in args.sizes.split(",") if s]
         result["prompt"] = part_prompt(sizes, args.budget, not args.skip_trace, args.trace_timeout)
