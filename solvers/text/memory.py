@@ -11,6 +11,7 @@ draws from. Values are compared as the exclusion grammar compares them: strings 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .problem import MemoryEntry
 FEEDBACK_CHARS = 300  # what is kept of the feedback that followed a value
 MAX_VALUES = 64  # values remembered per parameter (the oldest are forgotten first)
 MAX_ASSIGNMENTS = 256  # whole assignments remembered (for multi-parameter steps and the digest)
+MAX_VALUE_CHARS = 20_000  # a larger non-text value (a big tensor) is remembered by a digest only
 
 
 def value_key(value: Any) -> str:
@@ -29,9 +31,23 @@ def value_key(value: Any) -> str:
     if isinstance(value, str):
         return "s:" + normal_form(value)
     try:
-        return type(value).__name__ + ":" + json.dumps(value, sort_keys=True, default=repr)
+        form = json.dumps(value, sort_keys=True, default=repr)
     except (TypeError, ValueError, RecursionError):
-        return type(value).__name__ + ":" + repr(value)[:2000]
+        form = repr(value)
+    if len(form) > MAX_VALUE_CHARS:
+        return type(value).__name__ + ":sha1:" + hashlib.sha1(form.encode("utf-8", "replace")).hexdigest()
+    return type(value).__name__ + ":" + form
+
+
+def _kept(value: Any) -> Any:
+    """What the memory holds of `value`: the value, or for a large non-text value (a big
+    tensor as nested lists) a short note, so that the memory stays small."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    key = value_key(value)
+    if ":sha1:" in key:
+        return f"<a {type(value).__name__} too large to remember (digest {key.rsplit(':', 1)[1][:12]})>"
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -90,10 +106,10 @@ class Memory:
         loss = None if failed else loss
         feedback = feedback[:FEEDBACK_CHARS]
         for name, value in values.items():
-            _upsert(self.values.setdefault(name, {}), value_key(value), value, step, feedback, loss,
+            _upsert(self.values.setdefault(name, {}), value_key(value), _kept(value), step, feedback, loss,
                     self.max_values, failed)
-        _upsert(self.assignments, self.assignment_key(values), dict(values), step, feedback, loss,
-                self.max_assignments, failed)
+        _upsert(self.assignments, self.assignment_key(values), {k: _kept(v) for k, v in values.items()},
+                step, feedback, loss, self.max_assignments, failed)
 
     @staticmethod
     def assignment_key(values: dict[str, Any]) -> str:
@@ -120,20 +136,22 @@ class Memory:
 
     # --- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"values": {name: [t.state() for t in records.values()] for name, records in self.values.items()},
-                "assignments": [{**t.state(), "value": {k: _plain(v) for k, v in t.value.items()}}
-                                for t in self.assignments.values()]}
+        return {"values": {name: [{**t.state(), "key": key} for key, t in records.items()]
+                           for name, records in self.values.items()},
+                "assignments": [{**t.state(), "value": {k: _plain(v) for k, v in t.value.items()}, "key": key}
+                                for key, t in self.assignments.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.values.clear()
         self.assignments.clear()
         for name, records in (state.get("values") or {}).items():
             for r in records:
-                _upsert(self.values.setdefault(name, {}), value_key(r["value"]), r["value"], int(r.get("step", 0)),
+                _upsert(self.values.setdefault(name, {}), r.get("key") or value_key(r["value"]), r["value"],
+                        int(r.get("step", 0)),
                         str(r.get("feedback", "")), r.get("loss"), self.max_values)
         for r in state.get("assignments") or []:
             values = dict(r["value"])
-            _upsert(self.assignments, self.assignment_key(values), values, int(r.get("step", 0)),
+            _upsert(self.assignments, r.get("key") or self.assignment_key(values), values, int(r.get("step", 0)),
                     str(r.get("feedback", "")), r.get("loss"), self.max_assignments)
 
 

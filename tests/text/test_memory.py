@@ -202,3 +202,16 @@ def test_exploration_respects_the_check_and_skips_code():
     assert explore(code, [], rng) is None
     every = Variable("k", "categorical", "a", choices=["a", "b", "c"])
     assert explore(every, ["b", "c"], rng)[0] == "b"  # all tried: the least recently tried one
+
+
+def test_a_large_value_is_remembered_by_a_digest_not_kept_whole():
+    memory = Memory()
+    big = [float(i) for i in range(50_000)]
+    memory.record({"w": big}, 0, "too big")
+    assert memory.record_of("w", list(big)) is not None  # still recognised when tried again
+    kept = memory.tried("w")[0]
+    assert isinstance(kept, str) and "too large to remember" in kept
+    assert len(json.dumps(memory.state_dict())) < 2000
+    fresh = Memory()
+    fresh.load_state_dict(json.loads(json.dumps(memory.state_dict())))
+    assert fresh.record_of("w", list(big)) is not None  # recognised after a reload too
