@@ -1,8 +1,9 @@
-"""Exploratory proposals: what a step proposes by itself when the model gives nothing usable.
+"""Exploratory proposals: what a step proposes by itself when it is stuck.
 
-A tiny model can stay stuck: it repeats a value, copies the feedback, or replies nothing
-that can be read. Rather than leave the parameter as it is, the step then proposes a value
-of its own, of the kind a random search would try, never one already tried:
+A tiny model can stay stuck: it repeats the current value or one already tried, step after
+step; or, with an objective, none of its proposals is better. Rather than leave the
+parameter as it is, the step then proposes a value of its own, of the kind a random search
+would try, never one already tried:
 - a categorical (or a small integer range): an untried choice, drawn at random; when every
   choice was tried, the least recently tried one;
 - a number: the current value perturbed (a Gaussian step of a quarter of the bounds' width,

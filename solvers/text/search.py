@@ -8,9 +8,11 @@ objective, the first valid proposal (lowest temperature first) wins.
 
 Across steps the optimizer remembers, per parameter, the values tried and what followed
 (`memory.py`): a digest goes in the prompt, and a value already tried is refused (and left
-out of the reply schema where it can be) while untried ones remain. When the model gives
-nothing usable — or, with an objective, nothing better than the current values — the step
-makes an exploratory proposal of its own (`explore.py`) and says so in its reasons.
+out of the reply schema where it can be) while untried ones remain. When the step is stuck —
+the model only repeats values already tried, or, with an objective, nothing beats the
+current values — it makes an exploratory proposal of its own (`explore.py`) and says so in
+its reasons. A failed step (replies that cannot be read or used, failed calls) still keeps
+the values.
 """
 
 from __future__ import annotations
@@ -88,9 +90,9 @@ class TextOptimizer:
     `avoid_tried` (values already tried are refused in replies, and left out of the
     schema — enums, and text patterns with `constrain_text` — when one variable is updated;
     a finite kind may repeat one only once every value was tried), `explore` (when the model
-    gives nothing usable, or nothing better than the current values by the objective, the
-    step proposes a value of its own: an untried choice, a perturbed number, a recombined
-    text; see `explore.py`).
+    only repeats values already tried, or nothing beats the current values by the
+    objective, the step proposes a value of its own: an untried choice, a perturbed number,
+    a recombined text; see `explore.py`).
     """
 
     def __init__(self, llm: Callable[..., Any], *, budget: int = DEFAULT_BUDGET, n_candidates: int = 1,
