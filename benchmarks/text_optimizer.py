@@ -8,7 +8,10 @@ Part 2 (`tasks`): three tiny tasks on the embedded SmolLM2 model — make y = x*
 from x = 3; pick the op among add/sub/mul so that op(6, 7) = 42; rewrite a keyword list
 that a spam filter (code) consumes — for tracekit (candidate search with an objective),
 single-proposal (one LLM suggestion per step, taken as is, like OptoPrime) and a
-random-proposal baseline (same number of proposals as tracekit, best kept).
+random-proposal baseline (same number of proposals as tracekit, best kept). Two methods run
+at the defaults a new user gets: `defaults` is `tk.Optimizer(params)` with text feedback only
+(no objective, no options but the seed) on the embedded model, and `random_defaults` the same
+optimizer fed random proposals instead of the model's.
 
     .venv/bin/python benchmarks/text_optimizer.py                 # a few minutes
     .venv/bin/python benchmarks/text_optimizer.py --full          # 5 seeds x 8 steps
@@ -221,6 +224,7 @@ def task_keywords() -> dict[str, Any]:
 
 
 TASKS = {"square": task_square, "op": task_op, "keywords": task_keywords}
+DEFAULTS_OPTIONS: dict[str, Any] = {}  # --defaults-options: a variant of the defaults, to compare
 
 
 class RandomProposals:
@@ -250,6 +254,12 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
     if method == "random":
         backend: Any = tk.llm.as_backend(RandomProposals(params, seed))
         options = {"n_candidates": n_candidates, "objective": task["loss"], "seed": seed}
+    elif method == "random_defaults":  # random proposals, one a step, no objective
+        backend = tk.llm.as_backend(RandomProposals(params, seed))
+        options = {"seed": seed}
+    elif method == "defaults":  # what a new user runs: text feedback, nothing else
+        backend = llm
+        options = {"seed": seed, **DEFAULTS_OPTIONS}
     elif method == "tracekit":
         backend = llm
         options = {"n_candidates": n_candidates, "objective": task["loss"], "seed": seed}
@@ -257,7 +267,7 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
         backend = llm
         options = {"n_candidates": 1, "temperatures": (0.7,), "seed": seed}
     opt = tk.Optimizer([{"params": params, **options}], llm=backend)
-    calls = prompt_tokens = completion_tokens = replies = valid = candidates = 0
+    calls = prompt_tokens = completion_tokens = replies = valid = candidates = explored = 0
     problems: list[str] = []
     seconds = 0.0
     solved_at = None
@@ -275,11 +285,12 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
             report = opt.step()
         seconds += time.perf_counter() - start
         done_steps += 1
-        if method != "random":
+        if not method.startswith("random"):
             calls += usage.calls
             prompt_tokens += usage.prompt_tokens
             completion_tokens += usage.completion_tokens
         info = report.changes[0].info
+        explored += bool(info.get("explored"))
         replies += info.get("replies", 0)
         valid += info.get("valid_candidates", 0)
         candidates += info.get("candidates", 0)
@@ -289,7 +300,8 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
     return {"task": task_name, "method": method, "seed": seed, "solved": solved_at is not None,
             "steps": done_steps, "llm_calls": calls, "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens, "seconds": seconds, "replies": replies,
-            "valid_replies": valid, "candidates": candidates, "reply_problems": problems,
+            "valid_replies": valid, "candidates": candidates, "explored_steps": explored,
+            "reply_problems": problems,
             "final": {p.name: p.data for p in params}}
 
 
@@ -317,6 +329,7 @@ def part_tasks(seeds: int, steps: int, n_candidates: int, methods: list[str]) ->
             "tokens_per_step": sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows) / step_count,
             "seconds_per_step": sum(r["seconds"] for r in rows) / step_count,
             "valid_reply_share": (sum(r["valid_replies"] for r in rows) / max(sum(r["replies"] for r in rows), 1)),
+            "explored_steps": sum(r.get("explored_steps", 0) for r in rows),
             "steps": step_count,
         }
     return {"seeds": seeds, "steps": steps, "n_candidates": n_candidates, "summary": summary, "runs": runs}
@@ -336,11 +349,14 @@ def main() -> None:
     ap.add_argument("--skip-prompt", action="store_true")
     ap.add_argument("--trace-timeout", type=float, default=180.0)
     ap.add_argument("--out", default="", help="also write the JSON to this file")
+    ap.add_argument("--defaults-options", default="{}",
+                    help='JSON options added to the "defaults" method, e.g. \'{"temperatures": [0.7]}\'')
     args = ap.parse_args()
+    DEFAULTS_OPTIONS.update(json.loads(args.defaults_options))
     if args.full:
         args.seeds, args.steps = 5, 8
     result: dict[str, Any] = {"benchmark": "text_optimizer", "python": sys.version.split()[0],
-                              "cpus": os.cpu_count()}
+                              "cpus": os.cpu_count(), "defaults_options": DEFAULTS_OPTIONS}
     if not args.skip_prompt:
         sizes = [int(s) for s in args.sizes.split(",") if s]
         result["prompt"] = part_prompt(sizes, args.budget, not args.skip_trace, args.trace_timeout)

@@ -37,7 +37,8 @@ SPSA_OPTIONS = {"spsa_a": "a", "spsa_c": "c", "spsa_alpha": "alpha", "spsa_gamma
 # Keywords of `solvers.text.TextOptimizer` accepted as options of the text route.
 TEXT_OPTIONS = ("budget", "n_candidates", "temperatures", "seed", "max_reasks", "memory_size",
                 "max_workers", "max_tokens", "max_text_chars", "min_improvement", "instruction",
-                "use_structured", "system", "constrain_code", "constrain_text", "avoid_tried")
+                "use_structured", "system", "constrain_code", "constrain_text", "avoid_tried",
+                "explore")
 
 # Every option name a built-in route reads, by route.
 ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {

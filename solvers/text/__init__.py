@@ -4,7 +4,9 @@ Describe the problem with plain dataclasses (`Problem`, `Variable`, `Call`, `Val
 give any callable `llm(messages, **kwargs) -> str`, and call `TextOptimizer(llm).step(problem)`:
 it builds a prompt within a token budget, asks for `{"suggestion": {...}, "reasoning": ...}`,
 validates every value for its kind, optionally searches over several candidates with an
-objective, and returns the chosen values and the reasons.
+objective, and returns the chosen values and the reasons. Across steps it remembers, per
+variable, the values tried and what followed (`memory.py`), never proposes one again while
+untried ones remain, and explores by itself when stuck (`explore.py`).
 """
 
 from .problem import Call, Candidate, MemoryEntry, Problem, Result, Value, Variable

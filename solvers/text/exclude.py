@@ -15,7 +15,9 @@ subset llama.cpp's converter supports (no lookaheads). At each trie node a reply
 (when the node does not end an excluded string), continue with a character that leaves the
 trie (then anything follows), or follow one of the node's children. After the end of an
 excluded string, only whitespace is a "closed" way out: it must be followed by something
-else before the reply may stop. Its size is linear in the excluded strings' total length.
+else before the reply may stop. A *prefix* (an instructions' placeholder such as
+`<new text>`) is excluded with everything that follows it: its end has no way out at all.
+Its size is linear in the excluded strings' total length.
 Grammar servers match patterns against the raw JSON text between the quotes, so characters
 are JSON string tokens: a plain character other than a quote, a backslash or a control
 character, or a two-character escape (`\\n`, `\\"`, `\\/`, ...). `\\uXXXX` escapes are not
@@ -53,6 +55,7 @@ MAX_TOKENS_PER_VALUE = 300  # the trie's depth becomes nested groups; converters
 # 370 leaves 300 for values after the reply placeholders (64 tokens), which go first.
 MAX_TOTAL_TOKENS = 370
 _END = ""  # trie key marking the end of an excluded string (no token is empty)
+_PREFIX = "\0"  # trie key marking the end of an excluded prefix (no JSON token is a NUL)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -135,16 +138,19 @@ def _leave(children: list[str], spaces: bool | None) -> str:
     return pieces[0] if len(pieces) == 1 else "(" + "|".join(pieces) + ")"
 
 
-def exclusion_pattern(excluded: Iterable[str]) -> str:
+def exclusion_pattern(excluded: Iterable[str], prefixes: Iterable[str] = ()) -> str:
     """A `^...$` pattern matching the JSON text of every string except those whose
-    `normal_form` is that of a string in `excluded`, and those that start with whitespace
-    (so never a blank one). Strings longer than `MAX_TOKENS_PER_VALUE` tokens, or past
-    `MAX_TOTAL_TOKENS` in all (earlier strings first), are not excluded (callers still
-    check); returns "" when nothing could be excluded besides the empty string."""
+    `normal_form` is that of a string in `excluded` or starts with that of one in
+    `prefixes`, and those that start with whitespace (so never a blank one). Strings
+    longer than `MAX_TOKENS_PER_VALUE` tokens, or past `MAX_TOTAL_TOKENS` in all (prefixes
+    first, then earlier strings first), are not excluded (callers still check); returns ""
+    when nothing could be excluded besides the empty string."""
     trie: dict[str, dict] = {}
     total = 0
     kept = 0
-    for text in dict.fromkeys(normal_form(t) for t in excluded if isinstance(t, str)):
+    entries = [(normal_form(t), _PREFIX) for t in prefixes if isinstance(t, str)]
+    entries += [(normal_form(t), _END) for t in excluded if isinstance(t, str)]
+    for text, mark in dict.fromkeys(entries):
         tokens = json_tokens(text)
         if not tokens or len(tokens) > MAX_TOKENS_PER_VALUE or total + len(tokens) > MAX_TOTAL_TOKENS:
             continue
@@ -152,8 +158,13 @@ def exclusion_pattern(excluded: Iterable[str]) -> str:
         kept += 1
         node = trie
         for token in tokens:
+            if _PREFIX in node:
+                break  # already excluded with all that follows
             node = node.setdefault(token, {})
-        node[_END] = {}
+        else:
+            if mark == _PREFIX:
+                node.clear()  # longer excluded strings under it are covered by the prefix
+            node[mark] = {}
     if not kept:
         return ""
     trie[_END] = {}  # the empty string
@@ -163,7 +174,7 @@ def exclusion_pattern(excluded: Iterable[str]) -> str:
 
     def build(node: dict[str, dict], closed: bool, first: bool = False) -> str:
         """`closed`: the text so far is an excluded string plus whitespace (it may not stop)."""
-        children = [t for t in node if t != _END]
+        children = [t for t in node if t not in (_END, _PREFIX)]
         if first:  # a leading whitespace token cannot start a reply, so it needs no branch
             children = [t for t in children if not _is_space(t)]
         closed = closed or _END in node
@@ -173,7 +184,9 @@ def exclusion_pattern(excluded: Iterable[str]) -> str:
                 branches.append(out + after_space)
         else:
             branches = [_leave(children, spaces=None) + tail]
-        branches += [_literal(t) + build(node[t], closed and _is_space(t)) for t in children]
+        # a prefix's last token is left out of the ways out above and leads nowhere
+        branches += [_literal(t) + build(node[t], closed and _is_space(t)) for t in children
+                     if _PREFIX not in node[t]]
         group = "(" + "|".join(branches) + ")"
         return group if closed else group + "?"
 

@@ -129,6 +129,8 @@ class Candidate:
     cut_off: int = 0  # replies refused because they were cut off (then re-asked with more room)
     loss: float | None = None
     eval_error: str = ""
+    explored: dict[str, str] = field(default_factory=dict)  # the step's own proposal: name -> how made
+    repeated: bool = False  # a reply proposed only values already tried (or the current ones)
 
     @property
     def valid(self) -> bool:
@@ -152,3 +154,4 @@ class Result:
     prompt_stats: dict[str, Any]
     llm_calls: int
     seconds: float
+    explored: dict[str, str] = field(default_factory=dict)  # parameters given an exploratory value: how

@@ -125,6 +125,13 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines() or [""])
 
 
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:
+        return False
+
+
 def _jsonable(c: Any) -> bool:
     return isinstance(c, (str, int, float, bool)) or c is None
 
@@ -231,7 +238,7 @@ def _assemble(problem: Problem, chars: int, memory_size: int, value_chars: int) 
 
     # Memory: up to a sixth of what is left, newest first.
     memory_text, mem_stats = _memory(problem.memory[-memory_size:] if memory_size else [],
-                                     max(room // 6, 0))
+                                     max(room // 6, 0), problem)
     room -= len(memory_text)
     stats.update(mem_stats)
 
@@ -244,11 +251,21 @@ def _assemble(problem: Problem, chars: int, memory_size: int, value_chars: int) 
     return "\n\n".join(p for p in parts if p), stats
 
 
-def _memory(entries: list[MemoryEntry], room: int) -> tuple[str, dict[str, Any]]:
+def _memory(entries: list[MemoryEntry], room: int, problem: Problem | None = None) -> tuple[str, dict[str, Any]]:
+    """The digest of earlier attempts, newest first, within `room` characters; for a
+    categorical variable, the choices not tried yet (among all of `problem.memory`)."""
     if not entries or room < 80:
         return "", {"memory_shown": 0, "memory_left_out": len(entries)}
-    lines = ["# Earlier attempts (values tried and the feedback they got)"]
-    used = len(lines[0])
+    lines = ["# Earlier attempts (values tried and what followed; do not propose them again)"]
+    for v in problem.variables if problem is not None else []:
+        if v.kind != "categorical":
+            continue
+        tried = [e.values[v.name] for e in problem.memory if v.name in e.values]
+        untried = [c for c in v.choices or [] if not _equal(c, v.value) and not any(_equal(c, t) for t in tried)]
+        if untried:
+            lines.append(_cut(f"Not tried yet: {v.name} = " + " or ".join(
+                json.dumps(c) if _jsonable(c) else str(c) for c in untried), 300))
+    used = sum(len(line) + 1 for line in lines)
     shown = 0
     per = max(room // len(entries), 80)
     for entry in reversed(entries):  # newest first

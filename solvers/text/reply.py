@@ -36,7 +36,11 @@ REPAIR_CHARS = 20_000  # damaged JSON longer than this is not repaired (bounded 
 REPAIR_DEPTH = 32
 SUGGESTION_KEYS = ("suggestion", "suggestions", "Suggestion", "new_values", "variables", "answer")
 PLACEHOLDERS = ("<new text>", "new text", "[new text]", "<one short sentence>", "...", "<text>", "<value>")
+# bracketed placeholders are refused with anything after them too ("<new text> free, prize"):
+# tiny models copy the placeholder and then write on
+PLACEHOLDER_PREFIXES = tuple(p for p in PLACEHOLDERS if p[0] in "<[")
 _PLACEHOLDER_FORMS = frozenset(normal_form(p) for p in PLACEHOLDERS)  # as the grammar compares
+_PREFIX_FORMS = tuple(normal_form(p) for p in PLACEHOLDER_PREFIXES)
 
 
 class ReplyError(ValueError):
@@ -85,7 +89,7 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
         # the reply screening refuses), then the current value, then the newest tried values
         texts = [x for x in exclude if isinstance(x, str)]
         ordered = [*PLACEHOLDERS, *([v.value] if v.value in texts else []), *texts[::-1]]
-        pattern = exclusion_pattern(ordered)
+        pattern = exclusion_pattern(ordered, prefixes=PLACEHOLDER_PREFIXES)
         if pattern:  # for the server's grammar only; the check and the optimizer still decide
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
     return str, {"min_length": 1}
@@ -338,8 +342,15 @@ def accepted(v: Variable, value: Any) -> Any:
     return value if result is None else result
 
 
+def is_placeholder(text: str) -> bool:
+    """True when `text` is an instructions' placeholder, or starts with a bracketed one
+    (compared in `normal_form`, as the exclusion grammar compares)."""
+    form = normal_form(text.lstrip())
+    return form in _PLACEHOLDER_FORMS or form.startswith(_PREFIX_FORMS)
+
+
 def _screen_text(v: Variable, raw: Any, max_text_chars: int) -> None:
-    if isinstance(raw, str) and normal_form(raw.lstrip()) in _PLACEHOLDER_FORMS:
+    if isinstance(raw, str) and is_placeholder(raw):
         raise ReplyError(f"{v.name} repeats the placeholder from the instructions instead of a new value")
     try:
         size = len(raw) if isinstance(raw, str) else len(json.dumps(raw, default=str))

@@ -1,10 +1,18 @@
 """The optimizer loop: ask for proposals, validate them, evaluate candidates, remember.
 
 `TextOptimizer.step(problem, objective=None)` asks the LLM for `n_candidates` proposals at
-varied temperatures and seeds (each re-asked within a bound when it cannot be used),
-evaluates the valid ones with `objective` in a thread pool when one is given, and keeps
-the best only when it beats the current values. Without an objective, the first valid
-proposal (lowest temperature first) wins.
+varied temperatures and seeds (each re-asked within a bound when it cannot be used, warmer
+and with another seed each time), evaluates the valid ones with `objective` in a thread pool
+when one is given, and keeps the best only when it beats the current values. Without an
+objective, the first valid proposal (lowest temperature first) wins.
+
+Across steps the optimizer remembers, per parameter, the values tried and what followed
+(`memory.py`): a digest goes in the prompt, and a value already tried is refused (and left
+out of the reply schema where it can be) while untried ones remain. When the step is stuck —
+the model only repeats values already tried, or, with an objective, nothing beats the
+current values — it makes an exploratory proposal of its own (`explore.py`) and says so in
+its reasons. A failed step (replies that cannot be read or used, failed calls) still keeps
+the values.
 """
 
 from __future__ import annotations
@@ -12,18 +20,22 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import describe, message_of
-from .problem import Candidate, MemoryEntry, Problem, Result, Variable
+from .exclude import normal_form
+from .explore import explore
+from .memory import Memory
+from .problem import Candidate, Problem, Result, Variable
 from .prompt import DEFAULT_BUDGET, build_prompt, estimate_tokens, shorten
 from .reply import (
     MAX_REPLY_CHARS,
+    SMALL_INT_RANGE,
     Parsed,
     ReplyError,
     check_value,
@@ -36,6 +48,14 @@ from .reply import (
 
 Objective = Callable[[dict[str, Any]], float]
 DEFAULT_TEMPERATURES = (0.0, 0.7, 1.0, 1.3)
+# a re-ask is asked at least this warm, and this much warmer for each further attempt: a
+# greedy (temperature 0) re-ask of a tiny model repeats the refused reply word for word
+REASK_TEMPERATURE = 0.7
+REASK_WARMING = 0.3
+MAX_TEMPERATURE = 1.5
+# how a refusal of a repeated value ends (the step then counts as stuck, not failed)
+_REPEATS = ("propose a value not tried yet", "propose a combination not tried yet")
+COPY_CHARS = 20  # a text holding a whole feedback line at least this long copies the feedback
 REASK_RESERVE = 160  # prompt tokens kept free for the note a re-ask adds
 MAX_REPLY_TOKENS = 8192  # a re-ask after a cut-off reply doubles max_tokens up to this
 
@@ -67,8 +87,12 @@ class TextOptimizer:
     `max_text_chars`, `min_improvement` (a candidate must beat the current loss by more),
     `instruction`, `use_structured`, `system`, `constrain_code` (a schema pattern that keeps
     code replies function-shaped; helps tiny local models, limits capable ones),
-    `avoid_tried` (when one enumerable variable is updated, values the objective already
-    judged are left out of the schema's enum, so candidates explore instead of repeating).
+    `avoid_tried` (values already tried are refused in replies, and left out of the
+    schema — enums, and text patterns with `constrain_text` — when one variable is updated;
+    a finite kind may repeat one only once every value was tried), `explore` (when the model
+    only repeats values already tried, or nothing beats the current values by the
+    objective, the step proposes a value of its own: an untried choice, a perturbed number,
+    a recombined text; see `explore.py`).
     """
 
     def __init__(self, llm: Callable[..., Any], *, budget: int = DEFAULT_BUDGET, n_candidates: int = 1,
@@ -77,7 +101,7 @@ class TextOptimizer:
                  max_tokens: int | None = None, max_text_chars: int | None = None,
                  min_improvement: float = 0.0, instruction: str = "", use_structured: bool = True,
                  system: bool = False, constrain_code: bool = False, constrain_text: bool = False,
-                 avoid_tried: bool = True) -> None:
+                 avoid_tried: bool = True, explore: bool = True) -> None:
         if not callable(llm):
             raise TypeError(f"llm must be a callable llm(messages, **kwargs) -> str, got {type(llm).__name__}")
         if n_candidates < 1:
@@ -103,12 +127,25 @@ class TextOptimizer:
         self.constrain_code = constrain_code
         self.constrain_text = constrain_text
         self.avoid_tried = avoid_tried
-        self.tried: dict[str, list[Any]] = {}  # values an objective already judged, per name
-        self.memory: deque[MemoryEntry] = deque(maxlen=max(4 * memory_size, 1))
+        self.explore = explore
+        self.memory = Memory()  # per parameter: values tried and what followed
         self.steps = 0
         self._accepts = _accepted(llm)
         self._calls = 0
         self._lock = threading.Lock()
+        self._current: dict[str, Any] = {}
+
+    @property
+    def tried(self) -> dict[str, list[Any]]:
+        """The values tried so far, per parameter name (oldest first)."""
+        return {name: self.memory.tried(name) for name in self.memory.values}
+
+    @tried.setter
+    def tried(self, values: dict[str, list[Any]]) -> None:
+        self.memory = Memory()
+        for name, tried in values.items():
+            for value in tried:
+                self.memory.record({name: value}, self.steps)
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles carry the state, not the lock (`copy.deepcopy(optimizer)`)."""
@@ -127,14 +164,19 @@ class TextOptimizer:
         self._calls = 0
         for v in problem.variables:
             _fill_code_facts(v)
-        if not problem.memory and self.memory:
-            problem.memory = list(self.memory)
+        current = {v.name: v.value for v in problem.variables}
+        self._current = current
+        feedback = shorten(" | ".join(f for f in problem.feedback if f), 300, raw_str=True)
+        digest = self.memory.digest()  # earlier attempts, before this one is recorded
+        self.memory.record(current, self.steps, feedback)  # what followed the current values
+        if not problem.memory and digest:
+            problem.memory = digest
         if self.instruction and not problem.instruction:
             problem.instruction = self.instruction
         # one variable: the schema leaves its current value out where it can (enums), so a
-        # constrained reply always proposes something new
+        # constrained reply always proposes something new, and values tried too
         single = len(problem.variables) == 1
-        tried = {v.name: list(self.tried.get(v.name, [])) for v in problem.variables} \
+        tried = {v.name: self._excluded(v) for v in problem.variables} \
             if (single and self.avoid_tried) else None
         model = reply_model(problem.variables, exclude_current=single,
                             constrain_code=self.constrain_code, exclude=tried,
@@ -157,26 +199,56 @@ class TextOptimizer:
             candidates = [self._propose(i, t, s, prompt.messages, problem, model, structured)
                           for i, (t, s) in enumerate(settings)]
         baseline, chosen, reasons = self._choose(problem, candidates, objective)
+        explored: dict[str, str] = {}
+        # explore when the step did not fail but is stuck: the model only repeated values
+        # (a bad reply or a failed call keeps the values, as every failed step does), or no
+        # candidate beat the current values by the objective
+        stuck = any(c.repeated for c in candidates) or (objective is not None and any(c.valid for c in candidates))
+        if self.explore and chosen is None and stuck:
+            baseline, chosen, explored = self._explore(problem, candidates, objective, baseline, reasons)
         suggestion = dict(candidates[chosen].values) if chosen is not None else {}
-        self._remember(problem, candidates, objective is not None)
+        if baseline is not None:
+            self.memory.record(current, self.steps, loss=baseline)
         self.steps += 1
         return Result(suggestion=suggestion, reasons=reasons, candidates=candidates, chosen=chosen,
                       baseline_loss=baseline, prompt_tokens=prompt.tokens, prompt_stats=prompt.stats,
-                      llm_calls=self._calls, seconds=time.perf_counter() - start)
+                      llm_calls=self._calls, seconds=time.perf_counter() - start, explored=explored)
 
     def state_dict(self) -> dict[str, Any]:
-        """Memory and step count, JSON-friendly (values are stored shortened when not JSON)."""
-        return {"steps": self.steps,
-                "tried": {k: [_jsonable(x) for x in v] for k, v in self.tried.items()},
-                "memory": [{"values": {k: _jsonable(v) for k, v in e.values.items()}, "feedback": e.feedback}
-                           for e in self.memory]}
+        """Memory and step count, JSON-friendly (values are stored as their repr when not JSON)."""
+        return {"steps": self.steps, "memory": self.memory.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`'s output (also the older form: a list of attempts and
+        the values an objective judged)."""
         self.steps = int(state.get("steps", 0))
-        self.tried = {k: list(v) for k, v in state.get("tried", {}).items()}
-        self.memory.clear()
-        for e in state.get("memory", []):
-            self.memory.append(MemoryEntry(dict(e["values"]), str(e["feedback"])))
+        memory = state.get("memory")
+        if isinstance(memory, dict):
+            self.memory = Memory()
+            self.memory.load_state_dict(memory)
+            return
+        self.tried = {k: list(v) for k, v in (state.get("tried") or {}).items()}
+        for e in memory or []:
+            self.memory.record(dict(e["values"]), self.steps, str(e.get("feedback", "")))
+
+    # --- memory ----------------------------------------------------------------------------------
+    def _excluded(self, v: Variable) -> list[Any]:
+        """The values of `v` a reply may not propose: every value tried, unless `v` has
+        finitely many values and all were tried (then any but the current one)."""
+        tried = self.memory.tried(v.name)
+        if _finite(v) is not None and all(self.memory.record_of(v.name, o) is not None for o in _finite(v) or []):
+            return []
+        return tried
+
+    def _tried_note(self, v: Variable, value: Any) -> str:
+        """Why `value` is refused as already tried ("" when it is not)."""
+        if not self.avoid_tried or not self._excluded(v):
+            return ""
+        record = self.memory.record_of(v.name, value)
+        if record is None:
+            return ""
+        return (f"{shorten(value, 80)} was already tried (step {record.step + 1}: "
+                f"{shorten(record.note(), 160, raw_str=True)}); {_REPEATS[0]}")
 
     # --- proposals -----------------------------------------------------------------------------
     def _reply_tokens(self, problem: Problem) -> int:
@@ -232,7 +304,9 @@ class TextOptimizer:
             except Exception as exc:  # transport or backend failure: no re-ask
                 cand.error = f"LLM call failed: {describe(exc, limit=300)}"
                 return cand
-            cand.values, cand.problems = self._validate(parsed, problem.variables)
+            cand.values, cand.problems = self._validate(parsed, problem)
+            cand.repeated = cand.repeated or (bool(cand.problems) and all(
+                p.endswith(_REPEATS) for p in cand.problems.values()))
             cand.unknown = parsed.unknown
             cand.reasoning = parsed.reasoning
             if cand.values:
@@ -245,11 +319,17 @@ class TextOptimizer:
                 kwargs["max_tokens"] = min(2 * int(kwargs["max_tokens"]), MAX_REPLY_TOKENS)
                 why += "; reply more briefly"
             current = _reask(messages, why)
+            # a greedy re-ask repeats the refused reply: ask warmer, with another seed
+            kwargs["temperature"] = min(max(temperature, REASK_TEMPERATURE) + REASK_WARMING * attempt,
+                                        MAX_TEMPERATURE)
+            if seed is not None:
+                kwargs["seed"] = seed + 100 * (attempt + 1)
         return cand
 
-    def _validate(self, parsed: Parsed, variables: list[Variable]) -> tuple[dict[str, Any], dict[str, str]]:
+    def _validate(self, parsed: Parsed, problem: Problem) -> tuple[dict[str, Any], dict[str, str]]:
         values: dict[str, Any] = {}
         problems: dict[str, str] = {}
+        variables = problem.variables
         for v in variables:
             if v.name not in parsed.values:
                 continue
@@ -263,9 +343,23 @@ class TextOptimizer:
                 problems[v.name] = message_of(exc, 300)
                 continue
             if _same(value, v.value):
-                problems[v.name] = "the suggestion equals the current value"
+                problems[v.name] = "the suggestion equals the current value; " + _REPEATS[0]
+                continue
+            if v.kind == "text" and (copied := _copied_feedback(value, v.value, problem.feedback)):
+                problems[v.name] = (f"{v.name} copies the feedback ({shorten(copied, 80)}) instead of "
+                                    "a new value for the variable")
+                continue
+            note = self._tried_note(v, value) if len(variables) == 1 else ""
+            if note:
+                problems[v.name] = note
                 continue
             values[v.name] = value
+        if len(variables) > 1 and values and self.avoid_tried:
+            assignment = {v.name: values.get(v.name, v.value) for v in variables}
+            if self.memory.assignment_tried(assignment):
+                for name in values:
+                    problems[name] = "these values together were already tried; " + _REPEATS[1]
+                values = {}
         return values, problems
 
     def _text_cap(self, v: Variable) -> int | None:
@@ -310,11 +404,7 @@ class TextOptimizer:
             unique.setdefault(_key(c.values), c)
 
         def run(values: dict[str, Any]) -> tuple[float, str]:
-            try:
-                loss = float(objective(values))
-            except Exception as exc:
-                return math.inf, describe(exc, limit=200)
-            return (loss, "") if math.isfinite(loss) else (math.inf, f"objective returned {loss}")
+            return _run(objective, values)
 
         jobs: list[dict[str, Any]] = [{}] + [c.values for c in unique.values()]
         workers = min(self.max_workers, len(jobs))
@@ -327,24 +417,68 @@ class TextOptimizer:
         scored = dict(zip(unique, results[1:]))
         for c in valid:
             c.loss, c.eval_error = scored[_key(c.values)]
-            for name, value in c.values.items():
-                seen = self.tried.setdefault(name, [])
-                if value not in seen and len(seen) < 256:
-                    seen.append(value)
+            current = {**self._current, **c.values}
+            self.memory.record(current, self.steps, f"failed ({c.eval_error})" if c.eval_error else "",
+                               loss=c.loss)
         best = min(valid, key=lambda c: (c.loss, c.index))  # ties: the earliest (coolest) one
         if best.loss < baseline - self.min_improvement or (math.isinf(baseline) and math.isfinite(best.loss)):
             return baseline, best
         return baseline, None
 
-    # --- memory ---------------------------------------------------------------------------------
-    def _remember(self, problem: Problem, candidates: list[Candidate], evaluated: bool) -> None:
-        feedback = " | ".join(f for f in problem.feedback if f)
-        self.memory.append(MemoryEntry({v.name: v.value for v in problem.variables}, shorten(feedback, 300, raw_str=True)))
-        if evaluated:
-            for c in candidates:
-                if c.valid and c.loss is not None:
-                    note = f"objective loss {c.loss:.6g}" if math.isfinite(c.loss) else f"failed ({c.eval_error})"
-                    self.memory.append(MemoryEntry(dict(c.values), note))
+    # --- exploration -------------------------------------------------------------------------
+    def _explore(self, problem: Problem, candidates: list[Candidate], objective: Objective | None,
+                 baseline: float | None, reasons: dict[str, str]) -> tuple[float | None, int | None, dict[str, str]]:
+        """The step's own proposal when the model gave nothing usable (or, with an
+        objective, nothing better): appended to `candidates` and, without an objective or
+        when it beats the current values, chosen. Returns (baseline, chosen, name -> how)."""
+        rng = random.Random(None if self.seed is None else self.seed * 7919 + self.steps)
+        texts = [v.value for v in problem.values if v.role == "input" and isinstance(v.value, str)]
+        why = ("no LLM candidate beat the current value" if any(c.valid for c in candidates)
+               else "the model only repeated values already tried")
+        values: dict[str, Any] = {}
+        how: dict[str, str] = {}
+        several = len(problem.variables) > 1
+        for attempt in range(12):  # several parameters: a combination not tried yet
+            values, how = {}, {}
+            for v in problem.variables:
+                # after the first draw, a parameter may keep its value, and values tried
+                # alone may come back in a new combination
+                if attempt and rng.random() < 0.5:
+                    continue
+                found = explore(v, self.memory.tried(v.name) if not attempt else [], rng, texts)
+                if found is not None:
+                    values[v.name], how[v.name] = found
+            if not several or (values and not self.memory.assignment_tried({**self._current, **values})):
+                break
+        else:
+            values, how = {}, {}
+        if not values:
+            for v in problem.variables:
+                reasons[v.name] = _bounded(f"{reasons.get(v.name, 'kept')}; no exploratory value to try "
+                                           f"({'code is not explored' if v.kind == 'code' else 'none left'})")
+            return baseline, None, {}
+        cand = Candidate(index=len(candidates), temperature=None, seed=None, values=values,
+                         reasoning="exploration: " + "; ".join(f"{k}: {h}" for k, h in how.items()),
+                         explored=dict(how))
+        candidates.append(cand)
+        change = ""
+        if objective is not None:
+            if baseline is None:
+                baseline = _run(objective, {})[0]
+            cand.loss, cand.eval_error = _run(objective, values)
+            self.memory.record({**self._current, **values}, self.steps,
+                               f"failed ({cand.eval_error})" if cand.eval_error else "", loss=cand.loss)
+            better = cand.loss < baseline - self.min_improvement or (math.isinf(baseline) and math.isfinite(cand.loss))
+            if not better:
+                for v in problem.variables:
+                    reasons[v.name] = _bounded(f"{reasons.get(v.name, 'kept')}; an exploratory proposal did not "
+                                               f"beat it either (loss {cand.loss:.6g})")
+                return baseline, None, {}
+            change = f", loss {baseline:.6g} -> {cand.loss:.6g}"
+        for name, h in how.items():
+            earlier = reasons.get(name, "").removeprefix("kept: ")
+            reasons[name] = _bounded(f"explored: {h}, because {why}{change}" + (f" ({earlier})" if earlier else ""))
+        return baseline, cand.index, how
 
 
 def _readable(node: Any) -> Any:
@@ -364,6 +498,45 @@ def _reask(messages: list[dict[str, str]], why: str) -> list[dict[str, str]]:
     out = [dict(m) for m in messages]
     out[-1]["content"] = out[-1]["content"] + note
     return out
+
+
+def _run(objective: Objective, values: dict[str, Any]) -> tuple[float, str]:
+    """The objective's loss for `values` and "" — or inf and why, when it fails."""
+    try:
+        loss = float(objective(values))
+    except Exception as exc:
+        return math.inf, describe(exc, limit=200)
+    return (loss, "") if math.isfinite(loss) else (math.inf, f"objective returned {loss}")
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _finite(v: Variable) -> list[Any] | None:
+    """Every value `v` can take, when it can take few (choices, a small integer range)."""
+    if v.kind == "categorical":
+        return list(v.choices or [])
+    if v.kind == "numeric" and isinstance(v.value, bool):
+        return [False, True]
+    if (v.kind == "numeric" and v.value_type == "int" and v.bounds is not None
+            and v.bounds[1] - v.bounds[0] <= SMALL_INT_RANGE):
+        return list(range(math.ceil(v.bounds[0]), math.floor(v.bounds[1]) + 1))
+    return None
+
+
+def _copied_feedback(value: Any, current: Any, feedback: list[str]) -> str:
+    """The feedback line a proposed text copies whole ("" when none): tiny models paste
+    the feedback into the variable. Lines the current value already holds do not count."""
+    if not isinstance(value, str):
+        return ""
+    text = normal_form(value)
+    now = normal_form(current) if isinstance(current, str) else ""
+    for line in (ln for f in feedback for ln in str(f).splitlines()):
+        form = normal_form(line.strip())
+        if len(form) >= COPY_CHARS and form in text and form not in now:
+            return line.strip()
+    return ""
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -148,3 +148,36 @@ def test_the_grammar_stays_inside_llama_cpp_rule_limit():
     grammar = gbnf.json_schema_to_gbnf(json.dumps(schema))
     repetitions = sum(grammar.count(op) for op in (")*", ")?", ")+"))
     assert 300 < repetitions < 800, repetitions
+
+
+@pytest.mark.parametrize("text", ["<new text> free, prize", "<NEW TEXT>, win", "[new text]x", "<value> 3",
+                                  "<one short sentence> and more", "<text>\nmore"])
+def test_placeholder_prefixes_are_refused_by_the_checker_and_the_grammar(text):
+    v = Variable(name="keywords", kind="text", value="hello, thanks")
+    schema = reply_model([v], exclude_current=True, constrain_text=True).model_json_schema()
+    field = next(iter(schema["$defs"]["Suggestion"]["properties"].values()))
+    with pytest.raises(ReplyError, match="placeholder"):
+        check_value(v, text, None)
+    assert not matches(field["pattern"], text)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_prefix_exclusion_against_its_definition(seed):
+    rng = random.Random(seed)
+    alphabet = "aAbB<> ,\n"
+    prefixes = ["".join(rng.choice(alphabet) for _ in range(rng.randint(2, 4))).strip() or "ab" for _ in range(4)]
+    excluded = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 5))) for _ in range(10)]
+    pattern = exclusion_pattern(excluded, prefixes=prefixes)
+    forms = {normal_form(x) for x in excluded}
+    starts = tuple(normal_form(p) for p in prefixes)
+    for text in [p + t for p in prefixes for t in ("", " ", "x", "a b")] + \
+            ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(2000)]:
+        expected = (text != "" and not text[0].isspace() and normal_form(text) not in forms
+                    and not normal_form(text).startswith(starts))
+        assert matches(pattern, text) == expected, (repr(text), prefixes)
+
+
+def test_text_inside_a_value_is_not_a_prefix():
+    pattern = exclusion_pattern([], prefixes=["<new text>"])
+    assert matches(pattern, "free <new text> prize") and matches(pattern, "<new tex")
+    assert matches(pattern, "new text here")  # only the bracketed form is a prefix

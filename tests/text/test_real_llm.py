@@ -77,7 +77,8 @@ def test_every_reply_is_a_new_valid_text_value(real_llm):
         assert not [p for p in info["reply_problems"] if "equals the current" in p or "empty" in p], info
     solver = next(iter(opt._solvers.values()))._optimizer
     tried = solver.tried["keywords"]
-    assert "hello, thanks" not in tried and len(tried) >= 2
+    # the start value got feedback (so it counts as tried, once); each candidate was new
+    assert tried.count("hello, thanks") == 1 and len(tried) >= 3
 
 
 def test_code_parameter_updated_from_feedback(real_llm):
@@ -132,3 +133,44 @@ def test_example_trainable_agent_quick_runs(real_llm):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["final_errors"] <= summary["start_errors"]
     assert "step 1:" in done.stdout
+
+
+def test_a_categorical_reaches_the_untried_right_choice_at_defaults(real_llm):
+    """Told "wrong" each step, the optimizer at its defaults never repeats a tried choice, so
+    the right one (the third) is reached within two steps whatever the model prefers."""
+    op = tk.param("add", name="op", choices=["add", "sub", "mul"], description="the operation to apply")
+
+    @tk.bundle()
+    def apply(op, a, b):
+        """Apply the operation named op to a and b."""
+        return {"add": a + b, "sub": a - b, "mul": a * b}[op]
+
+    opt = tk.Optimizer([op], llm=real_llm)
+    seen = [op.data]
+    for _ in range(2):
+        z = apply(op, 6, 7)
+        if z.data == 42:
+            break
+        opt.zero_feedback()
+        opt.backward(z, f"op(6, 7) = {z.data}, but it should be 42")
+        report = opt.step()
+        assert report.llm_calls >= 1
+        seen.append(op.data)
+    assert op.data == "mul", seen
+    assert len(seen) == len(set(seen)), seen
+
+
+def test_a_number_keeps_moving_at_defaults(real_llm):
+    """The tiny model tends to repeat one number; each step still moves it to a value not
+    tried, within the bounds (from the model or, when it only repeats, by exploration)."""
+    x = tk.param(3.0, name="x", bounds=(-10.0, 10.0), description="a number")
+    opt = tk.Optimizer([x], llm=real_llm)
+    values = [x.data]
+    for _ in range(3):
+        y = x * x
+        opt.zero_feedback()
+        opt.backward(y, f"y = {y.data}, but y should be 16")
+        report = opt.step()
+        values.append(x.data)
+        assert report["x"].changed, report["x"].reason
+    assert len(set(values)) == len(values) and all(-10 <= v <= 10 for v in values), values

@@ -41,9 +41,22 @@ def test_best_candidate_by_objective_is_kept():
 
 def test_previous_value_kept_when_no_candidate_beats_it():
     llm = by_temperature({0.0: reply({"x": 9}), 0.7: reply({"x": -9})})
-    result = TextOptimizer(llm, n_candidates=2).step(x_problem(), objective=lambda v: abs(v.get("x", 3) ** 2 - 16))
+    result = TextOptimizer(llm, n_candidates=2, explore=False).step(
+        x_problem(), objective=lambda v: abs(v.get("x", 3) ** 2 - 16))
     assert result.suggestion == {} and result.chosen is None
     assert "no candidate beat the current value (loss 7" in result.reasons["x"]
+
+
+def test_exploration_is_kept_only_when_the_objective_says_it_is_better():
+    llm = by_temperature({0.0: reply({"x": 9}), 0.7: reply({"x": -9})})
+    never_better = TextOptimizer(llm, n_candidates=2).step(x_problem(), objective=lambda v: 0.0 if "x" not in v else 5.0)
+    assert never_better.suggestion == {} and never_better.chosen is None
+    assert "an exploratory proposal did not beat it either" in never_better.reasons["x"]
+    assert never_better.candidates[-1].explored  # it was tried and judged
+    result = TextOptimizer(llm, n_candidates=2).step(x_problem(), objective=lambda v: 0.0 if "x" in v and v["x"] not in (9, -9) else 5.0)
+    assert result.chosen == 2 and result.candidates[2].explored and result.suggestion["x"] not in (3, 9, -9)
+    assert result.reasons["x"].startswith("explored: an untried integer")
+    assert "no LLM candidate beat the current value, loss 5 -> 0" in result.reasons["x"]
 
 
 def test_ties_go_to_the_earliest_candidate():
@@ -108,8 +121,8 @@ def test_memory_feeds_later_prompts_and_state_round_trips():
     opt.step(x_problem(), objective=lambda v: abs(v.get("x", 3) - 7))
     opt.step(Problem([Variable("x", "numeric", 5, bounds=(-10, 10))], feedback=["still wrong"]))
     assert "Earlier attempts" in llm.prompts[1] and "x=5 -> objective loss 2" in llm.prompts[1]
-    assert "x=3 -> x*x should be 16" in llm.prompts[1]
-    state = json.loads(json.dumps(opt.state_dict()))
+    assert "x=3 -> objective loss 4; x*x should be 16" in llm.prompts[1]
+    state = json.loads(json.dumps(opt.state_dict(), allow_nan=False))
     fresh = TextOptimizer(llm, memory_size=3)
     fresh.load_state_dict(state)
     assert fresh.steps == 2 and len(fresh.memory) == len(opt.memory)
@@ -261,9 +274,9 @@ def test_values_judged_by_the_objective_leave_the_enum():
     def llm(messages, **kwargs):
         schemas.append(messages[-1]["content"])
         return reply({"op": "sub"})
-    opt = TextOptimizer(tk.llm.as_backend(llm), n_candidates=1)  # structured: the schema is sent
+    opt = TextOptimizer(tk.llm.as_backend(llm), n_candidates=1, explore=False)  # structured: the schema is sent
     opt.step(Problem([op], feedback=["f"]), objective=lambda v: 1.0)  # sub judged, not better
-    assert opt.tried == {"op": ["sub"]}
+    assert opt.tried == {"op": ["add", "sub"]}  # the current value got feedback: tried too
     opt.step(Problem([op], feedback=["f"]), objective=lambda v: 1.0)
     assert '"enum":["sub","mul","div"]' in schemas[0].replace(" ", "")
     assert '"enum":["mul","div"]' in schemas[1].replace(" ", "")

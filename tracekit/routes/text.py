@@ -9,7 +9,8 @@ Options (passed to `tk.Optimizer(..., **options)` or in a param group):
 `budget` (prompt tokens, default 4000), `n_candidates` (default 1; 4 when an objective
 is given), `temperatures`, `seed`, `max_reasks` (default 2), `memory_size` (default 5),
 `max_workers`, `max_tokens`, `max_text_chars`, `min_improvement`, `instruction`,
-`constrain_code` and `constrain_text` (default: on for the embedded model),
+`constrain_code` and `constrain_text` (default: on for the embedded model), `avoid_tried`
+and `explore` (default on: values tried are not proposed again; a stuck step explores),
 `objective` (overrides the Optimizer's).
 
 The objective is a callable returning a loss (lower is better). With no arguments it is
@@ -90,8 +91,10 @@ class TextSolver:
         info = {
             "prompt_tokens_estimate": result.prompt_tokens,
             "prompt": result.prompt_stats,
-            "candidates": len(result.candidates),
-            "valid_candidates": sum(1 for c in result.candidates if c.valid),
+            "candidates": sum(1 for c in result.candidates if not c.explored),  # the LLM's
+            "valid_candidates": sum(1 for c in result.candidates if c.valid and not c.explored),
+            # the step's own exploratory proposal, when one was made (chosen or not)
+            "exploratory_candidates": sum(1 for c in result.candidates if c.explored),
             "chosen": result.chosen,
             "baseline_loss": result.baseline_loss,
             "losses": [c.loss for c in result.candidates],
@@ -101,6 +104,9 @@ class TextSolver:
             "reply_problems": [c.error for c in result.candidates if c.error],
             # replies refused as cut off (never repaired into a value), then re-asked
             "cut_off_replies": sum(c.cut_off for c in result.candidates),
+            # parameters given the step's own exploratory value (the model gave nothing
+            # usable, or nothing better by the objective): name -> how it was made
+            "explored": dict(result.explored),
             "seconds": result.seconds,
             "llm_usage": spent.copy(),  # a tracekit.llm.Usage: calls, tokens, cost, cache hits
         }
