@@ -153,8 +153,9 @@ def argmin(objective: Any, y0: Any = None, *inputs: Any, constraints: Any = None
     With a cvxpy problem as first argument, give `parameters={cp_param: value_or_node}`
     and `variables=[cp_var, ...]` instead. Returns an `ArgminNode`, or an `ExceptionNode`
     carrying a `tk.SolveError` subclass when the solve fails. `tol` is the solver's
-    accuracy (default 1e-10: the gradient's error is proportional to it); `method="auto"`
-    uses the augmented Lagrangian (see docs/concepts/argmin.md).
+    accuracy (default 1e-10, 1e-9 for a cvxpy problem's cone solver: the gradient's error
+    is proportional to it); `method="auto"` uses the augmented Lagrangian (see
+    docs/concepts/argmin.md).
     """
     frame = sys._getframe(1)
     site = (frame.f_code.co_filename, frame.f_lineno, name)
@@ -164,7 +165,7 @@ def argmin(objective: Any, y0: Any = None, *inputs: Any, constraints: Any = None
             raise TypeError("tk.argmin(problem, parameters={cp_param: value}, variables=[cp_var]): a cvxpy "
                             "problem carries its own constraints; pass its inputs as `parameters`, not "
                             "positionally.")
-        return _cvxpy_argmin(objective, parameters, variables, name, site)
+        return _cvxpy_argmin(objective, parameters, variables, name, site, tol)
     if parameters is not None or variables is not None:
         raise TypeError("`parameters=` and `variables=` are for a cvxpy problem; with a callable objective "
                         "pass the inputs positionally: tk.argmin(objective, y0, *inputs).")
@@ -463,7 +464,13 @@ def _layer(problem: Any, params: list, variables: list) -> Any:
     return layer
 
 
-def _cvxpy_argmin(problem: Any, parameters: dict | None, variables: Any, name: str | None, site: tuple) -> Node:
+#: accuracy asked of the cone solver behind a cvxpy node when `tol` is not given: its
+#: default (about 1e-4) leaves allocations visibly infeasible and gradients off by percents
+CVXPY_TOL = 1e-9
+
+
+def _cvxpy_argmin(problem: Any, parameters: dict | None, variables: Any, name: str | None, site: tuple,
+                  tol: float | None = None) -> Node:
     import cvxpy as cp
     import torch
 
@@ -492,8 +499,9 @@ def _cvxpy_argmin(problem: Any, parameters: dict | None, variables: Any, name: s
     like = next((v for v in raws if _is_tensor(v)), None)  # plain values join the tensors' device
     device = like.device if like is not None else None
     tensors = [v if _is_tensor(v) else torch.as_tensor(v, dtype=torch.float64, device=device) for v in raws]
+    eps = CVXPY_TOL if tol is None else float(tol)
     try:
-        sols = layer(*tensors)
+        sols = layer(*tensors, solver_args={"eps_abs": eps, "eps_rel": eps})
     except Exception as exc:  # noqa: BLE001 - the cone solver's failures become typed errors
         text = str(exc)
         low = text.lower()

@@ -270,3 +270,24 @@ def test_an_objective_that_raises_is_an_exception_node():
     w = tk.argmin(objective, torch.zeros(2, dtype=D), {"present": torch.ones(2, dtype=D)}, key)
     assert isinstance(w, tk.ExceptionNode) and w.error.type == "KeyError"
     assert "objective raised KeyError" in w.error.message and key in w.parents
+
+
+def test_a_cvxpy_node_is_solved_to_the_callable_paths_accuracy():
+    # a long-only allocation with two assets at their lower bound: the cone solver's default
+    # accuracy (about 1e-4) returned w = -9e-5 there, an infeasible allocation
+    import cvxpy as cp
+
+    n, cap, gamma = 5, 0.6, 12.0
+    vol = torch.tensor([0.04, 0.06, 0.02, 0.09, 0.01], dtype=torch.float64)
+    corr = torch.full((n, n), 0.2, dtype=torch.float64).fill_diagonal_(1.0)
+    cov = vol[:, None] * corr * vol[None, :]
+    mu = torch.tensor([0.0144, 0.01, 0.0056, 0.01, 0.01], dtype=torch.float64)
+    w_var, mu_par = cp.Variable(n), cp.Parameter(n)
+    chol = torch.linalg.cholesky(cov).numpy()
+    problem = cp.Problem(cp.Minimize(-mu_par @ w_var + 0.5 * gamma * cp.sum_squares(chol.T @ w_var)),
+                         [cp.sum(w_var) == 1, w_var >= 0, w_var <= cap])
+    cone = tk.argmin(problem, parameters={mu_par: mu}, variables=[w_var]).data
+    direct = tk.argmin(lambda w, m: -(m @ w) + 0.5 * gamma * (w @ cov @ w), torch.full((n,), 0.2, dtype=torch.float64),
+                       mu, constraints=[tk.Eq(lambda w, m: w.sum() - 1)], bounds=(0.0, cap)).data
+    assert (cone - direct).abs().max() < 1e-7
+    assert float(cone.min()) > -1e-7

@@ -97,8 +97,8 @@ def same(p, proposed, held) -> bool:
     """`held` is what validating `proposed` could give for parameter `p`."""
     if p.kind == "code":
         return isinstance(proposed, str) and held.startswith("def act(x):")
-    if p.kind == "categorical":
-        return held in CHOICES
+    if p.kind == "categorical":  # the choice it names, up to case and surrounding blanks
+        return isinstance(proposed, str) and proposed.strip().lower() == held
     if p.is_tensor:
         try:
             want = torch.as_tensor(json.loads(proposed) if isinstance(proposed, str) else proposed,
@@ -108,7 +108,7 @@ def same(p, proposed, held) -> bool:
         return want.shape == held.shape and torch.allclose(want.clamp(-1, 1), held)
     if p.kind == "numeric":
         try:
-            return math.isclose(float(proposed), float(held), abs_tol=1e-12)
+            return math.isclose(float(proposed), float(held), rel_tol=1e-12, abs_tol=0.0)
         except (TypeError, ValueError):
             return False
     return proposed == held
