@@ -11,7 +11,7 @@ demo: setup
 # The setup installs the embedded model, so its tests must run, never skip.
 # The import contracts (pyproject's [tool.importlinter]) are checked first.
 test: setup
-	.venv/bin/lint-imports
+	.venv/bin/lint-imports --no-cache
 	TRACEKIT_REQUIRE_REAL_LLM=1 .venv/bin/python -m pytest -q -ra
 
 docs: setup
