@@ -1,6 +1,5 @@
-"""Describing an exception without ever raising (solvers never import tracekit, so they
-carry this copy of `tracekit.errors.describe`; tests/hostile checks both on the same
-generated exceptions)."""
+"""Describing an exception without ever raising: the one definition, used by the solvers
+and re-exported by `tracekit.errors` (it imports nothing, so the tracing core may use it)."""
 
 from __future__ import annotations
 
