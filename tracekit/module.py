@@ -155,8 +155,14 @@ def _is_model_instance(obj: Any) -> bool:
 
 def model(cls: type) -> type:
     """Class decorator: make a plain class a `tk.Module` (Trace's `@model`)."""
+    return model_of(cls, Module)
+
+
+def model_of(cls: type, base: type[Module]) -> type:
+    """`cls` made a subclass of `base` (a `Module` class) that keeps its name and docs;
+    `cls` itself when it already is a `Module`."""
     if issubclass(cls, Module):
         return cls
     namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
                  "__doc__": cls.__doc__, "_tracekit_model_of": cls}
-    return type(cls.__name__, (cls, Module), namespace)
+    return type(cls.__name__, (cls, base), namespace)

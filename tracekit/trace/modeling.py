@@ -37,8 +37,4 @@ def _attribute(obj: Any, name: str) -> Any:
 
 def model(cls: type) -> type:
     """Class decorator: make a plain class a `Module` (Trace's `@model`, as `tk.model`)."""
-    if issubclass(cls, Module):
-        return cls
-    namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                 "__doc__": cls.__doc__, "_tracekit_model_of": cls}
-    return type(cls.__name__, (cls, Module), namespace)
+    return core_module.model_of(cls, Module)
