@@ -72,7 +72,7 @@ class Module:
                 raise StateDictError(f"state entry {name!r} has kind {entry.get('kind')!r}, the model has {p.kind!r}")
             staged.append((p, validated(p, name, storage.decode(entry["value"], what=f"state entry {name!r}"))))
         for p, value in staged:
-            p.set(value)
+            p.write(value)  # validated above, before anything was written
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the state: a JSON manifest at `path` and, when there are tensors, a safetensors

@@ -419,7 +419,11 @@ class ParameterNode(Node):
 
     def set(self, value: Any) -> None:
         """Validate and store a new value; tensors are updated in place (same object)."""
-        value = self.validate(value)
+        self.write(self.validate(value))
+
+    def write(self, value: Any) -> None:
+        """Store a value that `validate` returned, without checking it again: for callers
+        that validate everything first and write after (loading, the optimizer's apply)."""
         if _is_tensor(self._data):
             import torch
 

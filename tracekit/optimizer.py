@@ -33,6 +33,7 @@ from tracekit.seam import (
     expected_failure,
     nonfinite_loss,
     solver_factory,
+    unique_name,
 )
 
 __all__ = ["Optimizer", "ParamChange", "ParamUpdate", "StepReport", "UNCHANGED", "route_of"]
@@ -140,13 +141,7 @@ class Optimizer:
         self.names: dict[int, str] = {}
         used: set[str] = set()
         for p in self.params:
-            base = p.name
-            name, k = base, 2
-            while name in used:
-                name = f"{base}_{k}"
-                k += 1
-            used.add(name)
-            self.names[id(p)] = name
+            self.names[id(p)] = unique_name(p.name, used)
 
     # --- the PyTorch-style loop -----------------------------------------------------------
     def zero_feedback(self) -> None:
@@ -330,7 +325,7 @@ class Optimizer:
             u = by_name.get(name)
             changed = False
             if id(p) in validated:
-                p.set(validated[id(p)])
+                p.write(validated[id(p)])
                 changed = True
             elif u is not None and u.applied_in_place:
                 changed = True
@@ -403,7 +398,7 @@ def _restore_values(saved: list[tuple[ParameterNode, Any]]) -> None:
     """Put back what `_save_values` saved where a solver changed it."""
     for p, value in saved:
         if p.is_tensor or p.raw is not value:
-            p.set(value)
+            p.write(value)  # the value it held before the step
 
 
 def _make_penalty(constraints: list, rho: float) -> Any:

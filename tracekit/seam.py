@@ -59,6 +59,17 @@ def nonfinite_loss(p: ParameterNode) -> bool:
     return any(not r.loss_is_finite for r in p.feedback)
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`, ... if taken; the result is added to `taken`. How
+    parameters and traced values get the unique names the LLM and the report use."""
+    name, k = base, 2
+    while name in taken:
+        name = f"{base}_{k}"
+        k += 1
+    taken.add(name)
+    return name
+
+
 def takes_argument(fn: Callable[..., Any]) -> bool:
     """Whether `fn` needs a positional argument: how an objective is called, as
     `objective(values)` (`{name: candidate value}`) or as `objective()` with the candidate

@@ -31,7 +31,7 @@ from solvers.text import Call, Problem, TextOptimizer, Value, Variable
 from tracekit.feedback import loss_to_float
 from tracekit.nodes import MessageNode, ParameterNode, _is_tensor
 from tracekit.options import TEXT_OPTIONS
-from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, takes_argument
+from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, takes_argument, unique_name
 
 
 class TextSolver:
@@ -199,13 +199,7 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
         found = labels.get(key)
         if found is not None:
             return found
-        base = n.py_name
-        lab, k = base, 2
-        while lab in taken:
-            lab = f"{base}_{k}"
-            k += 1
-        taken.add(lab)
-        labels[key] = lab
+        lab = labels[key] = unique_name(n.py_name, taken)
         return lab
 
     calls: list[Call] = []

@@ -93,7 +93,7 @@ def stage(params: Iterable[tuple[str, ParameterNode]], values: Any, what: str = 
 def restore(params: Iterable[tuple[str, ParameterNode]], values: dict[str, Any]) -> None:
     """Write a snapshot back; every value is validated before any is written."""
     for p, value in stage(params, values):
-        p.set(value)
+        p.write(value)  # validated by stage()
 
 
 def plain_values(params: Iterable[tuple[str, ParameterNode]], max_tensor: int = 64) -> dict[str, Any]:

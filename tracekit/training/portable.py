@@ -34,6 +34,7 @@ from tracekit import nodes as _nodes
 from tracekit.feedback import Feedback, FeedbackRecord
 from tracekit.graph import Subgraph, subgraph
 from tracekit.nodes import MessageNode, Node, ParameterNode, _is_tensor
+from tracekit.seam import unique_name
 
 # A value heavier than this (pickled) travels as its rendering, cut to VALUE_CHARS.
 MAX_VALUE_BYTES = 32_000
@@ -202,12 +203,7 @@ def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Collec
         found = labels.get(key)
         if found is not None:
             return found
-        lab, k = base, 2
-        while lab in taken:
-            lab = f"{base}_{k}"
-            k += 1
-        taken.add(lab)
-        labels[key] = lab
+        lab = labels[key] = unique_name(base, taken)
         return lab
 
     def resolve(piece: TracePiece, text: str) -> str:

@@ -692,7 +692,7 @@ class Trainer:
         if saved.get("optimizer"):
             self.optimizer.load_state_dict(saved["optimizer"])  # all or nothing
         for p, value in staged:
-            p.set(value)
+            p.write(value)  # validated when staged
         if set_pool is not None:
             set_pool()
         self.rng = rng
