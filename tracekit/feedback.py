@@ -14,7 +14,7 @@ from typing import Any
 
 from tracekit.errors import FeedbackError
 from tracekit.graph import Subgraph, subgraph
-from tracekit.nodes import Node, ParameterNode, _is_tensor
+from tracekit.nodes import Node, ParameterNode, _is_tensor, install_backward
 
 
 @dataclass
@@ -145,3 +145,6 @@ def backward(output: Node | Sequence[Node], feedback: Any,
     for p in graph.parameters:
         p.feedback.append(record)
     return graph
+
+
+install_backward(backward)  # node.backward(feedback) is this function

@@ -24,6 +24,15 @@ KINDS = ("text", "code", "numeric", "categorical")
 
 _uids = itertools.count()  # next() on itertools.count is atomic under the GIL
 
+# Feedback propagation for `Node.backward`, installed by tracekit.feedback when it is
+# imported (the core's nodes cannot import feedback: feedback imports nodes).
+_BACKWARD: list[Callable[..., Any]] = []
+
+
+def install_backward(fn: Callable[..., Any]) -> None:
+    """Let `node.backward(feedback)` call `fn(node, feedback, ...)` (tracekit.feedback.backward)."""
+    _BACKWARD[:] = [fn]
+
 
 def _is_tensor(value: Any) -> bool:
     """True for a torch tensor, without importing torch when it was never imported."""
@@ -183,11 +192,6 @@ class Node:
         # Only reached for names that are not slots or class attributes.
         if attr.startswith("_"):
             raise AttributeError(attr)
-        if attr == "backward":  # Trace's node.backward(feedback); the core stays free of feedback
-            raise AttributeError(
-                f"{type(self).__name__} {self.name!r} has no backward(); propagate feedback with "
-                f"tk.backward(node, feedback) or opt.backward(node, feedback) (for a tensor "
-                f"inside the node, node.data.backward() is torch's)")
         data = self._data
         if not hasattr(data, attr):
             raise AttributeError(
@@ -212,6 +216,31 @@ class Node:
         if any(p.is_error for p in parents):
             return _propagate_error(OPS["call"], tuple(parents), tuple(names))
         return MessageNode(self._data(*call_args, **call_kwargs), tuple(parents), tuple(names), OPS["call"])
+
+    # --- the graph around a node ------------------------------------------------------
+    @property
+    def parameter_dependencies(self) -> set[ParameterNode]:
+        """The parameters this node's value depends on (itself included), walked on demand."""
+        found: set[ParameterNode] = set()
+        seen: set[int] = set()
+        stack: list[Node] = [self]
+        while stack:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if n.is_parameter:
+                found.add(n)  # type: ignore[arg-type]
+            stack.extend(n.parents)
+        return found
+
+    def backward(self, feedback: Any = "", retain_graph: bool = False) -> Any:
+        """Propagate `feedback` on this node to the parameters it depends on (Trace's
+        spelling of `tk.backward(node, feedback)`; the default feedback is empty text).
+        Returns the subgraph linking the parameters to this node."""
+        if not _BACKWARD:  # only when tracekit.nodes is imported without the package
+            raise RuntimeError("node.backward needs tracekit.feedback: `import tracekit` first")
+        return _BACKWARD[0](self, feedback, retain_graph=retain_graph)
 
     # --- dict views: lists of nodes, so that `for k, v in node.items()` and `{}.update(node)` work
     def keys(self) -> list[Node]:

@@ -125,9 +125,14 @@ def test_takes_argument_tells_how_an_objective_is_called():
     assert takes_argument(type("Objective", (), {"__call__": lambda self, values: 0.0})())
 
 
-def test_nodes_have_no_backward_and_say_what_to_use():
-    out = tk.node(torch.ones(1, requires_grad=True)) * 2
-    with pytest.raises(AttributeError, match=r"no backward\(\).*tk.backward\(node, feedback\)"):
-        out.backward("larger")
-    with pytest.raises(AttributeError, match="tk.backward"):
-        getattr(tk.node("text"), "backward")  # noqa: B009
+def test_node_backward_is_tk_backward():
+    """Trace's spelling: out.backward(feedback) records what tk.backward records."""
+    w = tk.param(torch.ones(2), name="w")
+    out = (w * 2).sum()
+    graph = out.backward(out.data)  # a scalar tensor loss: gradients flow
+    assert torch.equal(w.raw.grad, torch.full((2,), 2.0))
+    assert graph.parameters == [w] and len(w.feedback) == 1
+    t = tk.param("text", name="t")
+    (t + "!").backward()  # default feedback: empty text
+    assert [r.feedback.text for r in t.feedback] == [""]
+    assert (w * 1).parameter_dependencies == {w}
