@@ -445,23 +445,33 @@ def _is_cvxpy_problem(obj: Any) -> bool:
     return cp is not None and isinstance(obj, cp.Problem)
 
 
-def _layer(problem: Any, params: list, variables: list) -> Any:
+def _layer(problem: Any, params: list, variables: list) -> tuple[Any, bool]:
+    """The cached CvxpyLayer of a problem and whether it also returns the constraints'
+    multipliers (their dual variables, asked for after the primal ones)."""
     key = (id(problem), tuple(id(p) for p in params), tuple(id(v) for v in variables))
     hit = _layers.get(key)
     if hit is not None and hit[0] is problem:
         _layers.move_to_end(key)
-        return hit[1]
+        return hit[1], hit[2]
     from cvxpylayers.torch import CvxpyLayer
 
     if not problem.is_dpp():
         raise TypeError("tk.argmin(problem, ...): the cvxpy problem must be DPP (parameters enter affinely; "
                         "see cvxpy's 'Disciplined Parametrized Programming'), so that cvxpylayers can "
                         "differentiate it.")
-    layer = CvxpyLayer(problem, parameters=params, variables=variables)
-    _layers[key] = (problem, layer)
+    duals = [c.dual_variables[0] for c in problem.constraints if len(c.dual_variables) == 1]
+    with_duals = len(duals) == len(problem.constraints) > 0
+    try:  # the multipliers come from the same cone solve; a layer without them if refused
+        layer = CvxpyLayer(problem, parameters=params, variables=variables + (duals if with_duals else []))
+    except (ValueError, TypeError, KeyError):
+        if not with_duals:
+            raise
+        with_duals = False
+        layer = CvxpyLayer(problem, parameters=params, variables=variables)
+    _layers[key] = (problem, layer, with_duals)
     while len(_layers) > 32:
         _layers.popitem(last=False)
-    return layer
+    return layer, with_duals
 
 
 #: accuracy asked of the cone solver behind a cvxpy node when `tol` is not given: its
@@ -485,7 +495,7 @@ def _cvxpy_argmin(problem: Any, parameters: dict | None, variables: Any, name: s
     for v in variables:
         if not isinstance(v, cp.Variable):
             raise TypeError(f"variables must be cvxpy Variables, got {type(v).__name__}.")
-    layer = _layer(problem, params, variables)
+    layer, with_duals = _layer(problem, params, variables)
     parents = tuple(v if isinstance(v, Node) else Node(v) for v in parameters.values())
     argnames = tuple(p.name() for p in params)
     op = ArgminOp("problem", "cvxpy problem:\n" + _cut(str(problem), 900),
@@ -513,28 +523,44 @@ def _cvxpy_argmin(problem: Any, parameters: dict | None, variables: Any, name: s
         op.outcome = ArgminOutcome(status="failed", converged="no", message=text, solver="cvxpylayers")
         return ExceptionNode(TracedError(type(err).__name__, str(err), "", None, "argmin", err),
                              parents, argnames, op)
+    sols, duals = tuple(sols[:len(variables)]), tuple(sols[len(variables):]) if with_duals else None
     data = sols[0] if len(sols) == 1 else tuple(sols)
-    outcome = _cvxpy_outcome(problem, params, variables, tensors, sols)
+    outcome = _cvxpy_outcome(problem, params, variables, tensors, sols, duals)
     op.outcome = outcome
     if outer is not None:
         return data
     return ArgminNode(data, parents, argnames, op, outcome, name=name)
 
 
-def _cvxpy_outcome(problem: Any, params: list, variables: list, tensors: list, sols: tuple) -> ArgminOutcome:
-    """Objective value and active constraints at the solution (first instance of a batch)."""
+def _cvxpy_outcome(problem: Any, params: list, variables: list, tensors: list, sols: tuple,
+                   duals: tuple | None = None) -> ArgminOutcome:
+    """Objective value, active constraints and their multipliers at the solution (first
+    instance of a batch)."""
     import numpy as np
+
+    def first(t: Any, shape: tuple) -> Any:
+        a = t.detach().cpu().numpy()
+        return a[0] if a.ndim > len(shape) else a
 
     active: list[str] = []
     fun = None
     try:
         for p, t in zip(params, tensors):
-            a = t.detach().cpu().numpy()
-            p.value = a[0] if a.ndim > len(p.shape) else a
+            p.value = first(t, p.shape)
         for v, s in zip(variables, sols):
-            a = s.detach().cpu().numpy()
-            v.value = a[0] if a.ndim > len(v.shape) else a
+            v.value = first(s, v.shape)
         fun = float(problem.objective.value)
+        if duals is not None:
+            for i, (c, d) in enumerate(zip(problem.constraints, duals)):
+                m = np.asarray(first(d, c.dual_variables[0].shape), dtype=float).reshape(-1)
+                label = f"constraint {i} `{_cut(str(c), 60)}`"
+                equality = type(c).__name__ in ("Equality", "Zero")
+                for j in range(m.size) if equality else np.nonzero(np.abs(m) > 1e-6)[0]:
+                    active.append(f"{label}{f'[{j}]' if m.size > 1 else ''} (multiplier {m[j]:.4g})")
+            if len(active) > 12:
+                active = active[:12] + [f"... {len(active) - 12} more"]
+            return ArgminOutcome(status="optimal", converged="yes", fun=fun, active=active,
+                                 solver="cvxpylayers")
         for i, c in enumerate(problem.constraints):
             if type(c).__name__ in ("Inequality", "NonNeg", "NonPos"):
                 r = np.asarray(c.expr.value if hasattr(c, "expr") else c.args[0].value, dtype=float).reshape(-1)

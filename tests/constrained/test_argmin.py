@@ -205,6 +205,10 @@ def test_cvxpy_problem_node_matches_callable_path():
     (w.data * torch.tensor([1.0, 2.0, 3.0], dtype=D)).sum().backward()
     assert torch.allclose(c.raw.grad, torch.tensor([-0.5, 0.5, 0.0], dtype=D), atol=1e-4)
     assert "cvxpy problem" in w.op.call_detail()
+    # the multipliers come from the same solve (KKT: 2(y - c) + nu - mu = 0 -> nu 0.3, mu_2 0.9)
+    assert [a.split("(multiplier ")[1] for a in w.outcome.active] == ["0.3)", "0.9)"]
+    assert "`0.0 <= var" in w.outcome.active[1] and "[2]" in w.outcome.active[1]
+    assert "multiplier 0.9" in w.op.call_detail()
     # batched parameters solve a batch in one call
     cb = torch.tensor([[0.8, 0.5, -0.3], [0.1, 0.1, 0.1]], dtype=D)
     wb = tk.argmin(problem, parameters={c_par: cb}, variables=[y])

@@ -173,18 +173,23 @@ def _model_step(G: torch.Tensor, free: torch.Tensor, todo: torch.Tensor, delta: 
     radius (``inf`` keeps a positive definite Newton step whole; otherwise the length of the
     |eigenvalue|-modified Newton step, or of the truncated-CG step, capped at ``cap``)."""
     Gf = torch.where(todo[:, None], G * free, torch.zeros_like(G))
-    if dense:
-        Hm = H * free[:, :, None] * free[:, None, :] + torch.diag_embed(1.0 - free)
+    if dense:  # eigendecompositions only for the rows still iterating
+        idx = torch.nonzero(todo).flatten()
+        fr, Gs = free[idx], Gf[idx]
+        Hm = H[idx] * fr[:, :, None] * fr[:, None, :] + torch.diag_embed(1.0 - fr)
         e, V = torch.linalg.eigh(Hm)
-        a = (V.transpose(1, 2) @ Gf[:, :, None])[:, :, 0]
+        a = (V.transpose(1, 2) @ Gs[:, :, None])[:, :, 0]
         floor = 1e-10 * e.abs().amax(1).clamp(min=1.0)
         pd = e[:, 0] > floor
         s_abs = (V @ (a / torch.maximum(e.abs(), floor[:, None]))[:, :, None])[:, :, 0]
-        r0 = s_abs.norm(dim=1).clamp(max=cap)
-        delta = torch.where(torch.isinf(delta) & ~pd, r0, delta)
+        r0 = s_abs.norm(dim=1).clamp(max=cap[idx])
+        delta = delta.clone()
+        delta[idx] = torch.where(torch.isinf(delta[idx]) & ~pd, r0, delta[idx])
 
         def step(radius: torch.Tensor) -> torch.Tensor:
-            return _eig_tr_step(e, V, a, radius, floor, Gf) * free
+            out = torch.zeros_like(G)
+            out[idx] = _eig_tr_step(e, V, a, radius[idx], floor, Gs) * fr
+            return out
         return step, delta
 
     def op(P: torch.Tensor) -> torch.Tensor:

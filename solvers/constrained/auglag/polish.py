@@ -49,6 +49,15 @@ def scaled_jacobian(ev: Evaluator, X: torch.Tensor, sc: torch.Tensor) -> tuple[t
     return c.detach(), J.detach()
 
 
+def _same(A: torch.Tensor, B: torch.Tensor) -> bool:
+    """Equal up to rounding (1e-13 of the largest entry) everywhere in the batch, and finite."""
+    if A.numel() == 0:
+        return True
+    if not bool(torch.isfinite(A).all()):
+        return False
+    return float((A - B).abs().amax()) <= 1e-13 * max(float(A.abs().amax()), 1.0)
+
+
 def polish(
     lag: Lagrangian,
     X: torch.Tensor,
@@ -93,21 +102,41 @@ def polish(
         return (fin_lo & (Z <= lo + rel * (1 + lo.abs())), fin_hi & (Z >= hi - rel * (1 + hi.abs())))
 
     def kkt_matrix(H, J, free, a):
+        H = torch.nan_to_num(H, nan=0.0, posinf=0.0, neginf=0.0)
+        J = torch.nan_to_num(J, nan=0.0, posinf=0.0, neginf=0.0)
         Hm = H * free[:, :, None] * free[:, None, :] + torch.diag_embed(1.0 - free)
         Jm = J * a[:, :, None] * free[:, None, :]
-        K = torch.cat([torch.cat([Hm, Jm.transpose(1, 2)], 2), torch.cat([Jm, torch.diag_embed(1.0 - a)], 2)], 1)
-        return torch.where(torch.isfinite(K), K, torch.zeros_like(K))
+        return torch.cat([torch.cat([Hm, Jm.transpose(1, 2)], 2), torch.cat([Jm, torch.diag_embed(1.0 - a)], 2)], 1)
 
+    tried = rows
     rows = rows.clone()
     best_r = torch.full((B,), float("inf"), dtype=dt, device=X.device)
     best_X, best_y, best_act = X.clone(), y.clone(), act.clone()
     worse = torch.zeros(B, dtype=torch.long, device=X.device)
     fixed = torch.zeros_like(X, dtype=torch.bool)
+    # Second derivatives that came out identical at two consecutive iterates (a quadratic
+    # objective, linear constraints) are kept instead of recomputed: a frozen Hessian or
+    # Jacobian only changes the Newton direction, never what is accepted, since every point
+    # is graded by its KKT residual and the second-order check below recomputes both.
+    H = J = None
+    frozen_H = frozen_J = False
     for it in range(max_iter):
         lag.newton_steps += 1
         lag.lam, lag.mu = y[:, :mI], y[:, mI:]
-        _, G, H = lag.hessian(X)
-        c, J = scaled_jacobian(lag.ev, X, sc)
+        if frozen_H:
+            G = lag.grad(X)[1].detach()
+        else:
+            _, G, H_new = lag.hessian(X)
+            frozen_H = H is not None and _same(H, H_new)
+            H = H_new
+        if frozen_J:
+            with torch.no_grad():
+                _, g_val, h_val = lag.ev.evaluate(X)
+            c = torch.cat([g_val, h_val], dim=1) * sc
+        else:
+            c, J_new = scaled_jacobian(lag.ev, X, sc)
+            frozen_J = J is not None and _same(J, J_new)
+            J = J_new
         at_lo, at_hi = on_bounds(X)
         if it == 0:
             fixed = (at_lo & (G > 0)) | (at_hi & (G < 0))
@@ -137,14 +166,18 @@ def polish(
             break
         free = (~fixed).to(dt)
         a = act.to(dt)
-        K = kkt_matrix(H, J, free, a)
-        rhs = -torch.cat([G * free, c * a + y * (1.0 - a)], 1)
+        # the KKT solve only for the rows still iterating (the rest of the batch is done)
+        idx = torch.nonzero(rows).flatten()
+        K = kkt_matrix(H[idx], J[idx], free[idx], a[idx])
+        rhs = -torch.cat([G[idx] * free[idx], c[idx] * a[idx] + y[idx] * (1.0 - a[idx])], 1)
         reg = 1e-12 * K.abs().amax((1, 2)).clamp(min=1.0)
-        D = torch.cat([free, -a], 1) * reg[:, None]
+        D = torch.cat([free[idx], -a[idx]], 1) * reg[:, None]
         try:
-            sol = torch.linalg.solve(K + torch.diag_embed(D), rhs[:, :, None])[:, :, 0]
+            part = torch.linalg.solve(K + torch.diag_embed(D), rhs[:, :, None])[:, :, 0]
         except RuntimeError:
-            sol = torch.linalg.lstsq(K, rhs[:, :, None]).solution[:, :, 0]
+            part = torch.linalg.lstsq(K, rhs[:, :, None]).solution[:, :, 0]
+        sol = X.new_zeros(B, n + mI + mE)
+        sol[idx] = part
         ok = torch.isfinite(sol).all(1) & rows
         Xn = X + sol[:, :n] * free
         fixed |= ((Xn < lo) | (Xn > hi)) & ok[:, None]  # stays on the bound it crossed
@@ -152,14 +185,26 @@ def polish(
         y = torch.where(ok[:, None], y + sol[:, n:], y)
         rows &= ok
     second_order = torch.zeros(B, dtype=torch.bool, device=X.device)
-    near = best_r <= max(1e4 * tol, 1e-6)
-    if near.any():  # inertia of the KKT matrix at the returned point
+    near = tried & (best_r <= max(1e4 * tol, 1e-6))
+    if near.any():  # inertia of the KKT matrix at the returned point (rows near a solution)
         lag.lam, lag.mu = best_y[:, :mI], best_y[:, mI:]
         _, G, H = lag.hessian(best_X)
         _, J = scaled_jacobian(lag.ev, best_X, sc)
         at_lo, at_hi = on_bounds(best_X)
         free = (~((at_lo & (G > 0)) | (at_hi & (G < 0)))).to(dt)
-        ev = torch.linalg.eigvalsh(kkt_matrix(H, J, free, best_act.to(dt)))
-        neg = (ev < -1e-9 * ev.abs().amax(1, keepdim=True)).sum(1)
-        second_order = near & (neg <= best_act.sum(1))
+        # A positive definite Hessian on the free variables settles it (the KKT matrix then
+        # has one negative eigenvalue per independent active constraint, at most): a
+        # Cholesky factorization per row, and eigenvalues only for the rows where it fails.
+        fr = free[near]
+        Hf = torch.nan_to_num(H[near], nan=0.0, posinf=0.0, neginf=0.0)
+        Hf = Hf * fr[:, :, None] * fr[:, None, :] + torch.diag_embed(1.0 - fr)
+        shift = 1e-9 * Hf.abs().amax((1, 2)).clamp(min=1e-300)
+        pd = torch.linalg.cholesky_ex(Hf - torch.diag_embed(shift[:, None].expand_as(fr))).info == 0
+        idx = torch.nonzero(near).flatten()
+        second_order[idx[pd]] = True
+        idx = idx[~pd]
+        if idx.numel():
+            ev = torch.linalg.eigvalsh(kkt_matrix(H[idx], J[idx], free[idx], best_act[idx].to(dt)))
+            neg = (ev < -1e-9 * ev.abs().amax(1, keepdim=True)).sum(1)
+            second_order[idx] = neg <= best_act[idx].sum(1)
     return best_X, best_y[:, :mI], best_y[:, mI:], second_order
