@@ -25,6 +25,7 @@ import os
 import pickle
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +33,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracekit.errors import describe
+from tracekit.training.shipping import (
+    FileShared,
+    PickledState,
+    RayShared,
+    RayState,
+    Shared,
+    SharedBlocks,
+    SharedMemoryState,
+    in_blocks,
+)
 
 
 @dataclass
@@ -47,46 +58,6 @@ class Outcome:
         return self.error is None
 
 
-class Shared:
-    """Bytes shipped inside the task itself (see `Executor.share`)."""
-
-    def __init__(self, blob: bytes) -> None:
-        self.blob = blob
-
-    def get(self) -> bytes:
-        return self.blob
-
-    def alive(self) -> bool:
-        """Whether workers can still read it (a closed pool removes its files)."""
-        return True
-
-
-class FileShared(Shared):
-    """Bytes in a file on this machine (a process pool): read by the workers that need them."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def get(self) -> bytes:
-        with open(self.path, "rb") as f:
-            return f.read()
-
-    def alive(self) -> bool:
-        return os.path.exists(self.path)
-
-
-class RayShared(Shared):
-    """Bytes in Ray's object store, put once and read by each worker that needs them."""
-
-    def __init__(self, ref: Any) -> None:
-        self.ref = ref
-
-    def get(self) -> bytes:
-        import ray
-
-        return ray.get(self.ref)
-
-
 def _capture(exc: BaseException) -> Outcome:
     return Outcome(error=exc, traceback="".join(traceback.format_exception(exc)))
 
@@ -100,6 +71,7 @@ class Executor:
 
     in_process: bool = True
     max_concurrency: int = 1
+    numpy_transport: bool = False  # results carry tensors as numpy arrays (cheaper to move here)
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Outcome]:
         raise NotImplementedError
@@ -110,6 +82,21 @@ class Executor:
         (Ray's object store, a file), so a large payload is not copied into every task.
         `slot`: a new blob in the same slot replaces the previous one."""
         return Shared(blob)
+
+    def share_state(self, state: dict[str, Any]) -> Any:
+        """A handle to the trained parameters' values (`handle.load()` on the worker gives
+        `{name: value}`); this default pickles them into one shared blob, out-of-process
+        executors keep tensors out of pickling (`tracekit.training.shipping`)."""
+        return PickledState(self.share(pickle.dumps(state, protocol=5), "state"))
+
+    def result_blocks(self, specs: dict[str, tuple[Any, tuple[int, ...]]]) -> dict[str, Any] | None:
+        """Places on this machine where workers write large tensor results (key -> (dtype,
+        shape) asked; key -> block spec given), read back with `result_view`; None (this
+        default): results carry their tensors."""
+        return None
+
+    def result_view(self, key: str) -> Any:
+        raise KeyError(f"{type(self).__name__} has no result blocks")
 
     def close(self) -> None:
         """Release workers (a no-op for executors that own nothing)."""
@@ -252,6 +239,7 @@ class RayExecutor(Executor):
     """
 
     in_process = False
+    numpy_transport = True  # numpy arrays cross Ray's object store without copies; tensors are pickled
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
                  max_concurrency: int = 64, init_options: dict[str, Any] | None = None,
@@ -291,6 +279,12 @@ class RayExecutor(Executor):
         """`blob` put once in Ray's object store (the previous blob of `slot` is released)."""
         handle = RayShared(self._ray.put(blob))
         self._shared[slot] = handle
+        return handle
+
+    def share_state(self, state: dict[str, Any]) -> RayState:
+        """The state put in Ray's object store, tensors as numpy arrays (zero-copy reads)."""
+        handle = RayState(self._ray.put(RayState.pack(state)))
+        self._shared["state"] = handle
         return handle
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Outcome]:
@@ -365,6 +359,9 @@ class ProcessExecutor(Executor):
         self._lock = threading.Lock()
         self._dir: Any = None  # a temporary directory for shared blobs
         self._files: dict[str, str] = {}
+        self._blocks: SharedBlocks | None = None  # the tensors of the state, in shared memory
+        self._results: SharedBlocks | None = None  # where workers write gradients
+        self._result_specs: dict[str, Any] = {}
 
     def share(self, blob: bytes, slot: str) -> Shared:
         """`blob` written once to a temporary file that the workers read (replacing the
@@ -383,10 +380,41 @@ class ProcessExecutor(Executor):
             os.unlink(old)
         return FileShared(path)
 
+    def share_state(self, state: dict[str, Any]) -> SharedMemoryState:
+        """Tensors written in place into shared-memory blocks (one per parameter, kept across
+        calls), the other values pickled into a shared file."""
+        import uuid
+
+        with self._lock:
+            if self._blocks is None:
+                self._blocks = SharedBlocks(f"tk{os.getpid()}{uuid.uuid4().hex[:6]}-")
+                weakref.finalize(self, self._blocks.close)  # unlinked even if close() is never called
+            blocks = {name: self._blocks.write(name, v) for name, v in state.items() if in_blocks(v)}
+        rest = {name: v for name, v in state.items() if name not in blocks}
+        return SharedMemoryState(blocks, self.share(pickle.dumps(rest, protocol=5), "state"))
+
+    def result_blocks(self, specs: dict[str, tuple[Any, tuple[int, ...]]]) -> dict[str, Any]:
+        """Shared-memory blocks the workers write gradients into (kept across calls)."""
+        import uuid
+
+        with self._lock:
+            if self._results is None:
+                self._results = SharedBlocks(f"tk{os.getpid()}{uuid.uuid4().hex[:6]}r-")
+                weakref.finalize(self, self._results.close)
+            given = {key: self._results.ensure(key, dtype, shape) for key, (dtype, shape) in specs.items()}
+            self._result_specs.update(given)
+            return given
+
+    def result_view(self, key: str) -> Any:
+        """The tensor a worker wrote into block `key` (valid until the next call writes it)."""
+        return self._results.view(key, self._result_specs[key])
+
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.max_concurrency, mp_context=self._context)
+                threads = max(1, (os.cpu_count() or 1) // self.max_concurrency)
+                self._pool = ProcessPoolExecutor(self.max_concurrency, mp_context=self._context,
+                                                 initializer=_init_worker, initargs=(threads,))
             return self._pool
 
     def _reset(self) -> None:
@@ -434,6 +462,11 @@ class ProcessExecutor(Executor):
                 self._dir.cleanup()
                 self._dir = None
                 self._files = {}
+            for blocks in (self._blocks, self._results):
+                if blocks is not None:
+                    blocks.close()
+            self._blocks = self._results = None
+            self._result_specs = {}
 
 
 def _dumps(fn: Any) -> bytes:
@@ -442,6 +475,18 @@ def _dumps(fn: Any) -> bytes:
     except ImportError:  # pragma: no cover - plain pickle: importable functions only
         return pickle.dumps(fn)
     return cloudpickle.dumps(fn)
+
+
+def _init_worker(threads: int) -> None:
+    """A pool process's start: torch gets its share of the cores (`threads` intra-op threads),
+    as Ray and torch's DataLoader give their workers; otherwise each worker's torch threads
+    spin on every core and slow the other workers down."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.set_num_threads(threads)
 
 
 def _process_task(blob: bytes, item: Any) -> tuple[Any, BaseException | None, str]:

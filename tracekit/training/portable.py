@@ -309,17 +309,32 @@ def load(payload_key: str, payload: Any, state_key: str, state: Any) -> Payload:
     current = _loaded["payload"]
     if _loaded.get("state_key") != state_key:
         _loaded.pop("state_key", None)
-        values = pickle.loads(state.get())
+        values = state.load()
         for p, name in zip(current.params, current.names):
             if name in values:
-                p.set(values[name])
+                _assign(p, values[name])
         _loaded["state_key"] = state_key
     return current
 
 
+def _assign(p: ParameterNode, value: Any) -> None:
+    """Give `p` the driver's value. A tensor of the same shape and dtype is copied into the
+    parameter's own storage (the value may be a view of shared memory, and the driver
+    validated it); anything else goes through `set` (code is checked again here)."""
+    raw = p.raw
+    if (p.is_tensor and _is_tensor(value) and value.shape == raw.shape and value.dtype == raw.dtype):
+        import torch
+
+        with torch.no_grad():
+            raw.copy_(value)
+        return
+    p.set(value.clone() if _is_tensor(value) else value)
+
+
 def parameter_state(named: Sequence[tuple[str, ParameterNode]]) -> dict[str, Any]:
-    """{name: value} of the trained parameters, tensors detached CPU copies (what travels)."""
-    return {name: (p.raw.detach().cpu().clone() if p.is_tensor else p.raw) for name, p in named}
+    """{name: value} of the trained parameters, tensors detached and on the CPU (what
+    travels: the executor's `share_state` copies them, so no copy is made here)."""
+    return {name: (p.raw.detach().cpu() if p.is_tensor else p.raw) for name, p in named}
 
 
 def call_coroutine(value: Any) -> Any:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import pickle
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from tracekit.errors import NotPortableError, TracekitError
 from tracekit.feedback import Feedback
 from tracekit.llm.accounting import Usage, process_scope
 from tracekit.nodes import Node, _is_tensor
-from tracekit.training import portable
+from tracekit.training import portable, shipping
 from tracekit.training.executors import Executor
 
 
@@ -78,10 +77,13 @@ class ChunkTask:
     payload_key: str
     payload: Any  # a handle from Executor.share: the pickled Payload
     state_key: str
-    state: Any  # a handle: the pickled {name: value} of the trained parameters
+    state: Any  # a handle (Executor.share_state): load() gives {name: value} of the trained parameters
     traced: bool
+    numpy_grads: bool = False  # gradients travel back as numpy arrays (Executor.numpy_transport)
+    grad_blocks: dict[str, Any] | None = None  # "slot:name" -> where a chunk writes its gradient
 
-    def __call__(self, chunk: list[tuple[int, Any]]) -> ChunkResult:
+    def __call__(self, job: tuple[int | None, list[tuple[int, Any]]]) -> ChunkResult:
+        slot, chunk = job
         payload = portable.load(self.payload_key, self.payload, self.state_key, self.state)
         evaluate = dataclasses.replace(payload.evaluate, traced=self.traced)
         names = {id(p): name for p, name in zip(payload.params, payload.names)}
@@ -108,9 +110,14 @@ class ChunkTask:
             if math.isfinite(float(total.detach())):
                 total.backward()
             for name, p in tensors:
-                if p.raw.grad is not None:
-                    grads[name] = p.raw.grad.detach().cpu().clone()
+                if p.raw.grad is not None:  # dropped here, so the tensor itself can travel
+                    g = p.raw.grad.detach().cpu()
                     p.raw.grad = None
+                    spec = (self.grad_blocks or {}).get(f"{slot}:{name}") if slot is not None else None
+                    if spec is not None and shipping.write_result(spec, g):
+                        grads[name] = shipping.InBlock(f"{slot}:{name}")
+                    else:
+                        grads[name] = shipping.pack_tensor(g, self.numpy_grads)
         return ChunkResult(examples, grads, usage.copy())
 
 
@@ -181,11 +188,19 @@ class RemoteRunner:
         return (f"the training payload cannot be sent to worker processes ({type(exc).__name__}: {exc}); "
                 f"make the workflow, metric and parameters picklable, or use executor='thread'")
 
-    def task(self, traced: bool) -> ChunkTask:
-        """A task carrying the payload and the parameters' current values."""
+    def task(self, traced: bool, slots: int = 0) -> ChunkTask:
+        """A task carrying the payload and the parameters' current values (and, traced, the
+        executor's blocks for the gradients of chunks 0 .. slots-1, if it has such blocks)."""
         key, payload = self.payload()
-        state = pickle.dumps(portable.parameter_state(self.trainer.named_params), protocol=5)
-        return ChunkTask(key, payload, uuid.uuid4().hex, self.executor.share(state, "state"), traced)
+        values = portable.parameter_state(self.trainer.named_params)
+        state = self.executor.share_state(values)
+        blocks = None
+        if traced and slots:
+            specs = {f"{k}:{name}": (v.dtype, tuple(v.shape)) for name, v in values.items()
+                     if shipping.in_blocks(v) for k in range(slots)}
+            blocks = self.executor.result_blocks(specs) if specs else None
+        return ChunkTask(key, payload, uuid.uuid4().hex, state, traced,
+                         bool(getattr(self.executor, "numpy_transport", False)), blocks)
 
     def _chunks(self, items: list[Any]) -> list[list[Any]]:
         slots = max(1, int(getattr(self.executor, "slots", 0) or self.executor.max_concurrency))
@@ -201,8 +216,8 @@ class RemoteRunner:
     def _run(self, items: list[tuple[int, Any]], traced: bool) -> tuple[list[Any], dict[str, Any], int]:
         """Per item its `PortableExample` (or the error text of a lost one), the summed gradients
         and the number of lost examples."""
-        task = self.task(traced)
         chunks = self._chunks(items)
+        task = self.task(traced, len(chunks))
         per_item: list[Any] = [None] * len(items)
         grads: dict[str, Any] = {}
         usage = Usage()
@@ -213,7 +228,7 @@ class RemoteRunner:
             start += len(chunk)
         retry: list[int] = []
         errors: list[BaseException | None] = []
-        for chunk_positions, outcome in zip(positions, self.executor.map(task, chunks)):
+        for chunk_positions, outcome in zip(positions, self.executor.map(task, list(enumerate(chunks)))):
             if outcome.ok:
                 usage = self._take(outcome.value, chunk_positions, per_item, grads, usage)
             elif len(chunk_positions) > 1:
@@ -223,7 +238,7 @@ class RemoteRunner:
                 errors.append(outcome.error)
                 lost += 1
         if retry:  # one example per task: a worker that dies again costs only its example
-            for pos, outcome in zip(retry, self.executor.map(task, [[items[i]] for i in retry])):
+            for pos, outcome in zip(retry, self.executor.map(task, [(None, [items[i]]) for i in retry])):
                 if outcome.ok:
                     usage = self._take(outcome.value, [pos], per_item, grads, usage)
                 else:
@@ -240,12 +255,16 @@ class RemoteRunner:
         self.lost += lost
         return per_item, grads, lost
 
-    @staticmethod
-    def _take(result: ChunkResult, chunk_positions: list[int], per_item: list[Any],
+    def _take(self, result: ChunkResult, chunk_positions: list[int], per_item: list[Any],
               grads: dict[str, Any], usage: Usage) -> Usage:
         for pos, example in zip(chunk_positions, result.examples):
             per_item[pos] = example
         for name, g in result.grads.items():
+            if isinstance(g, shipping.InBlock):  # shared memory the next call overwrites: copied
+                g = self.executor.result_view(g.key)
+                grads[name] = g.clone() if name not in grads else grads[name] + g
+                continue
+            g = shipping.unpack_tensor(g)
             grads[name] = g if name not in grads else grads[name] + g
         return usage + result.usage
 
