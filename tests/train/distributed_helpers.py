@@ -130,6 +130,25 @@ def asking_backend():
     return _backend
 
 
+_priced = None
+
+
+def priced_backend():
+    """A backend whose every token costs $0.001 (one per process, as `asking_backend`)."""
+    global _priced
+    if _priced is None:
+        _priced = tk.llm.as_backend(_echo, name="priced", model="priced", prices={"priced": (1000.0, 1000.0)})
+    return _priced
+
+
+class PricedAsker(Mixed):
+    """`Mixed`, asking a priced LLM about each text first (workers' LLM cost)."""
+
+    def forward(self, x):
+        priced_backend()([{"role": "user", "content": x["text"]}])
+        return super().forward(x)
+
+
 class Asker(Mixed):
     """`Mixed`, asking an LLM about each text first (to count workers' LLM usage)."""
 

@@ -13,6 +13,7 @@ import tracekit as tk
 from tests.train.distributed_helpers import (
     Asker,
     Mixed,
+    PricedAsker,
     ScriptedLLM,
     canonical,
     mixed_call,
@@ -130,6 +131,23 @@ def test_worker_llm_usage_counts_in_the_step_record(pool):
     assert step["worker_usage"]["llm_calls"] == 12
     assert step["llm_calls"] == step["worker_usage"]["llm_calls"] + 1  # + the optimizer's call
     assert result.llm_calls == 8 + 13
+
+
+@pytest.mark.parametrize("executor", ["serial", "pool"])
+def test_an_llm_cost_budget_holds_over_the_workers_calls(pool, executor):
+    """The workflows' LLM calls on the workers count against max_llm_cost: the run stops
+    before a step that would pass it, at the same step as a serial run."""
+    run_on = pool if executor == "pool" else "serial"
+    free, _, _ = run_mixed(run_on, PricedAsker(), steps=1)
+    start, step = free.history
+    assert start["cost"] > 0 and step["cost"] > 0  # the initial validation's calls, the step's
+    if executor == "pool":
+        assert step["worker_usage"]["cost"] == pytest.approx(step["cost"])
+    limit = start["cost"] + 2.5 * step["cost"]
+    result, _, _ = run_mixed(run_on, PricedAsker(), steps=10, max_llm_cost=limit)
+    assert result.stop_reason.startswith(f"max_llm_cost={limit:g}")
+    assert result.cost <= limit and result.steps == 2
+    assert result.cost == pytest.approx(free.history[0]["cost"] + 2 * step["cost"])
 
 
 def test_resume_with_the_pool_gives_the_uninterrupted_run(pool, tmp_path):

@@ -284,15 +284,16 @@ def process_scope() -> Iterator[Usage]:
     """Totals of the calls made by every backend of this process while the block runs.
 
     How a worker process counts the LLM calls of the workflows it runs (whatever backend
-    objects they use), so that the driver can add them to its step report."""
+    objects they use), so that the driver can add them to its step report, and how the
+    Trainer counts a step's calls once whichever backends made them. Scopes nest."""
     usage = Usage()
     with _process_lock:
         _process_scopes.append(usage)
     try:
         yield usage
     finally:
-        with _process_lock:
-            _process_scopes.remove(usage)
+        with _process_lock:  # by identity: two scopes with equal totals are still two scopes
+            del _process_scopes[next(i for i, u in enumerate(_process_scopes) if u is usage)]
 
 
 def _shift(target: Usage, delta: Usage, sign: int) -> None:

@@ -33,7 +33,7 @@ from tracekit import arguments
 from tracekit.context import no_trace
 from tracekit.errors import FeedbackError, StateDictError, describe
 from tracekit.feedback import Feedback, loss_to_float
-from tracekit.llm.accounting import Usage
+from tracekit.llm.accounting import REPORT_FIELDS, Usage, process_scope
 from tracekit.nodes import Node, short_repr
 from tracekit.training import checkpoint as ckpt
 from tracekit.training.budget import BudgetExhausted, RunBudget
@@ -463,6 +463,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._batch: list[tuple[int, Any]] = []
         self.budget = RunBudget(max_metric_calls, max_llm_cost, max_seconds)
+        self._scope: Usage | None = None  # this process's LLM usage during the current step
         self.strategy = get_strategy(strategy)
         self.search = None if isinstance(self.strategy, Greedy) else PoolSearch(self, self.strategy)
         self._calls_at_step = 0
@@ -597,15 +598,23 @@ class Trainer:
             if self.max_steps is not None and state["step"] >= self.max_steps:
                 state["stop_reason"] = f"max_steps={self.max_steps} reached"
                 return False
-            if self.search.merge(state):
-                return True
+            with process_scope() as self._scope:
+                try:
+                    if self.search.merge(state):
+                        return True
+                finally:
+                    self._scope = None
         batch = self._next_batch(state)
         if batch is None:
             return False
-        if self.search is not None:
-            self.search.step(state, batch)
-        else:
-            self._step(state, batch)
+        with process_scope() as self._scope:  # every LLM call of this process during the step
+            try:
+                if self.search is not None:
+                    self.search.step(state, batch)
+                else:
+                    self._step(state, batch)
+            finally:
+                self._scope = None
         return True
 
     def _first_step_calls(self) -> int:
@@ -634,7 +643,8 @@ class Trainer:
             raise ValueError(f"max_metric_calls={self.budget.max_metric_calls} is less than one validation "
                              f"({first} examples): raise it, or validate on fewer examples (val=...)")
         start = time.perf_counter()
-        initial = self._validate()
+        with process_scope() as in_process:  # the workflows' LLM calls in this process
+            initial = self._validate()
         if self.search is not None:
             self.search.start(initial)
         state: dict[str, Any] = {
@@ -645,12 +655,13 @@ class Trainer:
         record = {"step": 0, "epoch": 0, "train_score": None, "val_score": initial.score,
                   "best_score": initial.score, "improved": None, "reverted": False,
                   "val_errors": initial.errors, "params": ckpt.plain_values(self.named_params),
-                  "changes": [], "llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                  "cost": 0.0, "seconds": time.perf_counter() - start, "time": time.time()}
+                  "changes": [], **in_process.report_fields(),
+                  "seconds": time.perf_counter() - start, "time": time.time()}
         if self._remote is not None:  # the initial validation's LLM calls on the workers
             workers = self._remote.take_usage()
-            record.update(workers.report_fields())
+            record.update((in_process + workers).report_fields())
             record.update(worker_usage=workers.report_fields(), lost_examples=self._remote.take_lost())
+        self.budget.llm_cost = record["cost"]  # the initial validation counts against max_llm_cost
         state["elapsed"] = record["seconds"]
         record["spent_metric_calls"] = self.budget.metric_calls
         if self.search is not None:
@@ -764,7 +775,7 @@ class Trainer:
                 state["best_params"] = ckpt.snapshot(self.named_params)
         if self.patience is not None and state["bad_steps"] >= self.patience:
             state["stop_reason"] = f"early stopping: no improvement in {self.patience} step(s)"
-        usage = _usage(report)
+        usage = self.usage_of(report)
         remote: dict[str, Any] = {}
         if self._remote is not None:  # the workflows' LLM calls on the workers count too
             workers = self._remote.take_usage()
@@ -785,10 +796,19 @@ class Trainer:
         }
         self._end_step(state, record)
 
-    @staticmethod
-    def usage_of(report: Any) -> dict[str, Any]:
-        """LLM calls, tokens and cost of a step report, as run-log fields (see `_usage`)."""
-        return _usage(report)
+    def usage_of(self, report: Any) -> dict[str, Any]:
+        """LLM calls, tokens and cost of the step so far, as run-log fields: every backend
+        call this process made during the step (the optimizer's and those of workflows run
+        in-process, each counted once even when they share a backend), plus the calls the
+        report counted outside any backend (see `_usage`). Outside a step: the report's."""
+        if self._scope is None:
+            return _usage(report)
+        reported = Usage.from_report(report) if report is not None else Usage()
+        extra = Usage()
+        if report is not None and not (reported.calls or reported.prompt_tokens):
+            fields = _usage(report)  # a plain callable's usage, which no backend recorded
+            extra = Usage(**{key: fields[name] for key, name in REPORT_FIELDS.items()})
+        return (self._scope + extra).report_fields()
 
     def _optimize(self, train: EvalResult, examples: list[Any], run: Any = None) -> Any:
         """One optimizer step from the whole minibatch's feedback; None when nothing was traced.
