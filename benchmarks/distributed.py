@@ -12,10 +12,10 @@ optionally writes) one JSON document.
    `cpu_bound`, workflow (a) reading the tensor, where the shipping share of a step is what
    1M entries add over 1k, relative to the step.
 
-The embedded model (c) is not measured here: loading one model per worker needs more
-memory and time than this benchmark's two-minute budget on a shared 2-core machine.
+3. (c) the embedded model: one model call per example, through one llama.cpp server
+   started by the driver and shared by every worker (`--no-model` skips it).
 
-Usage: ``python benchmarks/distributed.py [--quick] [--out FILE] [--no-ray]``.
+Usage: ``python benchmarks/distributed.py [--quick] [--out FILE] [--no-ray] [--no-model]``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,35 @@ def crunch_and_weigh(text, w, loops):
     for i in range(loops):
         acc = (acc * 31 + i) % 1_000_003
     return w.sum() * len(text)
+
+
+@bundle()
+def ask_model(text, keywords):
+    """Label a text by asking the model (`tk.llm.default()`: here the embedded model's
+    server, named by TRACEKIT_LLM_BASE_URL; one client per process, made on first use)."""
+    reply = tk.llm.default()([{"role": "user", "content": f"Is this positive or negative? {text}\nAnswer one word."}],
+                             max_tokens=8)
+    keys = {k.strip() for k in keywords.split(",")}
+    return "pos" if any(w in keys for w in text.split()) or "positive" in reply.lower() else "neg"
+
+
+class ModelModel(tk.Module):
+    def __init__(self):
+        self.keywords = tk.param("good", name="keywords")
+
+    def forward(self, text):
+        return ask_model(text, self.keywords)
+
+
+def start_embedded_server() -> str:
+    """Start the embedded model's server once, here, and point every process at it (the
+    workers inherit the environment): one model in memory, shared by all executors."""
+    from tracekit.llm.embedded import MODEL_NAME, shared_server
+
+    url = shared_server().ensure_started()
+    os.environ.update(TRACEKIT_LLM_BASE_URL=url, TRACEKIT_LLM_MODEL=MODEL_NAME, TRACEKIT_LLM_API_KEY="none",
+                      TRACEKIT_LLM_CACHE="false")  # no cache: every example calls the model
+    return url
 
 
 class CpuModel(tk.Module):
@@ -159,7 +188,9 @@ def executors(workers: int, with_ray: bool) -> dict:
 
             from tracekit.training import RayExecutor
 
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            env = {k: v for k, v in os.environ.items() if k.startswith("TRACEKIT_LLM_")}
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": env} if env else None)
             found["ray"] = RayExecutor(max_concurrency=workers)
         except ImportError:
             pass
@@ -227,10 +258,17 @@ def main() -> None:
     parser.add_argument("--out", help="also write the JSON here")
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--work-ms", type=float, default=WORK_MS)
+    parser.add_argument("--no-model", action="store_true", help="skip (c), the embedded model")
     args = parser.parse_args()
     workers = 2
     steps = 2 if args.quick else 3
     repeats = 2 if args.quick else 3
+    model_url = None
+    if not args.no_model:
+        try:
+            model_url = start_embedded_server()  # before the workers start: they inherit its URL
+        except Exception as exc:  # noqa: BLE001 - (c) is reported as skipped
+            model_url = f"skipped: {exc}"
     execs = executors(workers, not args.no_ray)
     start = time.perf_counter()
     loops = loops_for(args.work_ms)
@@ -238,7 +276,7 @@ def main() -> None:
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "load_average_1m_at_start": round(load[0], 2),
-                    "note": "shared machine: other jobs were running; speedups are lower bounds"},
+                    "note": "the load average says how busy the machine was: other jobs lower the speedups"},
         "workers": workers,
         "cpu_bound": {"work_ms_per_example": args.work_ms, "batch": 8, "val_examples": 8,
                       "repeats": repeats,
@@ -247,6 +285,13 @@ def main() -> None:
                      "results": throughput(lambda: IoModel(0.2), accuracy, execs, 1, 8, DATA[:4], 1)},
         "shipping": shipping(execs, [1_000, 1_000_000], steps, loops, repeats),
     }
+    if model_url and not model_url.startswith("skipped"):
+        report["embedded_model"] = {
+            "note": "one llama.cpp server (SmolLM2-135M) shared by every process; one call per example, "
+                    "8 completion tokens at most, no cache; batch 8, 4 validation examples, 1 step",
+            "results": throughput(ModelModel, accuracy, execs, 1, 8, DATA[:4], 2)}
+    elif model_url:
+        report["embedded_model"] = model_url
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     for executor in execs.values():

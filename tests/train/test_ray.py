@@ -94,6 +94,15 @@ def test_ray_resume_after_a_driver_stop_gives_the_uninterrupted_run(local_ray, t
     assert torch.allclose(resumed[1].w.data, whole[1].w.data, rtol=0, atol=1e-12)
 
 
+@pytest.mark.timeout(400)
+def test_ray_resume_after_killing_the_driver_gives_the_uninterrupted_run(local_ray, tmp_path):
+    """Drivers in subprocesses join this cluster (address="auto"); one is killed with SIGKILL
+    mid-run and resumed from its checkpoint."""
+    from tests.train.test_resume import kill_driver_and_resume
+
+    kill_driver_and_resume(tmp_path, "ray", delay=0.1)
+
+
 def test_a_task_ray_retried_counts_its_gradients_once(local_ray, empty_registry, tmp_path):
     from tests.train.test_distributed import check_a_rerun_task_counts_its_gradients_once
 

@@ -479,14 +479,26 @@ def _dumps(fn: Any) -> bytes:
 
 def _init_worker(threads: int) -> None:
     """A pool process's start: torch gets its share of the cores (`threads` intra-op threads),
-    as Ray and torch's DataLoader give their workers; otherwise each worker's torch threads
-    spin on every core and slow the other workers down."""
+    as Ray and torch's DataLoader give their workers (otherwise each worker's torch threads
+    spin on every core and slow the other workers down), and the worker exits when the
+    driver does, even when the driver was killed (SIGKILL runs no clean-up)."""
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a driver killed outright leaves no orphans: its workers follow it
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="tracekit-parent-watch").start()
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
         return
     torch.set_num_threads(threads)
+
+
+def _exit_with(parent: Any) -> None:
+    """Wait for the driver process to end, then end this worker."""
+    parent.join()
+    os._exit(0)
 
 
 def _process_task(blob: bytes, item: Any) -> tuple[Any, BaseException | None, str]:
