@@ -203,6 +203,35 @@ def test_your_own_out_of_process_executor_gets_the_same_run():
     assert_same_run(run_mixed("serial"), run_mixed(InlineRemote()))
 
 
+class CountingRemote(InlineRemote):
+    def __init__(self):
+        self.shipped = self.calls = 0
+
+    def share_state(self, state):
+        self.shipped += 1
+        return super().share_state(state)
+
+    def map(self, fn, items):
+        self.calls += 1
+        return super().map(fn, items)
+
+
+def test_state_ships_only_when_a_parameter_changed():
+    from tracekit.training.remote import _same_state
+
+    executor = CountingRemote()
+    assert_same_run(run_mixed("serial", steps=3), run_mixed(executor, steps=3))
+    # per step: the minibatch, then validation after the update; the next minibatch reuses
+    # validation's state (the parameters did not change in between)
+    assert executor.calls == 7 and executor.shipped == 4
+    w = torch.ones(3)
+    assert _same_state({"w": w.clone(), "k": "a"}, {"w": w, "k": "a"})
+    assert not _same_state({"w": w.clone()}, {"w": w + 1e-6})
+    assert not _same_state({"w": torch.tensor([float("nan")])}, {"w": torch.tensor([float("nan")])})
+    assert not _same_state({"k": "a"}, {"k": "b"}) and not _same_state({"k": [1]}, {"k": [1]})
+    assert not _same_state({"k": 1}, {"k": 1.0}) and not _same_state({"k": 1}, {"j": 1})
+
+
 def test_a_large_untrained_value_travels_bounded():
     from tracekit.training.portable import MAX_VALUE_BYTES, Shown, portable_value
 

@@ -150,19 +150,21 @@ class RemoteRunner:
         self.trainer = trainer
         self.executor = executor
         self._payload: tuple[str, Any] | None = None
+        self._state: tuple[dict[str, Any], str, Any] | None = None  # last shipped: values, key, handle
         self.usage = Usage()  # LLM usage of the workflows on workers, since `take_usage`
         self.lost = 0  # examples lost to failed workers, since `take_lost`
 
     # --- shipping -----------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget the shipped payload (the next call ships the workflow again)."""
+        """Forget the shipped payload and state (the next call ships both again)."""
         self._payload = None
+        self._state = None
 
     def payload(self) -> tuple[str, Any]:
         """(key, shared handle of the pickled `Payload`), built once per run;
         NotPortableError names what cannot travel."""
         if self._payload is not None and not self._payload[1].alive():
-            self._payload = None  # the executor was closed (and reopened) since: ship again
+            self._payload = self._state = None  # the executor was closed (and reopened) since: ship again
         if self._payload is None:
             t = self.trainer
             named = t.named_params
@@ -193,13 +195,17 @@ class RemoteRunner:
         executor's blocks for the gradients of chunks 0 .. slots-1, if it has such blocks)."""
         key, payload = self.payload()
         values = portable.parameter_state(self.trainer.named_params)
-        state = self.executor.share_state(values)
+        if self._state is not None and _same_state(self._state[0], values):
+            state_key, state = self._state[1], self._state[2]  # unchanged: workers keep what they loaded
+        else:
+            state_key, state = uuid.uuid4().hex, self.executor.share_state(values)
+            self._state = ({k: (v.clone() if _is_tensor(v) else v) for k, v in values.items()}, state_key, state)
         blocks = None
         if traced and slots:
             specs = {f"{k}:{name}": (v.dtype, tuple(v.shape)) for name, v in values.items()
                      if shipping.in_blocks(v) for k in range(slots)}
             blocks = self.executor.result_blocks(specs) if specs else None
-        return ChunkTask(key, payload, uuid.uuid4().hex, state, traced,
+        return ChunkTask(key, payload, state_key, state, traced,
                          bool(getattr(self.executor, "numpy_transport", False)), blocks)
 
     def _chunks(self, items: list[Any]) -> list[list[Any]]:
@@ -322,6 +328,23 @@ class RemoteRunner:
     def take_lost(self) -> int:
         lost, self.lost = self.lost, 0
         return lost
+
+
+def _same_state(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether the parameters still hold the values last shipped (tensors bit for bit;
+    text, numbers and other plain values by equality; anything else counts as changed)."""
+    if old.keys() != new.keys():
+        return False
+    for name, value in new.items():
+        before = old[name]
+        if _is_tensor(value):
+            if not (_is_tensor(before) and before.dtype == value.dtype and before.shape == value.shape
+                    and bool((before == value).all())):
+                return False
+        elif not (type(before) is type(value) and isinstance(value, (str, int, float, bool, type(None)))
+                  and before == value):
+            return False
+    return True
 
 
 def _lost_text(error: BaseException | None) -> str:
