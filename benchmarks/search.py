@@ -15,6 +15,10 @@ merged. Every run gets the same `max_metric_calls`; the score is the best valida
     PYTHONPATH=. .venv/bin/python benchmarks/search.py                # ~40 s
     PYTHONPATH=. .venv/bin/python benchmarks/search.py --seeds 10 --budget 400,800,1600
 
+`--tickets` runs the flagship example's ticket triage AT THE DEFAULTS (`tk.Optimizer(params)`,
+`Trainer(...)` with only a seed and `max_metric_calls`) on the embedded model and with random
+proposals, `--tickets-seeds` seeds at `--tickets-budget` metric calls each.
+
 `--real` adds a short run on the EMBEDDED MODEL (SmolLM2-135M): a keyword list that a
 spam filter (code) consumes, 8 training and 8 validation messages, each strategy at the
 same `max_metric_calls` (`--real-budget`), `--real-seeds` seeds. `--real-only` skips the
@@ -119,6 +123,36 @@ def real_once(llm: Any, strategy: str, seed: int, budget: int) -> dict[str, Any]
             "seconds": time.perf_counter() - start, "keywords": keywords.data}
 
 
+def tickets_once(method: str, seed: int, budget: int, llm: Any) -> dict[str, Any]:
+    """One run of the flagship example's ticket triage (examples/joint_prompt_and_hyperparameters.py)
+    AT THE DEFAULTS: `tk.Optimizer(params)` and `Trainer(...)` with nothing but the seed and
+    `max_metric_calls`; `defaults` proposes with the embedded model, `random` with
+    `RandomProposals` (same optimizer, same budget)."""
+    from benchmarks.baselines import RandomProposals
+    from examples.joint_prompt_and_hyperparameters import Triage, accuracy, load_tickets, run_ticket
+
+    train, val = load_tickets()
+    model = Triage()
+    params = model.parameters()
+    backend = llm if method == "defaults" else tk.llm.as_backend(RandomProposals(params, seed))
+    opt = tk.Optimizer(params, llm=backend, seed=seed)
+    start = time.perf_counter()
+    result = Trainer(model, opt, accuracy, train=train, val=val, call=run_ticket, seed=seed, progress=False,
+                     max_steps=100, max_metric_calls=budget).fit()
+    seconds = time.perf_counter() - start
+    print(f"[tickets] {method}, seed {seed}: {result.initial_score:.3f} -> best {result.best_score:.3f} "
+          f"in {result.steps} steps, {result.llm_calls} LLM calls, {seconds:.0f}s; "
+          f"cues {model.cue_words.data!r}, match {model.match.data}, threshold {model.threshold.data}",
+          file=sys.stderr)
+    return {"best": result.best_score, "initial": result.initial_score, "final": result.final_score,
+            "steps": result.steps, "metric_calls": result.budget["spent"]["metric_calls"],
+            "llm_calls": result.llm_calls if method == "defaults" else 0,
+            "tokens": result.prompt_tokens + result.completion_tokens if method == "defaults" else 0,
+            "seconds": seconds, "seconds_per_step": seconds / max(result.steps, 1),
+            "values": {"cue_words": model.cue_words.data, "match": model.match.data,
+                       "threshold": model.threshold.data}}
+
+
 def summarize(rows: list[dict[str, Any]], greedy: list[dict[str, Any]] | None) -> dict[str, Any]:
     best = [r["best"] for r in rows]
     out = {"mean_best": round(statistics.mean(best), 4),
@@ -148,6 +182,11 @@ def main() -> None:
     ap.add_argument("--real-seeds", type=int, default=3)
     ap.add_argument("--real-budget", type=int, default=64)
     ap.add_argument("--real-strategies", default="greedy,pareto,beam (width 4),priority")
+    ap.add_argument("--tickets", action="store_true",
+                    help="the flagship example's ticket triage at the defaults: embedded model vs random proposals")
+    ap.add_argument("--tickets-only", action="store_true", help="only the tickets runs")
+    ap.add_argument("--tickets-seeds", type=int, default=5)
+    ap.add_argument("--tickets-budget", type=int, default=400, help="max_metric_calls of each tickets run")
     args = ap.parse_args()
     budgets = [int(b) for b in args.budget.split(",")]
     results: dict[str, Any] = {
@@ -159,7 +198,8 @@ def main() -> None:
                                    "probability p, solved bits broken with probability q",
                        "batch_size": args.batch_size, "seeds": args.seeds},
         "machine": platform.platform(), "python": platform.python_version(), "settings": {}}
-    for label, (p, q, targeted) in ({} if args.real_only else SETTINGS).items():
+    args.tickets = args.tickets or args.tickets_only
+    for label, (p, q, targeted) in ({} if args.real_only or args.tickets_only else SETTINGS).items():
         per_budget: dict[str, Any] = {}
         for budget in budgets:
             raw = {name: [run_once(name, p, q, targeted, seed, budget, args.modules, args.width, args.batch_size)
@@ -188,6 +228,23 @@ def main() -> None:
                                   "mean_tokens": round(statistics.mean(r["tokens"] for r in rows)),
                                   "keywords": [r["keywords"] for r in rows]}
                            for name, rows in raw.items()}}
+    if args.tickets:
+        from tracekit.llm import EmbeddedLLM
+
+        llm = EmbeddedLLM(cache=False)
+        raw = {m: [tickets_once(m, seed, args.tickets_budget, llm) for seed in range(args.tickets_seeds)]
+               for m in ("defaults", "random")}
+        results["tickets_at_defaults"] = {
+            "task": "ticket triage of examples/joint_prompt_and_hyperparameters.py (60 train / 60 validation), "
+                    "tk.Optimizer(params) and Trainer defaults, SmolLM2-135M vs random proposals",
+            "budget": args.tickets_budget, "seeds": args.tickets_seeds,
+            "methods": {m: {**summarize(rows, None if m == "defaults" else raw["defaults"]),
+                            "mean_final": round(statistics.mean(r["final"] for r in rows), 4),
+                            "mean_llm_calls": round(statistics.mean(r["llm_calls"] for r in rows), 1),
+                            "mean_tokens": round(statistics.mean(r["tokens"] for r in rows)),
+                            "mean_seconds_per_step": round(statistics.mean(r["seconds_per_step"] for r in rows), 2),
+                            "values": [r["values"] for r in rows]}
+                        for m, rows in raw.items()}}
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

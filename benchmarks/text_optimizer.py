@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tracekit as tk  # noqa: E402
+from benchmarks.baselines import RandomProposals  # noqa: E402
 from solvers.text import build_prompt  # noqa: E402
 from tracekit.routes.text import build_problem  # noqa: E402
 
@@ -225,27 +224,6 @@ def task_keywords() -> dict[str, Any]:
 
 TASKS = {"square": task_square, "op": task_op, "keywords": task_keywords}
 DEFAULTS_OPTIONS: dict[str, Any] = {}  # --defaults-options: a variant of the defaults, to compare
-
-
-class RandomProposals:
-    """A baseline 'LLM' that ignores the prompt and proposes random values."""
-
-    def __init__(self, params: list[Any], seed: int) -> None:
-        self.params = params
-        self.rng = random.Random(seed)
-
-    def __call__(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
-        words = re.findall(r"[a-z]+", messages[-1]["content"].lower())
-        suggestion = {}
-        for p in self.params:
-            if p.kind == "numeric":
-                lo, hi = p.bounds
-                suggestion[p.name] = self.rng.randint(int(lo), int(hi))
-            elif p.kind == "categorical":
-                suggestion[p.name] = self.rng.choice(p.choices)
-            else:
-                suggestion[p.name] = ", ".join(self.rng.sample(words, k=min(len(words), self.rng.randint(1, 4))))
-        return json.dumps({"suggestion": suggestion, "reasoning": "random"})
 
 
 def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_candidates: int) -> dict[str, Any]:
