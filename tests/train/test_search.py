@@ -195,6 +195,36 @@ def test_metric_call_budget_is_never_passed_and_named(empty_registry, strategy, 
         assert all(c.expansions == expanded.count(c.id) for c in trainer.search.pool)
 
 
+def test_every_objective_call_of_an_exploring_step_is_charged():
+    """The built-in solvers with the minibatch objective: the model repeats one value, so
+    text steps explore (and score what they explore) and SPSA scores its probes; every
+    metric call they make is charged, and the budget is never passed."""
+    import json
+
+    from tests.train.helpers import DATA as KEYWORD_DATA
+    from tests.train.helpers import KeywordModel
+
+    calls = []
+
+    def counting(prediction, example):
+        calls.append(example)
+        return 1.0 if prediction == example[1] else (0.0, f"expected {example[1]}")
+
+    def stuck(messages, **kwargs):
+        return json.dumps({"reasoning": "the same", "suggestion": {"keywords": "good"}})
+
+    model = KeywordModel()
+    opt = tk.Optimizer(model.parameters(), llm=stuck)
+    result = Trainer(model, opt, counting, train=KEYWORD_DATA, val=KEYWORD_DATA, batch_size=4, max_steps=50,
+                     progress=False, executor="serial", max_metric_calls=120, seed=3).fit()
+    assert len(calls) <= 120 and result.budget["spent"]["metric_calls"] == len(calls)
+    assert result.stop_reason.startswith("max_metric_calls=120")
+    # the stuck text steps explored, scoring their proposals on the minibatch (charged above)
+    explored = [c for r in result.history for c in r["changes"] if "exploratory proposal" in c["reason"]
+                or c["reason"].startswith("explored")]
+    assert len(explored) == result.steps >= 2
+
+
 def test_a_budget_smaller_than_the_first_validation_is_refused_before_running(empty_registry):
     register_subset_proposer()
     model = ModulesModel()
