@@ -283,12 +283,14 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
             "final": {p.name: p.data for p in params}}
 
 
-def part_tasks(seeds: int, steps: int, n_candidates: int, methods: list[str]) -> dict[str, Any]:
+def part_tasks(seeds: int, steps: int, n_candidates: int, methods: list[str],
+               tasks: list[str] | None = None) -> dict[str, Any]:
     from tracekit.llm import EmbeddedLLM
 
     llm = EmbeddedLLM(cache=False)
     runs = []
-    for task_name in TASKS:
+    tasks = tasks or list(TASKS)
+    for task_name in tasks:
         for method in methods:
             for seed in range(seeds):
                 row = run_task(task_name, method, seed, steps, llm, n_candidates)
@@ -302,7 +304,7 @@ def part_tasks(seeds: int, steps: int, n_candidates: int, methods: list[str]) ->
             "success_rate": sum(r["solved"] for r in rows) / len(rows),
             "solved": f"{sum(r['solved'] for r in rows)}/{len(rows)}",
             "per_task": {t: f"{sum(r['solved'] for r in rows if r['task'] == t)}/"
-                            f"{sum(1 for r in rows if r['task'] == t)}" for t in TASKS},
+                            f"{sum(1 for r in rows if r['task'] == t)}" for t in tasks},
             "llm_calls_per_step": sum(r["llm_calls"] for r in rows) / step_count,
             "tokens_per_step": sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows) / step_count,
             "seconds_per_step": sum(r["seconds"] for r in rows) / step_count,
@@ -321,6 +323,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--candidates", type=int, default=3)
     ap.add_argument("--methods", default="tracekit,single,random")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="which tiny tasks, comma-separated")
     ap.add_argument("--full", action="store_true", help="5 seeds x 8 steps")
     ap.add_argument("--skip-trace", action="store_true")
     ap.add_argument("--skip-llm", action="store_true")
@@ -339,7 +342,8 @@ def main() -> None:
         sizes = [int(s) for s in args.sizes.split(",") if s]
         result["prompt"] = part_prompt(sizes, args.budget, not args.skip_trace, args.trace_timeout)
     if not args.skip_llm:
-        result["tasks"] = part_tasks(args.seeds, args.steps, args.candidates, args.methods.split(","))
+        result["tasks"] = part_tasks(args.seeds, args.steps, args.candidates, args.methods.split(","),
+                                     args.tasks.split(","))
     text = json.dumps(result, indent=2, default=str)
     if args.out:
         Path(args.out).write_text(text)

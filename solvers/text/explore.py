@@ -11,7 +11,8 @@ would try, never one already tried:
   a list of numbers (a tensor): each entry perturbed;
 - a text: a recombination of the pieces of values seen (the current value, values tried,
   and the text inputs of the trace), split on the current value's separator (commas,
-  lines, sentences or words), joined the same way;
+  lines, sentences or words), joined the same way; when the current value is a list of
+  single words, the trace's texts give their words;
 - code is not explored (a random edit of a function is rarely worth a step).
 Every proposal goes through the variable's reading and `check` (the one acceptance rule).
 """
@@ -31,6 +32,7 @@ from .reply import SMALL_INT_RANGE, ReplyError, check_value
 _REVISIT = "the least recently tried"
 DRAWS = 24  # values drawn before giving up (each is read and checked)
 MAX_PIECES = 4  # pieces in a recombined text
+WORD_CHARS = 3  # the shortest word a list of single words takes from the trace's texts
 
 
 def explore(v: Variable, tried: list[Any], rng: random.Random, texts: Iterable[str] = ()) -> tuple[Any, str] | None:
@@ -133,8 +135,12 @@ def _recombined(current: str, tried: list[Any], texts: list[str], rng: random.Ra
     split, join = next(((s, j) for s, j in _SEPARATORS if s in current), (",", ", "))
     values = [current, *(t for t in tried if isinstance(t, str))]
     pool = _unique([p.strip() for text in values for p in text.split(split)])
-    # trace texts come whole, or cut on the same separator when they hold it
-    pool = _unique(pool + [p.strip() for text in texts for p in (text.split(split) if split != " " else [text])])
+    if split != " " and pool and all(" " not in p.strip() for p in current.split(split) if p.strip()):
+        # a list of single words: trace texts give their words (of WORD_CHARS letters or more)
+        pool = _unique(pool + [w for text in texts for w in re.findall(r"[^\W\d_][\w'-]*", text)
+                               if len(w) >= WORD_CHARS])
+    else:  # trace texts come whole, or cut on the same separator when they hold it
+        pool = _unique(pool + [p.strip() for text in texts for p in (text.split(split) if split != " " else [text])])
     pool = [p for p in pool if p and len(p) <= 200]
     if not pool:
         return ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,10 @@ DEFAULT_INSTRUCTION = (
 def estimate_tokens(text: str) -> int:
     """Tokens in `text`, estimated from its length (about 3.5 characters per token)."""
     return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
+
+
+#: the mark `_cut` leaves in a shortened text (a value holding it copies the prompt)
+CUT_MARK = re.compile(r"\[\d+ chars cut\]")
 
 
 def _cut(text: str, limit: int) -> str:

@@ -32,7 +32,7 @@ from .exclude import normal_form
 from .explore import explore
 from .memory import Memory
 from .problem import Candidate, Problem, Result, Variable
-from .prompt import DEFAULT_BUDGET, build_prompt, estimate_tokens, shorten
+from .prompt import CUT_MARK, DEFAULT_BUDGET, build_prompt, estimate_tokens, shorten
 from .reply import (
     MAX_REPLY_CHARS,
     SMALL_INT_RANGE,
@@ -56,6 +56,9 @@ MAX_TEMPERATURE = 1.5
 # how a refusal of a repeated value ends (the step then counts as stuck, not failed)
 _REPEATS = ("propose a value not tried yet", "propose a combination not tried yet")
 COPY_CHARS = 20  # a text holding a whole feedback line at least this long copies the feedback
+COPY_INPUT_CHARS = 12  # pieces of the prompt shorter than this are not counted as copies
+COPY_SHARE = 1 / 3  # a text made this much of the description and the trace's inputs copies them
+_COPIES = "instead of a new value for the variable"
 REASK_RESERVE = 160  # prompt tokens kept free for the note a re-ask adds
 MAX_REPLY_TOKENS = 8192  # a re-ask after a cut-off reply doubles max_tokens up to this
 
@@ -200,10 +203,11 @@ class TextOptimizer:
                           for i, (t, s) in enumerate(settings)]
         baseline, chosen, reasons = self._choose(problem, candidates, objective)
         explored: dict[str, str] = {}
-        # explore when the step did not fail but is stuck: the model only repeated values
-        # (a bad reply or a failed call keeps the values, as every failed step does), or no
-        # candidate beat the current values by the objective
-        stuck = any(c.repeated for c in candidates) or (objective is not None and any(c.valid for c in candidates))
+        # explore when the step did not fail but is stuck: the model only repeated values or
+        # pasted the prompt back (a bad reply or a failed call keeps the values, as every
+        # failed step does), or no candidate beat the current values by the objective
+        stuck = any(c.repeated or c.copied for c in candidates) or \
+            (objective is not None and any(c.valid for c in candidates))
         if self.explore and chosen is None and stuck:
             baseline, chosen, explored = self._explore(problem, candidates, objective, baseline, reasons)
         suggestion = dict(candidates[chosen].values) if chosen is not None else {}
@@ -307,6 +311,8 @@ class TextOptimizer:
             cand.values, cand.problems = self._validate(parsed, problem)
             cand.repeated = cand.repeated or (bool(cand.problems) and all(
                 p.endswith(_REPEATS) for p in cand.problems.values()))
+            cand.copied = cand.copied or (bool(cand.problems) and all(
+                p.endswith(_COPIES) for p in cand.problems.values()))
             cand.unknown = parsed.unknown
             cand.reasoning = parsed.reasoning
             if cand.values:
@@ -345,9 +351,8 @@ class TextOptimizer:
             if _same(value, v.value):
                 problems[v.name] = "the suggestion equals the current value; " + _REPEATS[0]
                 continue
-            if v.kind == "text" and (copied := _copied_feedback(value, v.value, problem.feedback)):
-                problems[v.name] = (f"{v.name} copies the feedback ({shorten(copied, 80)}) instead of "
-                                    "a new value for the variable")
+            if v.kind == "text" and (copied := _copied(value, v, problem)):
+                problems[v.name] = f"{v.name} copies {copied} {_COPIES}"
                 continue
             note = self._tried_note(v, value) if len(variables) == 1 else ""
             if note:
@@ -434,7 +439,8 @@ class TextOptimizer:
         rng = random.Random(None if self.seed is None else self.seed * 7919 + self.steps)
         texts = [v.value for v in problem.values if v.role == "input" and isinstance(v.value, str)]
         why = ("no LLM candidate beat the current value" if any(c.valid for c in candidates)
-               else "the model only repeated values already tried")
+               else "the model only repeated values already tried" if any(c.repeated for c in candidates)
+               else "the model only copied the prompt back")
         values: dict[str, Any] = {}
         how: dict[str, str] = {}
         several = len(problem.variables) > 1
@@ -525,18 +531,32 @@ def _finite(v: Variable) -> list[Any] | None:
     return None
 
 
-def _copied_feedback(value: Any, current: Any, feedback: list[str]) -> str:
-    """The feedback line a proposed text copies whole ("" when none): tiny models paste
-    the feedback into the variable. Lines the current value already holds do not count."""
+def _copied(value: Any, v: Variable, problem: Problem) -> str:
+    """What a proposed text copies from the prompt instead of being a value of its own ("" when
+    nothing): a whole feedback line (tiny models paste the feedback into the variable), or
+    the variable's description and the trace's input texts making up at least `COPY_SHARE`
+    of it (they paste the instructions or an example). What the current value already holds
+    does not count, and a long text that quotes one example is not a copy."""
     if not isinstance(value, str):
         return ""
+    if CUT_MARK.search(value) and not (isinstance(v.value, str) and CUT_MARK.search(v.value)):
+        return "the prompt's mark of a shortened text"
     text = normal_form(value)
-    now = normal_form(current) if isinstance(current, str) else ""
-    for line in (ln for f in feedback for ln in str(f).splitlines()):
+    now = normal_form(v.value) if isinstance(v.value, str) else ""
+    for line in (ln for f in problem.feedback for ln in str(f).splitlines()):
         form = normal_form(line.strip())
         if len(form) >= COPY_CHARS and form in text and form not in now:
-            return line.strip()
-    return ""
+            return f"the feedback ({shorten(line.strip(), 80)})"
+    pieces = [("the description", v.description)]
+    pieces += [("an input of the trace", x.value) for x in problem.values
+               if x.role == "input" and isinstance(x.value, str)]
+    covered, first = 0, ""
+    for what, piece in pieces:
+        form = normal_form(piece.strip()) if piece else ""
+        if len(form) >= COPY_INPUT_CHARS and form in text and form not in now:
+            covered += text.count(form) * len(form)
+            first = first or f"{what} ({shorten(piece.strip(), 80)})"
+    return first if text and covered >= COPY_SHARE * len(text) else ""
 
 
 def _same(a: Any, b: Any) -> bool:

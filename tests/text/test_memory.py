@@ -105,7 +105,52 @@ def test_a_text_copying_a_feedback_line_is_refused():
     opt.zero_feedback()
     opt.backward(keywords + "", line)
     report = opt.step()
-    assert keywords.data == "hello, thanks" and "copies the feedback" in report["keywords"].reason
+    # the copy is never applied; a reply that only pastes the prompt back leaves the step
+    # stuck, so it explores instead (a recombination of words seen)
+    assert line not in keywords.data and keywords.data != "hello, thanks"
+    reason = report["keywords"].reason
+    assert reason.startswith("explored: a recombination") and "copied the prompt back" in reason
+    assert "copies the feedback" in reason
+
+
+def test_a_text_pasting_the_description_or_an_input_is_refused():
+    """The tiny model's keyword lists: the description pasted back, or a message of the
+    trace with a few words around it. Neither is applied; the step explores."""
+    @tk.bundle()
+    def classify(message, keywords):
+        """Spam when the message holds a keyword."""
+        return "spam" if any(k.strip() in message for k in keywords.split(",")) else "ham"
+
+    description = "comma-separated words; a message containing any of them is spam"
+    for junk in ("{'" + description + "'},", "the meeting moved to 3pm, 'the meeting moved to 3pm' is correct",
+                 "[16 chars cut]...,"):
+        keywords = tk.param("hello, thanks", name="keywords", description=description)
+        opt = tk.Optimizer([keywords], llm=Scripted([reply({"keywords": junk})]), max_reasks=0, seed=1)
+        opt.zero_feedback()
+        opt.backward(classify("the meeting moved to 3pm", keywords), "labeled ham: correct")
+        report = opt.step()
+        assert keywords.data != junk and report["keywords"].reason.startswith("explored: a recombination")
+        assert any(f"copies {what}" in report["keywords"].reason for what in
+                   ("the description", "an input of the trace", "the prompt's mark"))
+        # a list of single words recombines words: the trace's words join the pool
+        assert all(" " not in w.strip() for w in keywords.data.split(","))
+
+
+def test_a_long_prompt_quoting_one_example_is_not_a_copy():
+    prompt = tk.param("Answer briefly.", name="prompt")
+    longer = ("Classify each message as spam or ham. Spam offers prizes, cash or gifts; ham is ordinary "
+              "talk between colleagues. For example, 'the meeting moved to 3pm' is ham.")
+
+    @tk.bundle()
+    def answer(message, prompt):
+        """Ask with the prompt."""
+        return prompt + message
+
+    opt = tk.Optimizer([prompt], llm=Scripted([reply({"prompt": longer})]), max_reasks=0)
+    opt.zero_feedback()
+    opt.backward(answer("the meeting moved to 3pm", prompt), "be more specific")
+    opt.step()
+    assert prompt.data == longer
 
 
 def test_a_bad_reply_still_keeps_the_value():
