@@ -131,7 +131,7 @@ class Candidate:
     eval_error: str = ""
     explored: dict[str, str] = field(default_factory=dict)  # the step's own proposal: name -> how made
     repeated: bool = False  # a reply proposed only values already tried (or the current ones)
-    copied: bool = False  # a reply only pasted the prompt back (feedback, description, inputs)
+    unusable: bool = False  # a reply gave only unusable values (pasted from the prompt, of another form)
 
     @property
     def valid(self) -> bool:

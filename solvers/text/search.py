@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import describe, message_of
 from .exclude import normal_form
 from .explore import explore
+from .form import breaks_form
 from .memory import Memory
 from .problem import Candidate, Problem, Result, Variable
 from .prompt import CUT_MARK, DEFAULT_BUDGET, build_prompt, estimate_tokens, shorten
@@ -58,7 +59,7 @@ _REPEATS = ("propose a value not tried yet", "propose a combination not tried ye
 COPY_CHARS = 20  # a text holding a whole feedback line at least this long copies the feedback
 COPY_INPUT_CHARS = 12  # pieces of the prompt shorter than this are not counted as copies
 COPY_SHARE = 1 / 3  # a text made this much of the description and the trace's inputs copies them
-_COPIES = "instead of a new value for the variable"
+_UNUSABLE = "instead of a new value for the variable"  # ends the refusals of unusable values
 REASK_RESERVE = 160  # prompt tokens kept free for the note a re-ask adds
 MAX_REPLY_TOKENS = 8192  # a re-ask after a cut-off reply doubles max_tokens up to this
 
@@ -204,9 +205,10 @@ class TextOptimizer:
         baseline, chosen, reasons = self._choose(problem, candidates, objective)
         explored: dict[str, str] = {}
         # explore when the step did not fail but is stuck: the model only repeated values or
-        # pasted the prompt back (a bad reply or a failed call keeps the values, as every
-        # failed step does), or no candidate beat the current values by the objective
-        stuck = any(c.repeated or c.copied for c in candidates) or \
+        # gave unusable ones (pasted from the prompt, of another form; a bad reply or a failed
+        # call keeps the values, as every failed step does), or no candidate beat the current
+        # values by the objective
+        stuck = any(c.repeated or c.unusable for c in candidates) or \
             (objective is not None and any(c.valid for c in candidates))
         if self.explore and chosen is None and stuck:
             baseline, chosen, explored = self._explore(problem, candidates, objective, baseline, reasons)
@@ -311,8 +313,8 @@ class TextOptimizer:
             cand.values, cand.problems = self._validate(parsed, problem)
             cand.repeated = cand.repeated or (bool(cand.problems) and all(
                 p.endswith(_REPEATS) for p in cand.problems.values()))
-            cand.copied = cand.copied or (bool(cand.problems) and all(
-                p.endswith(_COPIES) for p in cand.problems.values()))
+            cand.unusable = cand.unusable or (bool(cand.problems) and all(
+                p.endswith(_UNUSABLE) for p in cand.problems.values()))
             cand.unknown = parsed.unknown
             cand.reasoning = parsed.reasoning
             if cand.values:
@@ -352,7 +354,10 @@ class TextOptimizer:
                 problems[v.name] = "the suggestion equals the current value; " + _REPEATS[0]
                 continue
             if v.kind == "text" and (copied := _copied(value, v, problem)):
-                problems[v.name] = f"{v.name} copies {copied} {_COPIES}"
+                problems[v.name] = f"{v.name} copies {copied} {_UNUSABLE}"
+                continue
+            if v.kind == "text" and (broken := breaks_form(v.value, value)):
+                problems[v.name] = f"{v.name}: {broken}; give a list of the same form {_UNUSABLE}"
                 continue
             note = self._tried_note(v, value) if len(variables) == 1 else ""
             if note:
@@ -440,7 +445,8 @@ class TextOptimizer:
         texts = [v.value for v in problem.values if v.role == "input" and isinstance(v.value, str)]
         why = ("no LLM candidate beat the current value" if any(c.valid for c in candidates)
                else "the model only repeated values already tried" if any(c.repeated for c in candidates)
-               else "the model only copied the prompt back")
+               else "the model only gave values that cannot be used (pasted from the prompt, or of "
+                    "another form)")
         values: dict[str, Any] = {}
         how: dict[str, str] = {}
         several = len(problem.variables) > 1
