@@ -356,7 +356,10 @@ class TextOptimizer:
             if v.kind == "text" and (copied := _copied(value, v, problem)):
                 problems[v.name] = f"{v.name} copies {copied} {_UNUSABLE}"
                 continue
-            if v.kind == "text" and (broken := breaks_form(v.value, value)):
+            # the form is the one of the first value remembered (a list that an exploration
+            # cut to one word is still a list)
+            first = next(iter(self.memory.tried(v.name)), v.value)
+            if v.kind == "text" and (broken := breaks_form(first, value) or breaks_form(v.value, value)):
                 problems[v.name] = f"{v.name}: {broken}; give a list of the same form {_UNUSABLE}"
                 continue
             note = self._tried_note(v, value) if len(variables) == 1 else ""

@@ -50,3 +50,15 @@ def test_a_sentence_for_a_keyword_list_is_refused_and_the_step_explores():
     assert report["keywords"].reason.startswith("explored: a recombination")
     assert "is not a word or a short phrase" in report["keywords"].reason
     assert breaks_form("hello, thanks", keywords.data) == ""  # what it explored keeps the form
+
+
+def test_the_form_is_the_first_values_even_when_a_step_left_one_word():
+    keywords = tk.param("hello, thanks", name="keywords")
+    junk = "the new sentence}, { "
+    opt = tk.Optimizer([keywords], llm=Scripted([reply({"keywords": "prize"}), reply({"keywords": junk})]),
+                       max_reasks=0, seed=2)
+    for _ in range(2):
+        opt.zero_feedback()
+        opt.backward(keywords + "", "'win a free prize now' was labeled ham; expected spam")
+        report = opt.step()
+    assert keywords.data != junk and "is not a word or a short phrase" in report["keywords"].reason
