@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from .form import short_item, word_list
 from .memory import value_key
 from .problem import Variable
 from .reply import SMALL_INT_RANGE, ReplyError, check_value
@@ -135,8 +136,12 @@ def _recombined(current: str, tried: list[Any], texts: list[str], rng: random.Ra
     split, join = next(((s, j) for s, j in _SEPARATORS if s in current), (",", ", "))
     values = [current, *(t for t in tried if isinstance(t, str))]
     pool = _unique([p.strip() for text in values for p in text.split(split)])
-    if split != " " and pool and all(" " not in p.strip() for p in current.split(split) if p.strip()):
-        # a list of single words: trace texts give their words (of WORD_CHARS letters or more)
+    first = next((t for t in tried if isinstance(t, str)), current)  # the form is the first value's
+    if word_list(first) or (split != " " and pool and all(" " not in p.strip() for p in current.split(split)
+                                                          if p.strip())):
+        # a list of single words: trace texts give their words (of WORD_CHARS letters or more),
+        # and pieces of other values only their short items (the list keeps its form)
+        pool = [p for p in pool if short_item(p)]
         pool = _unique(pool + [w for text in texts for w in re.findall(r"[^\W\d_][\w'-]*", text)
                                if len(w) >= WORD_CHARS])
     else:  # trace texts come whole, or cut on the same separator when they hold it

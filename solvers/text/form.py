@@ -20,6 +20,12 @@ def _items(text: str, sep: str) -> list[str]:
     return [i.strip() for i in text.split(sep) if i.strip()]
 
 
+def short_item(text: str) -> bool:
+    """A word or a short phrase: what a proposed list may hold."""
+    item = text.strip()
+    return len(item) <= MAX_ITEM_CHARS and len(item.split()) <= MAX_ITEM_WORDS and bool(_ITEM.fullmatch(item))
+
+
 def word_list(text: str) -> str | None:
     """The separator of a list of at least two single words (comma, semicolon or newline),
     else None."""
@@ -39,8 +45,7 @@ def breaks_form(current: object, proposal: object) -> str:
     if sep is None:
         return ""
     items = _items(proposal, sep)
-    bad = next((i for i in items if len(i) > MAX_ITEM_CHARS or len(i.split()) > MAX_ITEM_WORDS
-                or not _ITEM.fullmatch(i)), None)
+    bad = next((i for i in items if not short_item(i)), None)
     if not items or bad is not None:
         shown = (bad or proposal)[:60]
         what = {",": "comma", ";": "semicolon", "\n": "line"}[sep]

@@ -62,3 +62,16 @@ def test_the_form_is_the_first_values_even_when_a_step_left_one_word():
         opt.backward(keywords + "", "'win a free prize now' was labeled ham; expected spam")
         report = opt.step()
     assert keywords.data != junk and "is not a word or a short phrase" in report["keywords"].reason
+
+
+def test_exploring_a_word_list_recombines_short_items_only():
+    import random
+
+    from solvers.text.explore import _recombined
+
+    rng = random.Random(0)
+    texts = ["claim your cash reward today", "win a free prize now"]
+    tried = ["hello, thanks", "thanks, claim your cash reward today"]  # a long item got in earlier
+    for _ in range(50):
+        out = _recombined("thanks, claim your cash reward today", tried, texts, rng)
+        assert breaks_form("hello, thanks", out) == "", out
