@@ -383,24 +383,26 @@ class ProcessExecutor(Executor):
     def share_state(self, state: dict[str, Any]) -> SharedMemoryState:
         """Tensors written in place into shared-memory blocks (one per parameter, kept across
         calls), the other values pickled into a shared file."""
-        import uuid
-
         with self._lock:
             if self._blocks is None:
-                self._blocks = SharedBlocks(f"tk{os.getpid()}{uuid.uuid4().hex[:6]}-")
-                weakref.finalize(self, self._blocks.close)  # unlinked even if close() is never called
+                self._blocks = self._new_blocks("s")
             blocks = {name: self._blocks.write(name, v) for name, v in state.items() if in_blocks(v)}
         rest = {name: v for name, v in state.items() if name not in blocks}
         return SharedMemoryState(blocks, self.share(pickle.dumps(rest, protocol=5), "state"))
 
-    def result_blocks(self, specs: dict[str, tuple[Any, tuple[int, ...]]]) -> dict[str, Any]:
-        """Shared-memory blocks the workers write gradients into (kept across calls)."""
+    def _new_blocks(self, kind: str) -> SharedBlocks:
+        """A set of shared-memory blocks named for this pool, unlinked even if close() is never called."""
         import uuid
 
+        blocks = SharedBlocks(f"tk{os.getpid()}{uuid.uuid4().hex[:6]}{kind}-")
+        weakref.finalize(self, blocks.close)
+        return blocks
+
+    def result_blocks(self, specs: dict[str, tuple[Any, tuple[int, ...]]]) -> dict[str, Any]:
+        """Shared-memory blocks the workers write gradients into (kept across calls)."""
         with self._lock:
             if self._results is None:
-                self._results = SharedBlocks(f"tk{os.getpid()}{uuid.uuid4().hex[:6]}r-")
-                weakref.finalize(self, self._results.close)
+                self._results = self._new_blocks("r")
             given = {key: self._results.ensure(key, dtype, shape) for key, (dtype, shape) in specs.items()}
             self._result_specs.update(given)
             return given

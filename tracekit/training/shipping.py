@@ -18,6 +18,7 @@ its parameters and keeps no reference (`tracekit.training.portable.load`).
 
 from __future__ import annotations
 
+import math
 import pickle
 import warnings
 from multiprocessing import shared_memory
@@ -82,10 +83,7 @@ class PickledState:
 def _block_tensor(shm: shared_memory.SharedMemory, dtype: Any, shape: tuple[int, ...]) -> Any:
     import torch
 
-    count = 1
-    for d in shape:
-        count *= d
-    return torch.frombuffer(shm.buf, dtype=dtype, count=count).view(shape)
+    return torch.frombuffer(shm.buf, dtype=dtype, count=math.prod(shape)).view(shape)
 
 
 _attached: dict[str, shared_memory.SharedMemory] = {}  # a worker's open blocks, by name
@@ -125,10 +123,7 @@ class SharedBlocks:
         its (block, dtype, shape)."""
         import torch
 
-        count = 1
-        for d in shape:
-            count *= d
-        nbytes = count * torch.empty((), dtype=dtype).element_size()
+        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
         shm = self.blocks.get(name)
         if shm is None or shm.size < nbytes:
             if shm is not None:

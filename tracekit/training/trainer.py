@@ -570,7 +570,9 @@ class Trainer:
                 before = {k: state[k] for k in ("step", "epoch", "position", "order", "bad_steps")}
                 mark = self.search.mark() if self.search is not None else None
                 try:
-                    if not self._take_step(state):
+                    with process_scope() as self._scope:  # every LLM call of this process during the step
+                        taken = self._take_step(state)
+                    if not taken:
                         break
                 except BudgetExhausted:  # an evaluation would pass max_metric_calls: discard the step
                     state.update(before)
@@ -579,6 +581,8 @@ class Trainer:
                     ckpt.restore(self.named_params, state["best_params"])
                     state["stop_reason"] = self.budget.exhausted
                     break
+                finally:
+                    self._scope = None
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(self._postfix())
@@ -598,23 +602,15 @@ class Trainer:
             if self.max_steps is not None and state["step"] >= self.max_steps:
                 state["stop_reason"] = f"max_steps={self.max_steps} reached"
                 return False
-            with process_scope() as self._scope:
-                try:
-                    if self.search.merge(state):
-                        return True
-                finally:
-                    self._scope = None
+            if self.search.merge(state):
+                return True
         batch = self._next_batch(state)
         if batch is None:
             return False
-        with process_scope() as self._scope:  # every LLM call of this process during the step
-            try:
-                if self.search is not None:
-                    self.search.step(state, batch)
-                else:
-                    self._step(state, batch)
-            finally:
-                self._scope = None
+        if self.search is not None:
+            self.search.step(state, batch)
+        else:
+            self._step(state, batch)
         return True
 
     def _first_step_calls(self) -> int:
