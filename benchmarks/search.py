@@ -123,11 +123,13 @@ def real_once(llm: Any, strategy: str, seed: int, budget: int) -> dict[str, Any]
             "seconds": time.perf_counter() - start, "keywords": keywords.data}
 
 
-def tickets_once(method: str, seed: int, budget: int, llm: Any) -> dict[str, Any]:
+def tickets_once(method: str, seed: int, budget: int, llm: Any, options: dict[str, Any] | None = None,
+                 trainer_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One run of the flagship example's ticket triage (examples/joint_prompt_and_hyperparameters.py)
     AT THE DEFAULTS: `tk.Optimizer(params)` and `Trainer(...)` with nothing but the seed and
     `max_metric_calls`; `defaults` proposes with the embedded model, `random` with
-    `RandomProposals` (same optimizer, same budget)."""
+    `RandomProposals` (same optimizer, same budget). `options` (optimizer) and
+    `trainer_options` (Trainer) change the defaults, for the best-settings runs."""
     from benchmarks.baselines import RandomProposals
     from examples.joint_prompt_and_hyperparameters import Triage, accuracy, load_tickets, run_ticket
 
@@ -135,10 +137,10 @@ def tickets_once(method: str, seed: int, budget: int, llm: Any) -> dict[str, Any
     model = Triage()
     params = model.parameters()
     backend = llm if method == "defaults" else tk.llm.as_backend(RandomProposals(params, seed))
-    opt = tk.Optimizer(params, llm=backend, seed=seed)
+    opt = tk.Optimizer(params, llm=backend, seed=seed, **(options or {}))
     start = time.perf_counter()
     result = Trainer(model, opt, accuracy, train=train, val=val, call=run_ticket, seed=seed, progress=False,
-                     max_steps=100, max_metric_calls=budget).fit()
+                     max_steps=100, max_metric_calls=budget, **(trainer_options or {})).fit()
     seconds = time.perf_counter() - start
     print(f"[tickets] {method}, seed {seed}: {result.initial_score:.3f} -> best {result.best_score:.3f} "
           f"in {result.steps} steps, {result.llm_calls} LLM calls, {seconds:.0f}s; "
@@ -187,6 +189,11 @@ def main() -> None:
     ap.add_argument("--tickets-only", action="store_true", help="only the tickets runs")
     ap.add_argument("--tickets-seeds", type=int, default=5)
     ap.add_argument("--tickets-budget", type=int, default=400, help="max_metric_calls of each tickets run")
+    ap.add_argument("--tickets-methods", default="defaults,random", help="defaults and/or random")
+    ap.add_argument("--tickets-options", default="{}",
+                    help="JSON options for tk.Optimizer in the tickets runs (best settings; default: none)")
+    ap.add_argument("--tickets-trainer", default="{}",
+                    help='JSON options for the Trainer in the tickets runs, e.g. {"strategy": "pareto"}')
     args = ap.parse_args()
     budgets = [int(b) for b in args.budget.split(",")]
     results: dict[str, Any] = {
@@ -232,13 +239,17 @@ def main() -> None:
         from tracekit.llm import EmbeddedLLM
 
         llm = EmbeddedLLM(cache=False)
-        raw = {m: [tickets_once(m, seed, args.tickets_budget, llm) for seed in range(args.tickets_seeds)]
-               for m in ("defaults", "random")}
+        options, trainer_options = json.loads(args.tickets_options), json.loads(args.tickets_trainer)
+        raw = {m: [tickets_once(m, seed, args.tickets_budget, llm, options, trainer_options)
+                   for seed in range(args.tickets_seeds)]
+               for m in args.tickets_methods.split(",")}
         results["tickets_at_defaults"] = {
             "task": "ticket triage of examples/joint_prompt_and_hyperparameters.py (60 train / 60 validation), "
                     "tk.Optimizer(params) and Trainer defaults, SmolLM2-135M vs random proposals",
+            "optimizer_options": options, "trainer_options": trainer_options,
             "budget": args.tickets_budget, "seeds": args.tickets_seeds,
-            "methods": {m: {**summarize(rows, None if m == "defaults" else raw["defaults"]),
+            "methods": {m: {**summarize(rows, None if m == "defaults" or "defaults" not in raw
+                                      else raw["defaults"]),
                             "mean_final": round(statistics.mean(r["final"] for r in rows), 4),
                             "mean_llm_calls": round(statistics.mean(r["llm_calls"] for r in rows), 1),
                             "mean_tokens": round(statistics.mean(r["tokens"] for r in rows)),

@@ -21,6 +21,7 @@ from .problem import Call, MemoryEntry, Problem, Value, Variable
 
 DEFAULT_BUDGET = 4000
 MIN_BUDGET = 300
+MIN_GRAPH_CHARS = 300  # less room than this for the graph leaves it out
 CHARS_PER_TOKEN = 3.5
 RUN_MIDDLES = 4  # calls shown from the middle of a run of same-shaped calls  # conservative for English and code: real counts are usually lower
 
@@ -192,13 +193,13 @@ def build_prompt(problem: Problem, budget: int = DEFAULT_BUDGET, *, memory_size:
         text, stats = _assemble(problem, int(chars * shrink), memory_size, value_chars)
         if estimate_tokens(text) <= budget:
             break
-    else:  # last resort: cut the middle of the prompt, keeping the reply format at the end
-        tail = reply_instructions(problem.variables)
-        head_room = chars - len(tail) - 60
-        body = text[: len(text) - len(tail)]
-        text = _cut(body, max(head_room, 40)) + "\n\n" + tail
-        text = text[:chars]
+    else:  # last resort: the essentials, and a middle cut only if even they do not fit
+        text = _essentials(problem, chars, value_chars)
         stats["hard_cut"] = True
+        if estimate_tokens(text) > budget:
+            tail = reply_instructions(problem.variables)
+            body = text[: len(text) - len(tail)]
+            text = (_cut(body, max(chars - len(tail) - 60, 40)) + "\n\n" + tail)[:chars]
     tokens = estimate_tokens(text)
     stats["tokens"] = tokens
     if system:
@@ -231,12 +232,13 @@ def _assemble(problem: Problem, chars: int, memory_size: int, value_chars: int) 
     variables_text = "# Variables (you may change these)\n" + "\n".join(line for _, line in var_lines)
 
     room = chars - fixed - len(variables_text)
-    # Feedback: up to a fifth of what is left.
-    fb_room = max(room // 5, 200)
+    # Feedback: a fifth of what is left, or up to two thirds when it needs more (it is the
+    # signal; the graph mostly repeats its inputs); each text keeps its first whole lines
     feedback_items = [f for f in problem.feedback if f] or ["(no feedback text)"]
+    fb_room = max(room // 5, min(sum(len(f) + 1 for f in feedback_items), room * 2 // 3), 200)
     per = max(fb_room // len(feedback_items), 60)
     shown_fb = feedback_items[: max(fb_room // 60, 1)]
-    feedback_text = "# Feedback\n" + "\n".join(_cut(f, per) for f in shown_fb)
+    feedback_text = "# Feedback\n" + "\n".join(_head_lines(f, per) for f in shown_fb)
     if len(shown_fb) < len(feedback_items):
         feedback_text += f"\n[{len(feedback_items) - len(shown_fb)} more feedback texts left out]"
     room -= len(feedback_text)
@@ -247,13 +249,47 @@ def _assemble(problem: Problem, chars: int, memory_size: int, value_chars: int) 
     room -= len(memory_text)
     stats.update(mem_stats)
 
-    graph_text, graph_stats = _graph(problem, max(room, 0), value_chars)
+    # a graph squeezed below MIN_GRAPH_CHARS shows only counts of what was left out
+    graph_text, graph_stats = _graph(problem, room, value_chars) if room >= MIN_GRAPH_CHARS else \
+        ("", {"calls_shown": 0, "calls_left_out": len(problem.calls)})
     stats.update(graph_stats)
     parts = [instruction, graph_text, variables_text, feedback_text]
     if memory_text:
         parts.append(memory_text)
     parts.append(closing)
     return "\n\n".join(p for p in parts if p), stats
+
+
+def _essentials(problem: Problem, chars: int, value_chars: int) -> str:
+    """The smallest prompt that still asks the whole question, for a budget too small for
+    the graph: a short instruction, every variable, the feedback's first lines that fit
+    (failures come first), the reply format."""
+    closing = reply_instructions(problem.variables)
+    instruction = _cut(problem.instruction or DEFAULT_INSTRUCTION, 200)
+    share = max(chars // 3 // max(len(problem.variables), 1) - 80, 40)
+    variables = "# Variables (you may change these)\n" + "\n".join(
+        describe_variable(v, min(share, value_chars)) for v in problem.variables)
+    room = chars - len(instruction) - len(variables) - len(closing) - 40
+    feedback = _head_lines("\n".join(f for f in problem.feedback if f) or "(no feedback text)", max(room, 60))
+    return "\n\n".join([instruction, variables, "# Feedback\n" + feedback, closing])
+
+
+def _head_lines(text: str, limit: int) -> str:
+    """The first whole lines of `text` that fit in about `limit` characters, and a count of
+    the lines left out (feedback lists failures first); a first line too long is cut."""
+    if len(text) <= limit:
+        return text
+    lines = text.splitlines()
+    shown = [_cut(lines[0], limit - 40)]
+    used = len(shown[0]) + 40  # room for the count
+    for line in lines[1:]:
+        if used + len(line) + 1 > limit:
+            break
+        shown.append(line)
+        used += len(line) + 1
+    if len(shown) < len(lines):
+        shown.append(f"[{len(lines) - len(shown)} more lines left out]")
+    return "\n".join(shown)
 
 
 def _memory(entries: list[MemoryEntry], room: int, problem: Problem | None = None) -> tuple[str, dict[str, Any]]:

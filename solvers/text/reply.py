@@ -54,8 +54,8 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
 
     With `exclude`, a categorical value (or an integer with a small range) is an enum
     without those values (when some remain), so a schema-constrained reply proposes
-    something new; with `constrain_text` too, a text value gets a pattern that leaves
-    those strings (and the instructions' placeholders) out (see `exclude.py`).
+    something new; with `constrain_text`, a text value gets a pattern that leaves the
+    instructions' placeholders out, and those strings too (see `exclude.py`).
     """
     def keep(options: tuple[Any, ...]) -> tuple[Any, ...]:
         if exclude is None:
@@ -84,10 +84,11 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
         pattern = code_pattern(v)
         if pattern:  # shown to the server's grammar only; acceptance is the variable's check
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
-    if v.kind == "text" and constrain_text and exclude is not None:
+    if v.kind == "text" and constrain_text:
         # the budget goes first to the placeholders (so that the grammar refuses all that
-        # the reply screening refuses), then the current value, then the newest tried values
-        texts = [x for x in exclude if isinstance(x, str)]
+        # the reply screening refuses; also beside other variables, where nothing else is
+        # left out), then the current value, then the newest tried values
+        texts = [x for x in exclude or [] if isinstance(x, str)]
         ordered = [*PLACEHOLDERS, *([v.value] if v.value in texts else []), *texts[::-1]]
         pattern = exclusion_pattern(ordered, prefixes=PLACEHOLDER_PREFIXES)
         if pattern:  # for the server's grammar only; the check and the optimizer still decide
@@ -342,6 +343,11 @@ def accepted(v: Variable, value: Any) -> Any:
     return value if result is None else result
 
 
+#: ends every refusal of an unusable value (pasted from the prompt, of another form): the
+#: step does not re-ask for those, it explores
+UNUSABLE = "instead of a new value for the variable"
+
+
 def is_placeholder(text: str) -> bool:
     """True when `text` is an instructions' placeholder, or starts with a bracketed one
     (compared in `normal_form`, as the exclusion grammar compares)."""
@@ -351,7 +357,7 @@ def is_placeholder(text: str) -> bool:
 
 def _screen_text(v: Variable, raw: Any, max_text_chars: int) -> None:
     if isinstance(raw, str) and is_placeholder(raw):
-        raise ReplyError(f"{v.name} repeats the placeholder from the instructions instead of a new value")
+        raise ReplyError(f"{v.name} repeats the placeholder from the instructions {UNUSABLE}")
     try:
         size = len(raw) if isinstance(raw, str) else len(json.dumps(raw, default=str))
     except (TypeError, ValueError):

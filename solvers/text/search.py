@@ -37,6 +37,7 @@ from .prompt import CUT_MARK, DEFAULT_BUDGET, build_prompt, estimate_tokens, sho
 from .reply import (
     MAX_REPLY_CHARS,
     SMALL_INT_RANGE,
+    UNUSABLE,
     Parsed,
     ReplyError,
     check_value,
@@ -59,7 +60,6 @@ _REPEATS = ("propose a value not tried yet", "propose a combination not tried ye
 COPY_CHARS = 20  # a text holding a whole feedback line at least this long copies the feedback
 COPY_INPUT_CHARS = 12  # pieces of the prompt shorter than this are not counted as copies
 COPY_SHARE = 1 / 3  # a text made this much of the description and the trace's inputs copies them
-_UNUSABLE = "instead of a new value for the variable"  # ends the refusals of unusable values
 REASK_RESERVE = 160  # prompt tokens kept free for the note a re-ask adds
 MAX_REPLY_TOKENS = 8192  # a re-ask after a cut-off reply doubles max_tokens up to this
 
@@ -75,6 +75,14 @@ def _accepted(fn: Callable[..., Any]) -> bool | frozenset[str]:
     return frozenset(p.name for p in params[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
+def _names_keyword(fn: Callable[..., Any], name: str) -> bool:
+    """True when `fn` has a parameter called `name` (not merely **kwargs, which may pass it on)."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _key(values: dict[str, Any]) -> str:
     return json.dumps(values, sort_keys=True, default=repr)
 
@@ -86,7 +94,9 @@ class TextOptimizer:
     `structured(messages, Model, max_reasks=0, **kwargs)` (tracekit backends do), the
     reply is asked for with the backend's schema support.
     Options: `budget` (prompt tokens), `n_candidates`, `temperatures`, `seed`,
-    `max_reasks` (per candidate), `memory_size`, `max_workers` (threads for proposals
+    `max_reasks` (per candidate; with `explore`, a reply refused as unusable — pasted from
+    the prompt, of another form — is not re-asked: the step explores),
+    `memory_size`, `max_workers` (threads for proposals
     and evaluations), `max_tokens` (reply cap; by default sized from the values),
     `max_text_chars`, `min_improvement` (a candidate must beat the current loss by more),
     `instruction`, `use_structured`, `system`, `constrain_code` (a schema pattern that keeps
@@ -187,7 +197,7 @@ class TextOptimizer:
                             constrain_text=self.constrain_text)
         structured = self.use_structured and callable(getattr(self.llm, "structured", None))
         schema_tokens = estimate_tokens(json.dumps(_readable(model.model_json_schema()), separators=(",", ":"))) \
-            + 20 if structured else 0
+            + 20 if structured and self._schema_as_text() else 0
         prompt = build_prompt(problem, max(self.budget - REASK_RESERVE - schema_tokens, 300),
                               memory_size=self.memory_size, system=self.system)
         settings = [(self.temperatures[i % len(self.temperatures)],
@@ -273,11 +283,19 @@ class TextOptimizer:
             raise ReplyError(f"the LLM returned {type(reply).__name__}, not text")
         return reply
 
+    def _schema_as_text(self) -> bool:
+        """Whether the backend's `structured` puts the schema in the prompt as text (then its
+        tokens are kept free in the budget)."""
+        sends = getattr(self.llm, "sends_schema_text", None)
+        return bool(sends(True)) if callable(sends) else True
+
     def _structured(self, messages: list[dict[str, str]], model: type, variables: list[Variable],
                     **kwargs: Any) -> Parsed:
         with self._lock:
             self._calls += 1
         try:
+            if _names_keyword(self.llm.structured, "described"):  # type: ignore[attr-defined]
+                kwargs["described"] = True  # the prompt states the reply's form (reply_instructions)
             instance = self.llm.structured(messages, model, max_reasks=0, **kwargs)  # type: ignore[attr-defined]
         except Exception as exc:
             attempts = getattr(exc, "attempts", None)
@@ -313,8 +331,11 @@ class TextOptimizer:
             cand.values, cand.problems = self._validate(parsed, problem)
             cand.repeated = cand.repeated or (bool(cand.problems) and all(
                 p.endswith(_REPEATS) for p in cand.problems.values()))
-            cand.unusable = cand.unusable or (bool(cand.problems) and all(
-                p.endswith(_UNUSABLE) for p in cand.problems.values()))
+            # unusable: nothing usable, and some value pasted from the prompt (the others, if
+            # any, only repeated)
+            cand.unusable = cand.unusable or (bool(cand.problems) and not cand.values and all(
+                p.endswith((UNUSABLE, *_REPEATS)) for p in cand.problems.values())
+                and any(p.endswith(UNUSABLE) for p in cand.problems.values()))
             cand.unknown = parsed.unknown
             cand.reasoning = parsed.reasoning
             if cand.values:
@@ -322,6 +343,10 @@ class TextOptimizer:
             why = parsed.problem or "; ".join(f"{k}: {v}" for k, v in cand.problems.items()) \
                 or "no variable got a new value"
             cand.error = why[:500]
+            if self.explore and cand.unusable:
+                # a reply pasted from the prompt (or of another form) is not re-asked: a
+                # small model's re-ask pastes again, and the step's exploration costs no call
+                return cand
             if parsed.cut:  # re-ask with room for a longer reply
                 cand.cut_off += 1
                 kwargs["max_tokens"] = min(2 * int(kwargs["max_tokens"]), MAX_REPLY_TOKENS)
@@ -354,13 +379,13 @@ class TextOptimizer:
                 problems[v.name] = "the suggestion equals the current value; " + _REPEATS[0]
                 continue
             if v.kind == "text" and (copied := _copied(value, v, problem)):
-                problems[v.name] = f"{v.name} copies {copied} {_UNUSABLE}"
+                problems[v.name] = f"{v.name} copies {copied} {UNUSABLE}"
                 continue
             # the form is the one of the first value remembered (a list that an exploration
             # cut to one word is still a list)
             first = next(iter(self.memory.tried(v.name)), v.value)
             if v.kind == "text" and (broken := breaks_form(first, value) or breaks_form(v.value, value)):
-                problems[v.name] = f"{v.name}: {broken}; give a list of the same form {_UNUSABLE}"
+                problems[v.name] = f"{v.name}: {broken}; give a list of the same form {UNUSABLE}"
                 continue
             note = self._tried_note(v, value) if len(variables) == 1 else ""
             if note:

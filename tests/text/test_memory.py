@@ -94,8 +94,10 @@ def test_placeholder_prefixed_values_are_refused(text):
     opt.zero_feedback()
     opt.backward(keywords + "", "find spam words")
     report = opt.step()
-    assert keywords.data == "hello, thanks"
-    assert "placeholder" in report["keywords"].reason
+    # the placeholder is never applied: a reply pasted from the prompt leaves the step stuck,
+    # so it explores (a recombination of words seen)
+    assert text not in keywords.data and "new text" not in keywords.data.lower()
+    assert report["keywords"].reason.startswith("explored") and "placeholder" in report["keywords"].reason
 
 
 def test_a_text_copying_a_feedback_line_is_refused():
@@ -111,6 +113,21 @@ def test_a_text_copying_a_feedback_line_is_refused():
     reason = report["keywords"].reason
     assert reason.startswith("explored: a recombination") and "cannot be used" in reason
     assert "copies the feedback" in reason
+
+
+def test_an_unusable_reply_is_not_reasked_the_step_explores():
+    """A reply that pastes the prompt back costs one call: a small model's re-ask pastes
+    again, so the step explores at once (no call). Without exploration it is re-asked."""
+    line = "message 'lunch at noon?' was labeled spam: wrong, expected ham"
+    for explores, calls in ((True, 1), (False, 3)):
+        keywords = tk.param("hello, thanks", name="keywords")
+        llm = Scripted([reply({"keywords": f"prize, {line}"})])
+        opt = tk.Optimizer([keywords], llm=llm, explore=explores)  # max_reasks=2 by default
+        opt.zero_feedback()
+        opt.backward(keywords + "", line)
+        report = opt.step()
+        assert len(llm.prompts) == calls and line not in keywords.data
+        assert report["keywords"].reason.startswith("explored" if explores else "kept")
 
 
 def test_a_text_pasting_the_description_or_an_input_is_refused():

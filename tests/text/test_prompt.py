@@ -179,3 +179,27 @@ def test_adapter_problem_uses_optimizer_names_and_labels():
     assert "runs the code in variable join" in problem.calls[0].code
     assert problem.calls[0].doc == "Join two words."
     assert any(v.role == "output" and v.value == "hello hello" for v in problem.values)
+
+
+def test_a_small_budget_keeps_the_variables_whole_and_the_first_failures():
+    """At a budget too small for everything (the embedded model's), the variables are never
+    cut, the feedback keeps its first whole lines (failures come first) with a count of the
+    rest, and a graph squeezed to a few counts is left out."""
+    variables = [Variable(name="cue_words", value="urgent, asap, down, crash", kind="text",
+                          description="comma-separated words that signal an urgent ticket"),
+                 Variable(name="match", value="word", kind="categorical", choices=["word", "prefix", "substring"])]
+    lines = [f"- example {i}: input 'Server down since this morning, our whole team is blocked'; "
+             f"output 'routine'; score {0 if i < 3 else 1}" for i in range(12)]
+    calls = [Call(code=f"d_{i} = decide(density=c_{i}, threshold=threshold)", function="decide",
+                  inputs=[f"c_{i}", "threshold"], output=f"d_{i}") for i in range(40)]
+    problem = Problem(variables=variables, feedback=["Minibatch of 12 examples:\n" + "\n".join(lines)],
+                      calls=calls)
+    for budget in (300, 450, 700):
+        text = build_prompt(problem, budget).text
+        assert estimate_tokens(text) <= budget
+        assert "current value: 'urgent, asap, down, crash'" in text and "one of \"word\"" in text
+        assert lines[0] in text and "chars cut" not in text
+        assert "more lines left out]" in text
+        assert "# Code" not in text or "d_0 = decide(" in text or "d_39 = decide(" in text
+    wide = build_prompt(problem, 4000).text
+    assert all(line in wide for line in lines)  # everything fits at the default budget

@@ -25,6 +25,7 @@ from .accounting import Accounting, Budget, CallRecord, Reservation, Usage, esti
 from .cache import Cache, CachedReply, cache_key, is_cacheable, resolve_cache
 from .errors import LLMRequestError, describe
 from .structured import (
+    ENFORCED_MODES,
     STRUCTURED_MODES,
     StructuredAttempts,
     StructuredMode,
@@ -239,6 +240,7 @@ class Backend:
         schema: type[ModelT],
         *,
         max_reasks: int | None = None,
+        described: bool = False,
         **kwargs: Any,
     ) -> ModelT:
         """Ask for a reply that validates as `schema` (a pydantic model) and return it.
@@ -246,11 +248,13 @@ class Backend:
         Uses the server's schema-constrained output where it has one, then pydantic
         validation, one JSON repair, and up to `max_reasks` re-asks naming the problem.
         Raises `StructuredOutputError` if no reply validates; nothing partial is returned.
+        `described`: the messages already describe the reply's form, so the schema is not
+        added as text where the server enforces it (a grammar; saves its prompt tokens).
         """
         attempts = StructuredAttempts(
             normalize_messages(messages), schema,
             max_reasks=self.max_reasks if max_reasks is None else max_reasks,
-            backend_name=self.name,
+            backend_name=self.name, instruct=self.sends_schema_text(described),
         )
         while not attempts.exhausted:
             kwargs = self._room_after_cut(attempts, kwargs)
@@ -266,13 +270,14 @@ class Backend:
         schema: type[ModelT],
         *,
         max_reasks: int | None = None,
+        described: bool = False,
         **kwargs: Any,
     ) -> ModelT:
         """Async `structured`."""
         attempts = StructuredAttempts(
             normalize_messages(messages), schema,
             max_reasks=self.max_reasks if max_reasks is None else max_reasks,
-            backend_name=self.name,
+            backend_name=self.name, instruct=self.sends_schema_text(described),
         )
         while not attempts.exhausted:
             kwargs = self._room_after_cut(attempts, kwargs)
@@ -281,6 +286,12 @@ class Backend:
             if instance is not None:
                 return instance
         raise attempts.error()
+
+    def sends_schema_text(self, described: bool = False) -> bool:
+        """Whether `structured` adds the schema to the prompt as text: always, unless the
+        caller described the reply's form (`described=True`) and this backend's mode
+        enforces the schema (a grammar server)."""
+        return not (described and self.structured_mode in ENFORCED_MODES)
 
     def _room_after_cut(self, attempts: StructuredAttempts[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         """After a cut-off reply, the next attempt gets twice the max_tokens (where set)."""

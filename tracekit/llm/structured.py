@@ -22,6 +22,9 @@ from solvers.text.completeness import cut_off
 from .errors import StructuredOutputError
 
 StructuredMode = Literal["json_schema", "json_object_schema", "json_object", "prompt"]
+#: modes whose server constrains generation to the schema (llama.cpp's grammar): a caller
+#: whose messages describe the reply's form need not send the schema as text too
+ENFORCED_MODES = ("json_object_schema",)
 STRUCTURED_MODES: tuple[StructuredMode, ...] = (
     "json_schema",
     "json_object_schema",
@@ -139,6 +142,7 @@ class StructuredAttempts(Generic[ModelT]):
         *,
         max_reasks: int,
         backend_name: str,
+        instruct: bool = True,
     ) -> None:
         json_schema_of(schema)  # fail fast on a non-model
         if max_reasks < 0:
@@ -146,7 +150,8 @@ class StructuredAttempts(Generic[ModelT]):
         self.schema = schema
         self.max_reasks = max_reasks
         self.backend_name = backend_name
-        self.messages = with_instruction(messages, instruction(schema))
+        # the schema as text, unless the caller described the form and the server enforces it
+        self.messages = with_instruction(messages, instruction(schema)) if instruct else list(messages)
         self.attempts: list[tuple[str, str]] = []
         self.last_cut = False  # the last reply was cut off: the next one gets more room
 
