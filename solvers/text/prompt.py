@@ -236,9 +236,9 @@ def _assemble(problem: Problem, chars: int, memory_size: int, value_chars: int) 
     # signal; the graph mostly repeats its inputs); each text keeps its first whole lines
     feedback_items = [f for f in problem.feedback if f] or ["(no feedback text)"]
     fb_room = max(room // 5, min(sum(len(f) + 1 for f in feedback_items), room * 2 // 3), 200)
-    per = max(fb_room // len(feedback_items), 60)
     shown_fb = feedback_items[: max(fb_room // 60, 1)]
-    feedback_text = "# Feedback\n" + "\n".join(_head_lines(f, per) for f in shown_fb)
+    feedback_text = "# Feedback\n" + "\n".join(
+        _head_lines(f, share) for f, share in zip(shown_fb, _shares([len(f) for f in shown_fb], fb_room)))
     if len(shown_fb) < len(feedback_items):
         feedback_text += f"\n[{len(feedback_items) - len(shown_fb)} more feedback texts left out]"
     room -= len(feedback_text)
@@ -272,6 +272,19 @@ def _essentials(problem: Problem, chars: int, value_chars: int) -> str:
     room = chars - len(instruction) - len(variables) - len(closing) - 40
     feedback = _head_lines("\n".join(f for f in problem.feedback if f) or "(no feedback text)", max(room, 60))
     return "\n\n".join([instruction, variables, "# Feedback\n" + feedback, closing])
+
+
+def _shares(sizes: list[int], room: int, least: int = 60) -> list[int]:
+    """Room for each of several texts of `sizes`: an even share each, and what a short text
+    does not use passes to the longer ones (so a text a little over the even share is not
+    cut when another one leaves room)."""
+    shares = [0] * len(sizes)
+    left, remaining = len(sizes), room
+    for i in sorted(range(len(sizes)), key=sizes.__getitem__):  # shortest first
+        shares[i] = max(min(sizes[i] + 1, remaining // max(left, 1)), least)
+        remaining -= shares[i]
+        left -= 1
+    return shares
 
 
 def _head_lines(text: str, limit: int) -> str:

@@ -181,6 +181,26 @@ def test_structured_auto_falls_back_when_json_schema_is_rejected(fake_server, tm
     assert len(fake_server.requests) == 3  # the probe was not retried
 
 
+def test_a_described_reply_form_is_not_sent_again_as_schema_text_where_a_grammar_enforces_it(
+        fake_server, tmp_path):
+    """`described=True` (the caller's prompt states the form, as the text optimizer's does)
+    leaves the schema text out only where the server's grammar enforces the schema; the
+    schema is still sent as the response format, and other modes keep the text."""
+    def last_prompt(request):
+        return request["messages"][-1]["content"]
+
+    fake_server.push(*[Reply(200, completion('{"ok": true, "reason": "fine"}'))] * 4)
+    grammar = make(fake_server, tmp_path, cache=False, structured_mode="json_object_schema")
+    grammar.structured("Judge this.", Verdict, described=True)
+    grammar.structured("Judge this.", Verdict)
+    plain = make(fake_server, tmp_path, cache=False, structured_mode="json_object")
+    plain.structured("Judge this.", Verdict, described=True)
+    first, second, third = fake_server.requests[:3]
+    assert last_prompt(first) == "Judge this." and first["response_format"]["schema"]["title"] == "Verdict"
+    assert "JSON schema" in last_prompt(second) and "JSON schema" in last_prompt(third)
+    assert grammar.sends_schema_text(described=True) is False and plain.sends_schema_text(described=True)
+
+
 def test_structured_reask_then_clear_error_nothing_half_applied(fake_server, tmp_path):
     fake_server.push(*[Reply(200, completion('{"ok": "maybe"}'))] * 3)
     llm = make(fake_server, tmp_path, cache=False, structured_mode="json_object_schema")

@@ -277,3 +277,26 @@ def test_a_large_value_is_remembered_by_a_digest_not_kept_whole():
     fresh = Memory()
     fresh.load_state_dict(json.loads(json.dumps(memory.state_dict())))
     assert fresh.record_of("w", list(big)) is not None  # recognised after a reload too
+
+
+def test_the_embedded_model_gets_a_smaller_prompt_budget_by_default():
+    """A prompt token costs the embedded model ~8 ms on a core, so its default budget is 900
+    tokens (the ticket task measured as good as 4000, at about half the step time); any
+    other backend keeps 4000, and `budget=` overrides both. No model call is made here."""
+    from tracekit.llm import EmbeddedLLM
+    from tracekit.routes.text import EMBEDDED_BUDGET
+
+    def estimate(llm, **options):
+        keywords = tk.param("hello, thanks", name="keywords")
+        if isinstance(llm, EmbeddedLLM):  # answer without starting the server
+            llm.structured = lambda messages, model, **kw: model.model_validate_json(reply({"keywords": "win"}))
+        opt = tk.Optimizer([keywords], llm=llm, **options)
+        opt.zero_feedback()
+        opt.backward(keywords + "", "\n".join(f"message {i} 'claim your prize number {i}' was labeled ham: "
+                                              f"wrong, expected spam" for i in range(200)))
+        return opt.step()["keywords"].info["prompt_tokens_estimate"]
+
+    embedded = estimate(EmbeddedLLM(cache=False))
+    assert EMBEDDED_BUDGET == 900 and embedded <= EMBEDDED_BUDGET
+    assert estimate(Scripted([reply({"keywords": "win"})])) > 2000
+    assert estimate(EmbeddedLLM(cache=False), budget=4000) > 2000

@@ -443,3 +443,28 @@ def test_single_variable_enums_leave_out_the_current_value():
     wide = Variable("x", "numeric", 3, bounds=(0, 1000))
     props = reply_model([wide], exclude_current=True).model_json_schema()["$defs"]["Suggestion"]["properties"]
     assert props["x"]["type"] == "integer" and props["x"]["maximum"] == 1000
+
+
+def test_the_optimizer_tells_a_structured_backend_that_its_prompt_describes_the_form():
+    """The prompt states the reply's form, so a backend whose grammar enforces the schema
+    need not add it as text (`described=True`); a `structured` without that keyword (one
+    taking only **kwargs) is not sent it, since it might pass it on to its model."""
+    class Described:
+        def __init__(self):
+            self.seen = []
+
+        def __call__(self, messages, **kwargs):
+            return reply({"op": "mul"})
+
+        def structured(self, messages, model, *, max_reasks=0, described=False, **kwargs):
+            self.seen.append(described)
+            return model.model_validate_json(reply({"op": "mul"}))
+
+    class Passing(Described):
+        def structured(self, messages, model, **kwargs):  # noqa: D102 - passes kwargs on
+            self.seen.append(kwargs.get("described"))
+            return model.model_validate_json(reply({"op": "mul"}))
+
+    for llm, expected in ((Described(), True), (Passing(), None)):
+        result = TextOptimizer(llm).step(Problem(variables()[2:3], feedback=["f"]))
+        assert result.suggestion == {"op": "mul"} and llm.seen == [expected]
