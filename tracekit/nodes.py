@@ -143,6 +143,17 @@ class Node:
         """The name made into a Python identifier, for code lines shown to an LLM."""
         return "".join(c if c.isalnum() or c == "_" else "_" for c in self.name)
 
+    @property
+    def stable_name(self) -> str:
+        """`py_name`, or for an unnamed node its prefix with `#` for the running number
+        (`const#`, `classify_#`): a prompt numbers those per problem (`tracekit.seam.
+        label_for`), so a step's prompt repeats the last one's where the graph has the same
+        shape, and an LLM server reuses the shared prefix instead of reading it again."""
+        if self._name is not None:
+            return self.py_name
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in self._default_prefix())
+        return f"{base or 'value'}#"
+
     # --- Python protocol ----------------------------------------------------------
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, data={short_repr(self._data)})"

@@ -70,6 +70,22 @@ def unique_name(base: str, taken: set[str]) -> str:
     return name
 
 
+def label_for(stable_name: str, taken: set[str], counts: dict[str, int]) -> str:
+    """A unique name in one prompt for a node whose `Node.stable_name` is given: a name
+    kept (`unique_name`), or, for `prefix#`, the prefix numbered from 1 within the prompt
+    (`const1`, `classify_2`; `counts` holds the last number per prefix, so labelling n
+    nodes takes linear time); added to `taken`."""
+    if not stable_name.endswith("#"):
+        return unique_name(stable_name, taken)
+    prefix = stable_name[:-1]
+    k = counts.get(prefix, 0) + 1
+    while f"{prefix}{k}" in taken:
+        k += 1
+    counts[prefix] = k
+    taken.add(f"{prefix}{k}")
+    return f"{prefix}{k}"
+
+
 def takes_argument(fn: Callable[..., Any]) -> bool:
     """Whether `fn` needs a positional argument: how an objective is called, as
     `objective(values)` (`{name: candidate value}`) or as `objective()` with the candidate

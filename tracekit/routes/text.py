@@ -31,7 +31,7 @@ from solvers.text import DEFAULT_BUDGET, Call, Problem, TextOptimizer, Value, Va
 from tracekit.feedback import loss_to_float
 from tracekit.nodes import MessageNode, ParameterNode, _is_tensor
 from tracekit.options import TEXT_OPTIONS
-from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, takes_argument, unique_name
+from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, label_for, takes_argument
 
 EMBEDDED_BUDGET = 900  # the prompt budget (tokens) for the embedded model, by measurement
 
@@ -198,13 +198,14 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
         return problem
     labels: dict[int, str] = dict(names)
     taken: set[str] = set(names.values())
+    counts: dict[str, int] = {}
 
     def label(n: Any) -> str:
         key = id(n)
         found = labels.get(key)
         if found is not None:
             return found
-        lab = labels[key] = unique_name(n.py_name, taken)
+        lab = labels[key] = label_for(n.stable_name, taken, counts)  # the same each step
         return lab
 
     calls: list[Call] = []

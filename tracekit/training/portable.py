@@ -34,7 +34,7 @@ from tracekit import nodes as _nodes
 from tracekit.feedback import Feedback, FeedbackRecord
 from tracekit.graph import Subgraph, subgraph
 from tracekit.nodes import MessageNode, Node, ParameterNode, _is_tensor
-from tracekit.seam import unique_name
+from tracekit.seam import label_for
 
 # A value heavier than this (pickled) travels as its rendering, cut to VALUE_CHARS.
 MAX_VALUE_BYTES = 32_000
@@ -166,7 +166,7 @@ def trace_piece(output: Node, params: Sequence[ParameterNode], names: dict[int, 
             else:
                 key = ("driver", n._uid) if n._uid < shared_below else (_PROCESS, n._uid)
             i = index[id(n)] = len(piece.nodes)
-            piece.nodes.append((key, n.py_name))
+            piece.nodes.append((key, n.stable_name))
         return i
 
     def label(n: Node) -> str:
@@ -196,6 +196,7 @@ def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Collec
     `names`. Variables are left to the solver."""
     labels: dict[tuple[str, Any], str] = {("param", n): n for n in names}
     taken: set[str] = set(names)
+    counts: dict[str, int] = {}
     mine = set(labels)
 
     def final(piece: TracePiece, i: int) -> str:
@@ -203,7 +204,7 @@ def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Collec
         found = labels.get(key)
         if found is not None:
             return found
-        lab = labels[key] = unique_name(base, taken)
+        lab = labels[key] = label_for(base, taken, counts)
         return lab
 
     def resolve(piece: TracePiece, text: str) -> str:
