@@ -17,7 +17,10 @@ merged. Every run gets the same `max_metric_calls`; the score is the best valida
 
 `--tickets` runs the flagship example's ticket triage AT THE DEFAULTS (`tk.Optimizer(params)`,
 `Trainer(...)` with only a seed and `max_metric_calls`) on the embedded model and with random
-proposals, `--tickets-seeds` seeds at `--tickets-budget` metric calls each.
+proposals, `--tickets-seeds` seeds at `--tickets-budget` metric calls each. `--tickets-options`
+and `--tickets-trainer` (JSON) change the optimizer's and the Trainer's settings for the
+best-settings rows, e.g. `--tickets-trainer '{"strategy": "pareto"}'` or
+`--tickets-options '{"budget": 600}'`; `--tickets-methods defaults` skips the random runs.
 
 `--real` adds a short run on the EMBEDDED MODEL (SmolLM2-135M): a keyword list that a
 spam filter (code) consumes, 8 training and 8 validation messages, each strategy at the

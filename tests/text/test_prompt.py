@@ -203,3 +203,28 @@ def test_a_small_budget_keeps_the_variables_whole_and_the_first_failures():
         assert "# Code" not in text or "d_0 = decide(" in text or "d_39 = decide(" in text
     wide = build_prompt(problem, 4000).text
     assert all(line in wide for line in lines)  # everything fits at the default budget
+
+
+def test_names_are_numbered_per_prompt_so_steps_share_the_prompts_opening():
+    """Unnamed nodes get their prefix numbered within the prompt (`const1`, `add_2`), not
+    the process-wide counter: two steps over graphs of the same shape show the same code
+    lines (a server with prefix caching reuses them), and every label stays unique."""
+    def code_section(run: int) -> str:
+        x = tk.param(2, name="x", bounds=(0, 10))
+
+        @tk.bundle()
+        def scale(value, factor):
+            """Multiply."""
+            return value * factor
+
+        outs = [scale(tk.node(run + i), x) for i in range(3)]
+        for out in outs:
+            tk.backward(out, "larger")
+        problem = build_problem([x], x.feedback, {id(x): "x"})
+        labels = [v.name for v in problem.values]
+        assert len(problem.calls) == 3 and len(labels) == len(set(labels)) == 6
+        text = build_prompt(problem).text
+        return text[text.index("# Code"):text.index("# Documentation")]
+
+    first, second = code_section(0), code_section(100)
+    assert first == second and "scale_3 = scale(value=const3, factor=x)" in first
