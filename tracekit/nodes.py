@@ -85,6 +85,11 @@ class Op:
         return f"Op({self.name!r})"
 
 
+def _identifier(text: str) -> str:
+    """`text` with every character that cannot be in a Python identifier made `_`."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
+
+
 class Node:
     """A value in the traced graph; constants and inputs are plain `Node`s.
 
@@ -141,7 +146,7 @@ class Node:
     @property
     def py_name(self) -> str:
         """The name made into a Python identifier, for code lines shown to an LLM."""
-        return "".join(c if c.isalnum() or c == "_" else "_" for c in self.name)
+        return _identifier(self.name)
 
     @property
     def stable_name(self) -> str:
@@ -151,8 +156,7 @@ class Node:
         shape, and an LLM server reuses the shared prefix instead of reading it again."""
         if self._name is not None:
             return self.py_name
-        base = "".join(c if c.isalnum() or c == "_" else "_" for c in self._default_prefix())
-        return f"{base or 'value'}#"
+        return f"{_identifier(self._default_prefix()) or 'value'}#"
 
     # --- Python protocol ----------------------------------------------------------
     def __repr__(self) -> str:

@@ -70,20 +70,27 @@ def unique_name(base: str, taken: set[str]) -> str:
     return name
 
 
-def label_for(stable_name: str, taken: set[str], counts: dict[str, int]) -> str:
-    """A unique name in one prompt for a node whose `Node.stable_name` is given: a name
-    kept (`unique_name`), or, for `prefix#`, the prefix numbered from 1 within the prompt
-    (`const1`, `classify_2`; `counts` holds the last number per prefix, so labelling n
-    nodes takes linear time); added to `taken`."""
-    if not stable_name.endswith("#"):
-        return unique_name(stable_name, taken)
-    prefix = stable_name[:-1]
-    k = counts.get(prefix, 0) + 1
-    while f"{prefix}{k}" in taken:
-        k += 1
-    counts[prefix] = k
-    taken.add(f"{prefix}{k}")
-    return f"{prefix}{k}"
+class PromptNames:
+    """Unique names for the nodes of one prompt, from their `Node.stable_name`: a name is
+    kept (`unique_name`), and for `prefix#` the prefix is numbered from 1 within the
+    prompt (`const1`, `classify_2`), so consecutive steps over graphs of the same shape
+    get the same names. Linear in the number of nodes (the last number per prefix is kept)."""
+
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        self.taken: set[str] = set(taken)
+        self._last: dict[str, int] = {}
+
+    def new(self, stable_name: str) -> str:
+        """A name not given yet in this prompt for a node whose stable name is given."""
+        if not stable_name.endswith("#"):
+            return unique_name(stable_name, self.taken)
+        prefix = stable_name[:-1]
+        k = self._last.get(prefix, 0) + 1
+        while f"{prefix}{k}" in self.taken:
+            k += 1
+        self._last[prefix] = k
+        self.taken.add(f"{prefix}{k}")
+        return f"{prefix}{k}"
 
 
 def takes_argument(fn: Callable[..., Any]) -> bool:

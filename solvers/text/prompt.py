@@ -22,8 +22,8 @@ from .problem import Call, MemoryEntry, Problem, Value, Variable
 DEFAULT_BUDGET = 4000
 MIN_BUDGET = 300
 MIN_GRAPH_CHARS = 300  # less room than this for the graph leaves it out
-CHARS_PER_TOKEN = 3.5
-RUN_MIDDLES = 4  # calls shown from the middle of a run of same-shaped calls  # conservative for English and code: real counts are usually lower
+CHARS_PER_TOKEN = 3.5  # conservative for English and code: real counts are usually lower
+RUN_MIDDLES = 4  # calls shown from the middle of a run of same-shaped calls
 
 DEFAULT_INSTRUCTION = (
     "You are improving a program. The variables below are used by the code; the feedback "
@@ -194,7 +194,7 @@ def build_prompt(problem: Problem, budget: int = DEFAULT_BUDGET, *, memory_size:
         if estimate_tokens(text) <= budget:
             break
     else:  # last resort: the essentials, and a middle cut only if even they do not fit
-        text = _essentials(problem, chars, value_chars)
+        text = _essentials(problem, chars)
         stats["hard_cut"] = True
         if estimate_tokens(text) > budget:
             tail = reply_instructions(problem.variables)
@@ -219,17 +219,7 @@ def _assemble(problem: Problem, chars: int, memory_size: int, value_chars: int) 
 
     # Variables: up to half of the room, shared evenly, unused share passed on.
     var_room = max((chars - fixed) // 2, 120 * max(len(problem.variables), 1))
-    var_lines = []
-    remaining, left = var_room, len(problem.variables)
-    for v in sorted(problem.variables, key=lambda v: len(str(v.value))):  # small first
-        share = max(remaining // max(left, 1), 60)
-        line = describe_variable(v, max(share - 80, 40))
-        var_lines.append((v.name, line))
-        remaining -= len(line)
-        left -= 1
-    order = {v.name: i for i, v in enumerate(problem.variables)}
-    var_lines.sort(key=lambda item: order[item[0]])
-    variables_text = "# Variables (you may change these)\n" + "\n".join(line for _, line in var_lines)
+    variables_text = _variables(problem.variables, var_room)
 
     room = chars - fixed - len(variables_text)
     # Feedback: a fifth of what is left, or up to two thirds when it needs more (it is the
@@ -260,15 +250,26 @@ def _assemble(problem: Problem, chars: int, memory_size: int, value_chars: int) 
     return "\n\n".join(p for p in parts if p), stats
 
 
-def _essentials(problem: Problem, chars: int, value_chars: int) -> str:
+def _variables(variables: list[Variable], room: int) -> str:
+    """The variables section within about `room` characters: shared evenly, the room a
+    short value does not use passed on to the longer ones; in the variables' order."""
+    lines: dict[str, str] = {}
+    remaining, left = room, len(variables)
+    for v in sorted(variables, key=lambda v: len(str(v.value))):  # small first
+        share = max(remaining // max(left, 1), 60)
+        lines[v.name] = describe_variable(v, max(share - 80, 40))
+        remaining -= len(lines[v.name])
+        left -= 1
+    return "# Variables (you may change these)\n" + "\n".join(lines[v.name] for v in variables)
+
+
+def _essentials(problem: Problem, chars: int) -> str:
     """The smallest prompt that still asks the whole question, for a budget too small for
     the graph: a short instruction, every variable, the feedback's first lines that fit
     (failures come first), the reply format."""
     closing = reply_instructions(problem.variables)
     instruction = _cut(problem.instruction or DEFAULT_INSTRUCTION, 200)
-    share = max(chars // 3 // max(len(problem.variables), 1) - 80, 40)
-    variables = "# Variables (you may change these)\n" + "\n".join(
-        describe_variable(v, min(share, value_chars)) for v in problem.variables)
+    variables = _variables(problem.variables, chars // 3)
     room = chars - len(instruction) - len(variables) - len(closing) - 40
     feedback = _head_lines("\n".join(f for f in problem.feedback if f) or "(no feedback text)", max(room, 60))
     return "\n\n".join([instruction, variables, "# Feedback\n" + feedback, closing])

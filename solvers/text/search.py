@@ -145,6 +145,13 @@ class TextOptimizer:
         self.memory = Memory()  # per parameter: values tried and what followed
         self.steps = 0
         self._accepts = _accepted(llm)
+        # the backend's structured(): told that the prompt states the reply's form (only
+        # when it names `described`: **kwargs might pass it on to a model), and whether it
+        # still adds the schema as text (then those tokens are kept free in the budget)
+        structured_fn = getattr(llm, "structured", None)
+        self._tell_described = callable(structured_fn) and _names_keyword(structured_fn, "described")
+        sends = getattr(llm, "sends_schema_text", None)
+        self._schema_as_text = bool(sends(True)) if callable(sends) else True
         self._calls = 0
         self._lock = threading.Lock()
         self._current: dict[str, Any] = {}
@@ -197,7 +204,7 @@ class TextOptimizer:
                             constrain_text=self.constrain_text)
         structured = self.use_structured and callable(getattr(self.llm, "structured", None))
         schema_tokens = estimate_tokens(json.dumps(_readable(model.model_json_schema()), separators=(",", ":"))) \
-            + 20 if structured and self._schema_as_text() else 0
+            + 20 if structured and self._schema_as_text else 0
         prompt = build_prompt(problem, max(self.budget - REASK_RESERVE - schema_tokens, 300),
                               memory_size=self.memory_size, system=self.system)
         settings = [(self.temperatures[i % len(self.temperatures)],
@@ -283,18 +290,12 @@ class TextOptimizer:
             raise ReplyError(f"the LLM returned {type(reply).__name__}, not text")
         return reply
 
-    def _schema_as_text(self) -> bool:
-        """Whether the backend's `structured` puts the schema in the prompt as text (then its
-        tokens are kept free in the budget)."""
-        sends = getattr(self.llm, "sends_schema_text", None)
-        return bool(sends(True)) if callable(sends) else True
-
     def _structured(self, messages: list[dict[str, str]], model: type, variables: list[Variable],
                     **kwargs: Any) -> Parsed:
         with self._lock:
             self._calls += 1
         try:
-            if _names_keyword(self.llm.structured, "described"):  # type: ignore[attr-defined]
+            if self._tell_described:
                 kwargs["described"] = True  # the prompt states the reply's form (reply_instructions)
             instance = self.llm.structured(messages, model, max_reasks=0, **kwargs)  # type: ignore[attr-defined]
         except Exception as exc:

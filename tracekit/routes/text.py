@@ -27,11 +27,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from solvers.text import DEFAULT_BUDGET, Call, Problem, TextOptimizer, Value, Variable
+from solvers.text import Call, Problem, TextOptimizer, Value, Variable
 from tracekit.feedback import loss_to_float
 from tracekit.nodes import MessageNode, ParameterNode, _is_tensor
 from tracekit.options import TEXT_OPTIONS
-from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, label_for, takes_argument
+from tracekit.seam import UNCHANGED, ParamUpdate, PromptNames, StepContext, takes_argument
 
 EMBEDDED_BUDGET = 900  # the prompt budget (tokens) for the embedded model, by measurement
 
@@ -77,7 +77,8 @@ class TextSolver:
             options.setdefault("constrain_text", grammar_server)
             # a prompt token costs the embedded model ~8 ms on a core; a shorter prompt
             # found as good on the ticket task (docs/text.md) at ~half the step time
-            options.setdefault("budget", EMBEDDED_BUDGET if grammar_server else DEFAULT_BUDGET)
+            if grammar_server:
+                options.setdefault("budget", EMBEDDED_BUDGET)
             self._optimizer = TextOptimizer(self._backend, **options)
             if self._state is not None:
                 self._optimizer.load_state_dict(self._state)
@@ -197,15 +198,14 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
             problem.feedback.extend(part.feedback)
         return problem
     labels: dict[int, str] = dict(names)
-    taken: set[str] = set(names.values())
-    counts: dict[str, int] = {}
+    prompt_names = PromptNames(names.values())
 
     def label(n: Any) -> str:
         key = id(n)
         found = labels.get(key)
         if found is not None:
             return found
-        lab = labels[key] = label_for(n.stable_name, taken, counts)  # the same each step
+        lab = labels[key] = prompt_names.new(n.stable_name)  # the same each step
         return lab
 
     calls: list[Call] = []

@@ -34,7 +34,7 @@ from tracekit import nodes as _nodes
 from tracekit.feedback import Feedback, FeedbackRecord
 from tracekit.graph import Subgraph, subgraph
 from tracekit.nodes import MessageNode, Node, ParameterNode, _is_tensor
-from tracekit.seam import label_for
+from tracekit.seam import PromptNames
 
 # A value heavier than this (pickled) travels as its rendering, cut to VALUE_CHARS.
 MAX_VALUE_BYTES = 32_000
@@ -195,8 +195,7 @@ def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Collec
     whose output is `first`'s (the worst example), for a solver whose parameters are
     `names`. Variables are left to the solver."""
     labels: dict[tuple[str, Any], str] = {("param", n): n for n in names}
-    taken: set[str] = set(names)
-    counts: dict[str, int] = {}
+    prompt_names = PromptNames(names)
     mine = set(labels)
 
     def final(piece: TracePiece, i: int) -> str:
@@ -204,7 +203,7 @@ def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Collec
         found = labels.get(key)
         if found is not None:
             return found
-        lab = labels[key] = label_for(base, taken, counts)
+        lab = labels[key] = prompt_names.new(base)
         return lab
 
     def resolve(piece: TracePiece, text: str) -> str:
