@@ -32,6 +32,12 @@ if ! "$VPY" -c "import llama_cpp.server" >/dev/null 2>&1; then
     "$VPY" -m pip install "llama-cpp-python[server]>=0.3,<0.4"
 fi
 
+# The sandbox's seccomp layer loads the system's libseccomp (pyseccomp is its ctypes binding).
+if ! ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq libseccomp2) >/dev/null 2>&1 \
+    || echo "note: libseccomp2 not installed; proposed code will be refused (no sandbox)"
+fi
+
 # Optional: graphviz's `dot` draws graphs (tk.render falls back to matplotlib without it).
 if ! command -v dot >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq graphviz) >/dev/null 2>&1 \

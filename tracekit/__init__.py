@@ -6,7 +6,6 @@ through the lazy attribute table below.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -68,6 +67,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "plot_run": ("tracekit.pictures.run_plot", "plot_run"),
     # LLM layer (a subpackage)
     "llm": ("tracekit.llm", None),
+    # the sandbox for proposed code (a subpackage)
+    "sandbox": ("tracekit.sandbox", None),
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -79,7 +80,9 @@ def __getattr__(name: str) -> Any:
         module_name, attribute = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'tracekit' has no attribute {name!r}") from None
-    module = importlib.import_module(module_name)
+    from importlib import import_module  # local: the namespace exposes no importlib
+
+    module = import_module(module_name)
     value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value
     return value

@@ -16,7 +16,7 @@ from typing import Any
 from tracekit import arguments
 from tracekit.codeparam import CodeVersions, source_of
 from tracekit.context import used_nodes
-from tracekit.errors import message_of, type_name
+from tracekit.errors import SandboxError, message_of, type_name
 from tracekit.nodes import (
     ExceptionNode,
     MessageNode,
@@ -25,6 +25,7 @@ from tracekit.nodes import (
     TracedError,
     _propagate_error,
 )
+from tracekit.sandbox.limits import Limits
 
 _CODE_ATTR = "_tracekit_code_params"
 
@@ -33,7 +34,8 @@ class BundledFunction:
     """A function whose calls are recorded in the graph. See `bundle`."""
 
     def __init__(self, fn: Callable, trainable: bool = False, description: str | None = None,
-                 catch_errors: bool = True, name: str | None = None) -> None:
+                 catch_errors: bool = True, name: str | None = None,
+                 sandbox: bool | Limits = True) -> None:
         if not callable(fn):
             raise TypeError(f"@tk.bundle needs a function, got {type(fn).__name__}")
         functools.update_wrapper(self, fn)
@@ -42,6 +44,7 @@ class BundledFunction:
         self.doc = description or inspect.getdoc(fn) or ""
         self.trainable = trainable
         self.catch_errors = catch_errors
+        self.sandbox = sandbox
         self.is_async = inspect.iscoroutinefunction(fn)
         self.is_method = False
         self._code_param: ParameterNode | None = None
@@ -70,7 +73,7 @@ class BundledFunction:
     def versions(self) -> CodeVersions:
         """The original source and the compiled versions an optimizer proposed."""
         if self._versions is None:
-            self._versions = CodeVersions(self.fn, source_of(self.fn))
+            self._versions = CodeVersions(self.fn, source_of(self.fn), self.sandbox, self.is_method)
         return self._versions
 
     @property
@@ -139,8 +142,8 @@ class BundledFunction:
         token = used_nodes.set(collected)
         try:
             result = fn(instance, *values, **kwvalues) if instance is not None else fn(*values, **kwvalues)
-        except Exception as exc:
-            if not self.catch_errors:
+        except BaseException as exc:
+            if not self.catch_errors or not self._caught(exc, fn):
                 raise
             return ExceptionNode(self._error(exc, fn), tuple(parents), tuple(argnames), self)
         finally:
@@ -161,9 +164,9 @@ class BundledFunction:
         token = used_nodes.set(collected)
         try:
             coro = fn(instance, *values, **kwvalues) if instance is not None else fn(*values, **kwvalues)
-            result = await coro
-        except Exception as exc:
-            if not self.catch_errors:
+            result = await coro if inspect.isawaitable(coro) else coro
+        except BaseException as exc:
+            if not self.catch_errors or not self._caught(exc, fn):
                 raise
             return ExceptionNode(self._error(exc, fn), tuple(parents), tuple(argnames), self)
         finally:
@@ -177,9 +180,17 @@ class BundledFunction:
             outer.append(code_param)
         values = [a.data if isinstance(a, Node) else a for a in args]
         kwvalues = {k: v.data if isinstance(v, Node) else v for k, v in kwargs.items()}
-        if instance is not None:
-            return fn(instance, *values, **kwvalues)
-        return fn(*values, **kwvalues)
+        try:
+            if instance is not None:
+                return fn(instance, *values, **kwvalues)
+            return fn(*values, **kwvalues)
+        except Exception:
+            raise
+        except BaseException as exc:  # SystemExit & co. from proposed code end nothing
+            if not self._caught(exc, fn):
+                raise
+            raise RuntimeError(f"code proposed for {self.name} raised {type_name(exc)}: "
+                               f"{message_of(exc)}") from None
 
     def _bind(self, args: tuple, kwargs: dict, code_param: ParameterNode | None
               ) -> tuple[list[Node], list[str], list[Any], dict[str, Any], bool]:
@@ -227,8 +238,16 @@ class BundledFunction:
                     argnames.append(f"__used__{n.py_name}")
         return MessageNode(result, tuple(parents), tuple(argnames), self)
 
+    def _caught(self, exc: BaseException, fn: Callable) -> bool:
+        """Which exceptions become exception nodes: every Exception, and anything at all
+        (SystemExit, KeyboardInterrupt...) raised by code that did not come from the
+        user's own file."""
+        return isinstance(exc, Exception) or (fn is not self.fn and self.trainable)
+
     def _error(self, exc: BaseException, fn: Callable) -> TracedError:
         """Describe an exception with the failing line inside the bundled function."""
+        if isinstance(exc, SandboxError):
+            return TracedError(exc.type_name, exc.message, exc.line, exc.lineno, self.name, exc)
         frames = []
         tb = exc.__traceback__
         while tb is not None:
@@ -300,11 +319,15 @@ def _safe_signature(fn: Callable) -> inspect.Signature | None:
 
 
 def bundle(fn: Callable | None = None, *, trainable: bool = False, description: str | None = None,
-           catch_errors: bool = True, name: str | None = None) -> Any:
+           catch_errors: bool = True, name: str | None = None,
+           sandbox: bool | Limits = True) -> Any:
     """Decorator: record calls of `fn` in the graph.
 
     `trainable=True` makes the function's source a parameter of kind "code"; a new value
-    is used only after it compiles and defines the same function with the same signature.
+    is used only after it compiles and defines the same function with the same signature,
+    and it runs in the sandbox worker (`tracekit.sandbox`; `sandbox=tk.sandbox.Limits(...)`
+    sets its limits). `sandbox=False` runs new code in this process instead: unsafe, it
+    warns once (docs/code-safety.md). The function as written in your file always runs here.
     `catch_errors=False` re-raises exceptions instead of returning an ExceptionNode.
     Usable as `@tk.bundle` or `@tk.bundle(...)`.
     """
@@ -312,11 +335,13 @@ def bundle(fn: Callable | None = None, *, trainable: bool = False, description: 
     arguments.flag("catch_errors", catch_errors)
     arguments.optional_text("description", description)
     arguments.optional_text("name", name, empty=False)
+    if not isinstance(sandbox, (bool, Limits)):
+        raise TypeError(f"sandbox must be True, False or a tk.sandbox.Limits, got {type(sandbox).__name__}")
 
     def decorate(f: Callable) -> BundledFunction:
         arguments.function("fn", f, "a function: @tk.bundle needs a function to trace")
         return BundledFunction(f, trainable=trainable, description=description,
-                               catch_errors=catch_errors, name=name)
+                               catch_errors=catch_errors, name=name, sandbox=sandbox)
 
     if fn is not None:
         return decorate(fn)

@@ -1,12 +1,12 @@
-"""Source code as a parameter: extracting a function's source, and checking and compiling
+"""Source code as a parameter: extracting a function's source, and checking and defining
 new versions of it before they are ever run.
 
 The checks are `tracekit.kinds.accept_code` (documented in docs/code-safety.md): the value
 must parse, hold exactly one function definition and nothing else (so no statement runs at
-definition time), define the same function name with the same parameters, introduce no
-risky name the original does not use, and compile. These checks stop typos, renamed or
-re-shaped functions and top-level side effects; they do not sandbox what the function body
-does when called.
+definition time), define the same function name with the same parameters, keep constant
+defaults, introduce no risky name the original does not use, and compile. A version that
+passes is then defined in the sandbox worker (`tracekit.sandbox`), where it also runs; only
+with `sandbox=False` (unsafe, opt-out) is it defined in this process.
 """
 
 from __future__ import annotations
@@ -15,11 +15,24 @@ import ast
 import inspect
 import linecache
 import textwrap
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from tracekit import kinds
-from tracekit.errors import InvalidValueError, describe, message_of
+from tracekit.errors import (
+    InvalidValueError,
+    SandboxError,
+    SandboxUnavailableError,
+    UnsafeCodeWarning,
+    describe,
+    message_of,
+)
+from tracekit.sandbox.limits import Limits
+from tracekit.sandbox.limits import defaults as sandbox_defaults
+
+_LAZY_ANNOTATIONS = __import__("__future__").annotations.compiler_flag
+_warned_unsafe = False
 
 _PLACEHOLDER = "    ...  # source unavailable (defined in a REPL or with -c)"
 
@@ -43,23 +56,61 @@ def source_of(fn: Callable) -> str:
 
 
 class CodeVersions:
-    """The original function and the compiled versions of accepted new sources."""
+    """The original function and the defined versions of accepted new sources: sandboxed
+    callables (`tracekit.sandbox.client.SandboxedFunction`) by default, in-process
+    functions with `sandbox=False`."""
 
-    def __init__(self, fn: Callable, original_source: str) -> None:
+    def __init__(self, fn: Callable, original_source: str, sandbox: bool | Limits = True,
+                 is_method: bool = False) -> None:
         self.fn = fn
         self.name = fn.__name__
         self.original_source = original_source
+        self.sandbox = sandbox
+        self.is_method = is_method
         self._compiled: dict[str, Callable] = {}
         self._counter = 0
+        self._namespace: Any = None
 
     def validate(self, source: Any) -> str:
-        """Check (`tracekit.kinds.accept_code`, against the original) and compile a proposed
-        source in the original's globals; raise InvalidValueError on any problem."""
+        """Check (`tracekit.kinds.accept_code`, against the original) and define a proposed
+        source (in the sandbox worker by default); raise InvalidValueError on any problem."""
         if isinstance(source, str) and (source == self.original_source or source in self._compiled):
             return source
         kinds.accept_code(source, self.original_source, f"code for {self.name!r}")
-        self._compiled[source] = self._compile(textwrap.dedent(source))
+        text = textwrap.dedent(source)
+        self._compiled[source] = self._sandboxed(text) if self.sandbox is not False else self._compile(text)
         return source
+
+    def is_proposed(self, fn: Callable) -> bool:
+        """Whether `fn` is a version that did not come from the user's own file."""
+        return fn is not self.fn
+
+    def _sandboxed(self, source: str) -> Callable:
+        """Define `source` in the sandbox worker; refuse it when no sandbox can be set up."""
+        from tracekit.sandbox import namespace
+        from tracekit.sandbox.client import SandboxedFunction
+
+        where = f"code for {self.name!r}"
+        try:
+            compile(ast.parse(source), f"<tracekit:{self.name}>", "exec", flags=_LAZY_ANNOTATIONS)
+        except (SyntaxError, ValueError) as exc:
+            raise InvalidValueError(f"{where} does not compile: {message_of(exc)}") from None
+        if self._namespace is None:
+            self._namespace = namespace.plan(self.fn)
+        limits = self.sandbox if isinstance(self.sandbox, Limits) else sandbox_defaults()
+        fn = SandboxedFunction(self.name, source, self._namespace, limits, self.is_method)
+        try:
+            fn.define()
+        except SandboxUnavailableError as exc:
+            raise InvalidValueError(
+                f"{where} is refused: code that did not come from your own file runs only in a "
+                f"sandbox, and none can be set up here: {exc.message}. To run it in this process "
+                f"anyway (unsafe), use tk.bundle(trainable=True, sandbox=False); see "
+                f"docs/code-safety.md") from None
+        except SandboxError as exc:
+            raise InvalidValueError(f"{where} failed while being defined in the sandbox: "
+                                    f"({exc.type_name}) {exc.message}") from None
+        return fn
 
     def function_for(self, source: str) -> Callable:
         if source == self.original_source:
@@ -75,8 +126,9 @@ class CodeVersions:
         tree = ast.parse(source)  # checked by `validate` before
         self._counter += 1
         filename = f"<tracekit:{self.name}:v{self._counter}>"
+        _warn_unsafe(self.name)
         try:
-            code = compile(tree, filename, "exec")
+            code = compile(tree, filename, "exec", flags=_LAZY_ANNOTATIONS, dont_inherit=True)
         except (SyntaxError, ValueError) as exc:
             raise InvalidValueError(f"{where} does not compile: {message_of(exc)}") from None
         # Register the text so tracebacks and exception nodes can show the failing line.
@@ -85,7 +137,7 @@ class CodeVersions:
         local_ns: dict[str, Any] = {}
         try:
             exec(code, namespace, local_ns)  # defines the function only (checked above)
-        except Exception as exc:  # e.g. a default value that raises
+        except BaseException as exc:  # e.g. a default value that raises
             raise InvalidValueError(f"{where} failed while defining the function: {describe(exc)}") from None
         return local_ns[self.name]
 
@@ -101,3 +153,15 @@ class CodeVersions:
         merged = dict(base)
         merged.update(nonlocals)
         return merged
+
+
+def _warn_unsafe(name: str) -> None:
+    """Warn once per process that proposed code runs unsandboxed (`sandbox=False`)."""
+    global _warned_unsafe
+    if _warned_unsafe:
+        return
+    _warned_unsafe = True
+    warnings.warn(f"code proposed for {name!r} runs in this process without a sandbox "
+                  f"(tk.bundle(..., sandbox=False)): it can read and write your files, use the "
+                  f"network and see your secrets; see docs/code-safety.md",
+                  UnsafeCodeWarning, stacklevel=3)

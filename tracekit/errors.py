@@ -69,3 +69,41 @@ class UnboundedError(SolveError):
 
 class NotConvergedError(SolveError):
     """The solver of an argmin stopped before meeting its tolerances (or hit NaN/inf)."""
+
+
+class SandboxError(TracekitError, RuntimeError):
+    """Sandboxed code could not run to the end: it timed out, hit a limit, ended the
+    worker, or tried what the sandbox blocks. `type_name`, `line` and `lineno` say what
+    the code raised and where (line counted from the `def`), when it got that far."""
+
+    def __init__(self, message: str, raised: str | None = None, line: str = "",
+                 lineno: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type_name = raised or type(self).__name__
+        self.line = line
+        self.lineno = lineno
+
+
+class SandboxedCodeError(SandboxError):
+    """Sandboxed code raised an exception (its type name is `type_name`)."""
+
+
+class SandboxTimeout(SandboxError):
+    """Sandboxed code ran past the wall-clock limit; the worker was stopped."""
+
+
+class SandboxCrash(SandboxError):
+    """The sandbox worker ended while running code (a resource limit, or the code ended it)."""
+
+
+class SandboxUnavailableError(SandboxError):
+    """No sandbox can be set up on this system; proposed code is refused."""
+
+
+class NotPlainDataError(SandboxError, TypeError):
+    """A value that must cross the sandbox boundary is not plain data."""
+
+
+class UnsafeCodeWarning(UserWarning):
+    """Proposed code runs in this process, unsandboxed (`tk.bundle(..., sandbox=False)`)."""

@@ -238,6 +238,7 @@ class CodeFacts(NamedTuple):
     params: list[str]
     is_async: bool
     risky: frozenset[str]
+    defaults: frozenset[str]
 
 
 def accept_code(value: Any, reference: Any, where: str) -> str:
@@ -273,6 +274,13 @@ def accept_code(value: Any, reference: Any, where: str) -> str:
             raise InvalidValueError(f"{where}: must {'' if ref.is_async else 'not '}be an async function")
     if fdef.decorator_list:
         raise InvalidValueError(f"{where}: must not have decorators")
+    allowed = ref.defaults if ref is not None else frozenset()
+    for default in _defaults(fdef.args):
+        if not _is_literal(default) and ast.dump(default) not in allowed:
+            raise InvalidValueError(
+                f"{where}: the default value `{_unparse(default)}` is not a constant; defaults must "
+                f"be literals (numbers, strings, None, tuples of them) or the ones the code it "
+                f"replaces has, because they run when the function is defined")
     new = _risky(tree) - (ref.risky if ref is not None else frozenset())
     if new:
         raise InvalidValueError(f"{where}: uses {', '.join(sorted(new))}, which the code it replaces "
@@ -293,7 +301,30 @@ def code_facts(source: str) -> CodeFacts | None:
     except (SyntaxError, ValueError, RecursionError, MemoryError, StopIteration):
         return None
     return CodeFacts(fdef.name, _param_names(fdef.args), isinstance(fdef, ast.AsyncFunctionDef),
-                     frozenset(_risky(tree)))
+                     frozenset(_risky(tree)), frozenset(ast.dump(d) for d in _defaults(fdef.args)))
+
+
+def _defaults(args: ast.arguments) -> list[ast.expr]:
+    return [*args.defaults, *(d for d in args.kw_defaults if d is not None)]
+
+
+def _is_literal(node: ast.expr) -> bool:
+    """A literal default: a constant, a signed number, or a tuple/frozen mix of them."""
+    if isinstance(node, ast.Constant):
+        return not isinstance(node.value, (str, bytes)) or len(node.value) <= 10_000
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, (int, float, complex))
+    if isinstance(node, ast.Tuple):
+        return len(node.elts) <= 100 and all(_is_literal(e) for e in node.elts)
+    return False
+
+
+def _unparse(node: ast.AST, limit: int = 60) -> str:
+    try:
+        text = ast.unparse(node)
+    except (ValueError, RecursionError):
+        text = type(node).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _param_names(args: ast.arguments) -> list[str]:
