@@ -33,6 +33,7 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
          "from tracekit.sandbox.worker import main; main()")
 _ENV_KEPT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # hardware workarounds, no secrets
 _ids = itertools.count(1)
+_SPIN_S = 0.0005  # poll this long for a reply before blocking in select
 
 
 def _root() -> str:
@@ -59,6 +60,7 @@ class Worker:
         self.read_paths: frozenset[str] = frozenset()
         self.defined: set[int] = set()
         self.starts = 0
+        self.arena: wire.Arena | None = None
 
     # --- process -------------------------------------------------------------------------
     def ensure(self, preload: set[str], read_paths: set[str]) -> None:
@@ -75,18 +77,28 @@ class Worker:
         reason = isolation.unavailable()
         if reason is not None:
             raise SandboxUnavailableError(reason)
+        if self.arena is None:
+            try:
+                self.arena = wire.Arena.create()
+            except (OSError, AttributeError):  # no memfd: arrays go through the pipe
+                self.arena = None
+        arena_fd = self.arena.fd if self.arena is not None else -1
+        arena_size = self.arena.size if self.arena is not None else 0
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-c", _BOOT, _root(), str(req_r), str(rep_w)],
-                pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                [sys.executable, "-I", "-B", "-c", _BOOT, _root(), str(req_r), str(rep_w),
+                 str(arena_fd), str(arena_size)],
+                pass_fds=(req_r, rep_w) + ((arena_fd,) if arena_fd >= 0 else ()), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, env=_clean_env(), cwd="/", start_new_session=True,
                 close_fds=True)
         finally:
             os.close(req_r)
             os.close(rep_w)
         self.proc, self.fd_out, self.fd_in = proc, req_w, rep_r
+        wire.set_pipe_size(req_w)
+        wire.set_pipe_size(rep_r)
         self.defined = set()
         self.starts += 1
         preload = set(preload) | {m for m in ("numpy", "torch") if m in sys.modules}
@@ -133,7 +145,7 @@ class Worker:
     def request(self, message: dict[str, Any], values: dict[str, Any] | None, timeout_s: float,
                 what: str) -> tuple[dict[str, Any], dict[str, Any]]:
         try:
-            frame = wire.encode(message, values)
+            frame = wire.encode_parts(message, values, self.arena)
         except wire.NotPlainData as exc:
             raise NotPlainDataError(str(exc), "NotPlainData") from None
         try:
@@ -147,33 +159,33 @@ class Worker:
 
     def _read(self, timeout_s: float, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
         deadline = time.monotonic() + timeout_s
-        chunks = bytearray()
-        need = 8
-        header: tuple[int, int] | None = None
-        while len(chunks) < need:
-            left = deadline - time.monotonic()
-            ready = select.select([self.fd_in], [], [], max(left, 0))[0] if left > 0 else []
-            if not ready:
-                self.stop()
-                raise SandboxTimeout(f"timed out after {timeout_s:g} s while {what} (the sandbox's "
-                                     f"wall-clock limit); the worker was stopped")
-            chunk = os.read(self.fd_in, max(need - len(chunks), 1 << 16))
-            if not chunk:
-                raise self._crashed(what)
-            chunks += chunk
-            if header is None and len(chunks) >= 8:
-                header = wire._HEADER.unpack(bytes(chunks[:8]))
-                if sum(header) > wire.MAX_FRAME_BYTES:
-                    self.stop()
-                    raise SandboxCrash(f"the sandbox worker sent a frame of {sum(header)} bytes, over "
-                                       f"the {wire.MAX_FRAME_BYTES} byte limit; it was stopped")
-                need = 8 + sum(header)
-        assert header is not None
+        head = self._fill(bytearray(8), deadline, timeout_s, what)
+        json_len, blob_len = wire._HEADER.unpack(bytes(head))
+        if json_len + blob_len > wire.MAX_FRAME_BYTES:
+            self.stop()
+            raise SandboxCrash(f"the sandbox worker sent a frame of {json_len + blob_len} bytes, over "
+                               f"the {wire.MAX_FRAME_BYTES} byte limit; it was stopped")
+        body = self._fill(bytearray(json_len + blob_len), deadline, timeout_s, what)
         try:
-            return wire.decode(bytes(chunks[8:need]), header[0])
+            return wire.decode(body, json_len, self.arena)
         except wire.WireError as exc:
             self.stop()
             raise SandboxCrash(f"the sandbox worker sent a malformed reply ({exc}); it was stopped") from None
+
+    def _fill(self, buf: bytearray, deadline: float, timeout_s: float, what: str) -> bytearray:
+        """Fill `buf` from the worker before `deadline`; stop the worker when it is late."""
+        view = memoryview(buf)
+        while view.nbytes:
+            left = deadline - time.monotonic()
+            if not wire.wait_readable(self.fd_in, _SPIN_S, left):
+                self.stop()
+                raise SandboxTimeout(f"timed out after {timeout_s:g} s while {what} (the sandbox's "
+                                     f"wall-clock limit); the worker was stopped")
+            got = os.readv(self.fd_in, [view])
+            if not got:
+                raise self._crashed(what)
+            view = view[got:]
+        return buf
 
     def _crashed(self, what: str) -> SandboxCrash:
         proc = self.proc

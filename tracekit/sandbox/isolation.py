@@ -45,7 +45,7 @@ _DENIED = (
     # ownership, permissions, attributes, times of existing files (Landlock leaves these)
     "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat", "setxattr",
     "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "utime",
-    "utimes", "utimensat", "futimesat",
+    "utimes", "utimensat", "futimesat", "truncate", "ftruncate", "fallocate",
 )
 # Signals may go to the worker itself only (arg 0 is the target process).
 _SELF_ONLY = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")

@@ -1,9 +1,14 @@
 """What crosses the sandbox boundary: plain data, framed on a pipe, never a pickle.
 
-A message is one frame: an 8-byte header (two little-endian uint32: the JSON part's length
-and the binary part's length), a JSON document, then one safetensors buffer holding every
-array and tensor the document refers to. JSON and safetensors are both formats whose
-readers run no code, so a reply from the (untrusted) worker is only ever parsed.
+A message is one frame on a pipe: an 8-byte header (two little-endian uint32: the JSON
+part's length and the binary part's length), a JSON document, then the raw bytes of the
+arrays that did not fit the shared arena. Array bytes travel through an `Arena` (a
+shared-memory file both processes map) when they fit, so a 4 MB tensor is copied in and
+out of memory instead of pushed through the pipe. An array is described in the JSON by
+dtype, shape, place and offset, the way safetensors describes its tensors; the reader
+checks the dtype against a fixed list and the bounds before it copies a byte. JSON and
+raw numbers are formats whose readers run no code, so a reply from the (untrusted)
+worker is only ever parsed.
 
 Plain data is: None, bool, int, float, str, bytes, lists, tuples, dicts and sets of plain
 data, numpy arrays of numbers or booleans, numpy scalars, and torch tensors that carry no
@@ -15,14 +20,21 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import mmap
 import os
+import select
 import struct
 import sys
+import time
 from typing import Any
 
 _HEADER = struct.Struct("<II")
 MAX_FRAME_BYTES = 1 << 30  # a frame announcing more is refused before it is read
 MAX_DEPTH = 64
+ARENA_BYTES = 64 << 20
+_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
+           "uint8", "uint16", "uint32", "uint64", "bool")
 
 
 class NotPlainData(TypeError):
@@ -41,17 +53,52 @@ def _numpy() -> Any:
     return sys.modules.get("numpy")
 
 
+class Arena:
+    """A shared-memory buffer for array bytes, reused by every message in turn (requests
+    and replies strictly alternate, so one message's bytes are read before the next is
+    written)."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.map = mmap.mmap(fd, size)
+        self.used = 0
+
+    @classmethod
+    def create(cls, size: int = ARENA_BYTES) -> Arena:
+        import fcntl
+
+        fd = os.memfd_create("tracekit-sandbox", os.MFD_ALLOW_SEALING)
+        os.ftruncate(fd, size)
+        # sealed: the worker cannot shrink the file under this process's mapping (SIGBUS)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        return cls(fd, size)
+
+    def reserve(self, nbytes: int) -> int | None:
+        """An offset for `nbytes` in this message, or None when it does not fit."""
+        offset = -(-self.used // 64) * 64
+        if offset + nbytes > self.size:
+            return None
+        self.used = offset + nbytes
+        return offset
+
+    def close(self) -> None:
+        self.map.close()
+        os.close(self.fd)
+
+
 # --- encoding ------------------------------------------------------------------------------
 class _Encoder:
     def __init__(self) -> None:
-        self.arrays: dict[str, Any] = {}
-        self.tensors: dict[str, Any] = {}
+        self.arrays: list[tuple[str, Any]] = []  # (numpy dtype name, flat uint8 view)
 
     def encode(self, value: Any, where: str, depth: int = 0) -> Any:
         if depth > MAX_DEPTH:
             raise NotPlainData(f"{where} is nested more than {MAX_DEPTH} levels deep")
-        if value is None or isinstance(value, (bool, str)):
-            return value if not isinstance(value, str) or type(value) is str else str(value)
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return value if type(value) is str else str(value)
         if isinstance(value, int):
             return int(value)
         if isinstance(value, float):
@@ -72,87 +119,134 @@ class _Encoder:
             return self._tensor(value, where)
         np = _numpy()
         if np is not None and isinstance(value, np.ndarray):
-            if value.dtype.kind not in "biuf":
-                raise NotPlainData(f"{where} is a numpy array of dtype {value.dtype}; only arrays of "
-                                   f"numbers or booleans cross the sandbox boundary")
-            key = f"a{len(self.arrays)}"
-            self.arrays[key] = np.ascontiguousarray(value)
-            return {"a": key}
+            return self._array("a", value, where)
         if np is not None and isinstance(value, np.generic) and value.dtype.kind in "biuf":
-            key = f"a{len(self.arrays)}"
-            self.arrays[key] = np.asarray(value).reshape(1)
-            return {"n": key}
+            return self._array("n", np.asarray(value), where)
         raise NotPlainData(f"{where} is a {type(value).__module__}.{type(value).__qualname__}; only "
                            f"plain data (numbers, strings, bytes, lists, tuples, dicts, sets, numpy "
                            f"arrays, tensors without autograd history) crosses the sandbox boundary")
 
+    def _array(self, tag: str, value: Any, where: str, dtype: str | None = None) -> dict:
+        dtype = dtype or str(value.dtype)
+        if dtype not in _DTYPES:
+            raise NotPlainData(f"{where} is an array of dtype {dtype}; only arrays of numbers or "
+                               f"booleans cross the sandbox boundary")
+        np = _numpy()
+        flat = np.ascontiguousarray(value).reshape(-1).view(np.uint8) if value.size else np.zeros(0, np.uint8)
+        self.arrays.append((dtype, flat))
+        return {tag: len(self.arrays) - 1, "sh": list(value.shape), "dt": dtype}
+
     def _tensor(self, value: Any, where: str) -> dict:
+        torch = _torch()
         if value.requires_grad or value.grad_fn is not None:
             raise NotPlainData(
                 f"{where} is a tensor with autograd history (requires_grad); sandboxed code runs in "
                 f"another process, so it cannot sit inside an autograd path. Detach the tensor, or "
                 f"run the code in-process with tk.bundle(trainable=True, sandbox=False) (unsafe: see "
                 f"docs/code-safety.md)")
-        if value.is_sparse or value.layout != _torch().strided:
+        if value.layout != torch.strided:
             raise NotPlainData(f"{where} is a {value.layout} tensor; only dense tensors cross")
-        key = f"t{len(self.tensors)}"
-        self.tensors[key] = value.detach().to("cpu").contiguous()
-        return {"T": key, "dev": str(value.device)}
+        dtype = str(value.dtype).replace("torch.", "")
+        cpu = value.detach().to("cpu").contiguous()
+        if cpu.dtype == torch.bfloat16:
+            cpu = cpu.view(torch.int16)
+        if dtype not in _DTYPES:
+            raise NotPlainData(f"{where} is a tensor of dtype {dtype}; only tensors of real numbers "
+                               f"or booleans cross the sandbox boundary")
+        out = self._array("T", cpu.numpy(), where, dtype)
+        if value.device.type != "cpu":
+            out["dev"] = str(value.device)
+        return out
 
 
 def encode(message: dict[str, Any], values: dict[str, Any] | None = None) -> bytes:
-    """One frame: `message` (JSON-able control fields) plus `values` encoded as plain data."""
+    """One frame as bytes (arrays inline): `message` plus `values` encoded as plain data."""
+    return b"".join(bytes(p) for p in encode_parts(message, values))
+
+
+def encode_parts(message: dict[str, Any], values: dict[str, Any] | None = None,
+                 arena: Arena | None = None) -> list[Any]:
+    """The frame as a list of buffers for `os.writev`; array bytes go into `arena` when
+    given and there is room, else after the JSON (not copied)."""
     enc = _Encoder()
     body = dict(message)
     if values:
         body["v"] = {name: enc.encode(v, name) for name, v in values.items()}
-    blob = b""
-    if enc.arrays or enc.tensors:
-        blob = _safetensors_bytes(enc)
+    inline: list[Any] = []
+    if enc.arrays:
+        places, offset = [], 0
+        if arena is not None:
+            arena.used = 0
+        for _, flat in enc.arrays:
+            at = arena.reserve(flat.nbytes) if arena is not None and flat.nbytes > 4096 else None
+            if at is not None:
+                arena.map[at: at + flat.nbytes] = flat.data  # type: ignore[union-attr]
+                places.append([1, at, flat.nbytes])
+            else:
+                places.append([0, offset, flat.nbytes])
+                inline.append(flat.data)
+                offset += flat.nbytes
+        body["arrays"] = places
     text = json.dumps(body, separators=(",", ":")).encode("utf-8")
-    return _HEADER.pack(len(text), len(blob)) + text + blob
-
-
-def _safetensors_bytes(enc: _Encoder) -> bytes:
-    if enc.tensors:
-        from safetensors.torch import save
-
-        torch = _torch()
-        merged = dict(enc.tensors)
-        merged.update({k: torch.from_numpy(v) for k, v in enc.arrays.items()})
-        return save(merged)
-    from safetensors.numpy import save as save_np
-
-    return save_np(enc.arrays)
+    size = sum(memoryview(p).nbytes for p in inline)
+    return [_HEADER.pack(len(text), size) + text, *inline]
 
 
 # --- decoding ------------------------------------------------------------------------------
 class _Decoder:
-    def __init__(self, blob: bytes) -> None:
+    def __init__(self, blob: memoryview, places: Any, arena: Arena | None) -> None:
         self.blob = blob
-        self._store: dict[str, Any] | None = None
+        self.places = places if isinstance(places, list) else []
+        self.arena = arena
 
-    def store(self) -> dict[str, Any]:
-        if self._store is None:
-            if not self.blob:
-                raise WireError("the frame refers to arrays but carries none")
-            try:
-                if _torch() is not None:
-                    from safetensors.torch import load
+    def raw(self, index: Any, nbytes: int) -> Any:
+        """A copy of array `index`'s bytes, after checking where they lie."""
+        if not isinstance(index, int) or not 0 <= index < len(self.places):
+            raise WireError(f"the frame refers to array {index!r}, which it does not carry")
+        place = self.places[index]
+        if (not isinstance(place, list) or len(place) != 3
+                or not all(isinstance(x, int) and x >= 0 for x in place)):
+            raise WireError("an array's place in the frame is malformed")
+        shared, offset, length = place
+        if length != nbytes:
+            raise WireError(f"array {index} holds {length} bytes, its shape needs {nbytes}")
+        np = _numpy()
+        if shared:
+            if self.arena is None or offset + length > self.arena.size:
+                raise WireError("an array lies outside the shared arena")
+            return np.frombuffer(self.arena.map, np.uint8, length, offset).copy()
+        if offset + length > self.blob.nbytes:
+            raise WireError("an array lies outside the frame")
+        return np.frombuffer(self.blob[offset: offset + length], np.uint8).copy()
 
-                    self._store = load(self.blob)
-                else:
-                    from safetensors.numpy import load as load_np
+    def array(self, value: dict) -> Any:
+        import numpy as np  # arrays need numpy on both sides
 
-                    self._store = load_np(self.blob)
-            except Exception as exc:  # safetensors' own parse errors
-                raise WireError(f"the frame's array data does not parse: {exc}") from None
-        return self._store
-
-    def item(self, key: Any) -> Any:
-        if not isinstance(key, str) or key not in self.store():
-            raise WireError(f"the frame refers to array {key!r}, which it does not carry")
-        return self.store()[key]
+        dtype, shape = value.get("dt"), value.get("sh")
+        if dtype not in _DTYPES:
+            raise WireError(f"unknown array dtype {dtype!r} in the frame")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) \
+                or len(shape) > 32:
+            raise WireError("an array's shape in the frame is malformed")
+        item = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+        count = math.prod(shape)
+        raw = self.raw(value.get("a", value.get("n", value.get("T"))), count * item)
+        if "T" in value:
+            torch = _torch() or __import__("torch")
+            if dtype == "bfloat16":
+                return torch.from_numpy(raw.view(np.int16).reshape(shape)).view(torch.bfloat16)
+            tensor = torch.from_numpy(raw.view(np.dtype(dtype)).reshape(shape))
+            device = value.get("dev")
+            if isinstance(device, str):
+                try:
+                    tensor = tensor.to(device)
+                except Exception:  # that device does not exist on this side: keep the CPU copy
+                    pass
+            return tensor
+        if dtype == "bfloat16":
+            raise WireError("numpy has no bfloat16 arrays")
+        arr = raw.view(np.dtype(dtype)).reshape(shape)
+        return arr[()] if "n" in value else arr
 
     def decode(self, value: Any, depth: int = 0) -> Any:
         if depth > MAX_DEPTH + 2:
@@ -161,9 +255,13 @@ class _Decoder:
             return value
         if isinstance(value, list):
             return [self.decode(v, depth + 1) for v in value]
-        if not isinstance(value, dict) or len(value) not in (1, 2):
+        if not isinstance(value, dict) or not value:
             raise WireError(f"unexpected item in the frame: {type(value).__name__}")
-        (tag, payload), *rest = value.items()
+        if "a" in value or "n" in value or "T" in value:
+            return self.array(value)
+        if len(value) != 1:
+            raise WireError("unexpected item in the frame")
+        ((tag, payload),) = value.items()
         if tag == "b" and isinstance(payload, str):
             return base64.b64decode(payload.encode("ascii"), validate=True)
         if tag == "t" and isinstance(payload, list):
@@ -177,33 +275,15 @@ class _Decoder:
                     raise WireError("a dict item in the frame is not a key-value pair")
                 out[self.decode(pair[0], depth + 1)] = self.decode(pair[1], depth + 1)
             return out
-        if tag == "a":
-            return self._numpy_array(self.item(payload))
-        if tag == "n":
-            return self._numpy_array(self.item(payload))[0]
-        if tag == "T":
-            tensor = self.item(payload)
-            device = dict(rest).get("dev", "cpu") if rest else "cpu"
-            if _torch() is not None and isinstance(device, str) and device != "cpu":
-                try:
-                    tensor = tensor.to(device)
-                except Exception:  # the device does not exist on this side: keep the CPU copy
-                    pass
-            return tensor
         raise WireError(f"unknown item {tag!r} in the frame")
 
-    @staticmethod
-    def _numpy_array(value: Any) -> Any:
-        torch = _torch()
-        if torch is not None and isinstance(value, torch.Tensor):
-            return value.numpy()
-        return value
 
-
-def decode(frame_body: bytes, json_len: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def decode(frame_body: bytes | bytearray, json_len: int,
+           arena: Arena | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The control fields and the decoded values of one frame (without its header)."""
+    view = memoryview(frame_body)
     try:
-        body = json.loads(frame_body[:json_len].decode("utf-8"))
+        body = json.loads(bytes(view[:json_len]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise WireError(f"the frame's JSON does not parse: {exc}") from None
     if not isinstance(body, dict):
@@ -211,52 +291,74 @@ def decode(frame_body: bytes, json_len: int) -> tuple[dict[str, Any], dict[str, 
     raw = body.pop("v", None) or {}
     if not isinstance(raw, dict):
         raise WireError("the frame's values are not an object")
-    dec = _Decoder(frame_body[json_len:])
+    dec = _Decoder(view[json_len:], body.pop("arrays", None), arena)
     try:
         values = {str(k): dec.decode(v) for k, v in raw.items()}
     except RecursionError:
         raise WireError("the frame is nested too deeply") from None
+    except WireError:
+        raise
     except (TypeError, ValueError) as exc:  # e.g. unhashable dict keys, bad base64
-        if isinstance(exc, WireError):
-            raise
         raise WireError(f"the frame holds a value that cannot be rebuilt: {exc}") from None
     return body, values
 
 
 # --- framing on file descriptors -------------------------------------------------------------
-def write_frame(fd: int, frame: bytes) -> None:
-    view = memoryview(frame)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+def write_frame(fd: int, frame: bytes | list[Any]) -> None:
+    """Write a frame (bytes, or the buffers of `encode_parts`) whole."""
+    parts = [memoryview(p).cast("B") for p in ([frame] if isinstance(frame, (bytes, bytearray)) else frame)]
+    parts = [p for p in parts if p.nbytes]
+    while parts:
+        n = os.writev(fd, parts[:64])
+        while n and parts:
+            if n >= parts[0].nbytes:
+                n -= parts[0].nbytes
+                parts.pop(0)
+            else:
+                parts[0] = parts[0][n:]
+                n = 0
 
 
-def read_exact(fd: int, n: int) -> bytes:
-    """Exactly `n` bytes from `fd`; EOFError when the other side closed first."""
-    if n == 0:
-        return b""
-    first = os.read(fd, n)
-    if len(first) == n:
-        return first
-    if not first:
-        raise EOFError("the other side closed the pipe")
-    buf = bytearray(first)
-    while len(buf) < n:
-        chunk = os.read(fd, min(n - len(buf), 1 << 20))
-        if not chunk:
+def read_into(fd: int, view: memoryview) -> None:
+    """Fill `view` from `fd`; EOFError when the other side closed first."""
+    while view.nbytes:
+        got = os.readv(fd, [view])
+        if not got:
             raise EOFError("the other side closed the pipe")
-        buf += chunk
-    return bytes(buf)
+        view = view[got:]
 
 
-def read_header(fd: int) -> tuple[int, int]:
-    json_len, blob_len = _HEADER.unpack(read_exact(fd, _HEADER.size))
+def wait_readable(fd: int, spin_s: float, timeout_s: float | None) -> bool:
+    """Whether `fd` became readable within `timeout_s` (None: wait forever). The first
+    `spin_s` poll without sleeping: a reply that comes within microseconds is picked up
+    without the scheduler's wake-up latency; after that the wait blocks in `select`."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < spin_s:
+        if select.select([fd], [], [], 0)[0]:
+            return True
+    if timeout_s is None:
+        return bool(select.select([fd], [], [])[0])
+    left = timeout_s - (time.perf_counter() - start)
+    return left > 0 and bool(select.select([fd], [], [], left)[0])
+
+
+def set_pipe_size(fd: int, size: int = 1 << 20) -> None:
+    """Grow a pipe's kernel buffer (fewer switches for large frames); best effort."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, 1031, size)  # F_SETPIPE_SZ
+    except (OSError, ImportError):
+        pass
+
+
+def read_frame(fd: int, arena: Arena | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    head = bytearray(_HEADER.size)
+    read_into(fd, memoryview(head))
+    json_len, blob_len = _HEADER.unpack(bytes(head))
     if json_len + blob_len > MAX_FRAME_BYTES:
         raise WireError(f"a frame of {json_len + blob_len} bytes is over the "
                         f"{MAX_FRAME_BYTES} byte limit")
-    return json_len, blob_len
-
-
-def read_frame(fd: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    json_len, blob_len = read_header(fd)
-    return decode(read_exact(fd, json_len + blob_len), json_len)
+    body = bytearray(json_len + blob_len)
+    read_into(fd, memoryview(body))
+    return decode(body, json_len, arena)

@@ -22,6 +22,7 @@ from typing import Any
 from tracekit.sandbox import wire
 
 _FILENAME = "<sandboxed {}>"
+_SPIN_S = 0.002  # poll this long for the next request before blocking (calls come in bursts)
 
 
 class SelfSnapshot:
@@ -39,9 +40,10 @@ class SelfSnapshot:
 
 
 class Worker:
-    def __init__(self, fd_in: int, fd_out: int) -> None:
+    def __init__(self, fd_in: int, fd_out: int, arena: wire.Arena | None) -> None:
         self.fd_in = fd_in
         self.fd_out = fd_out
+        self.arena = arena
         self.functions: dict[str, Any] = {}
         self.memory_mb = 0
         self.sources: dict[str, list[str]] = {}
@@ -52,7 +54,7 @@ class Worker:
         try:
             sys.path[:] = [p for p in hello.get("sys_path", []) if isinstance(p, str)]
             failed = {}
-            for name in hello.get("preload", []):
+            for name in ["numpy", *hello.get("preload", [])]:
                 try:
                     importlib.import_module(name)
                 except BaseException as exc:  # noqa: BLE001 - reported to the parent
@@ -73,8 +75,9 @@ class Worker:
     # --- serving -------------------------------------------------------------------------
     def serve(self) -> None:
         while True:
+            wire.wait_readable(self.fd_in, _SPIN_S, None)
             try:
-                request, values = wire.read_frame(self.fd_in)
+                request, values = wire.read_frame(self.fd_in, self.arena)
             except EOFError:
                 return
             op = request.get("op")
@@ -91,7 +94,7 @@ class Worker:
     def send(self, reply: dict[str, Any], values: dict[str, Any] | None = None) -> None:
         reply["cpu"] = time.process_time()
         try:
-            frame = wire.encode(reply, values)
+            frame = wire.encode_parts(reply, values, self.arena)
         except wire.NotPlainData as exc:
             frame = wire.encode({"ok": False, "type": "NotPlainData", "message":
                                  f"the function returned a value that cannot leave the sandbox: {exc}",
@@ -189,8 +192,9 @@ _LAZY_ANNOTATIONS = __import__("__future__").annotations.compiler_flag
 
 
 def main() -> None:
-    fd_in, fd_out = int(sys.argv[-2]), int(sys.argv[-1])
-    worker = Worker(fd_in, fd_out)
+    fd_in, fd_out, fd_arena, arena_size = (int(a) for a in sys.argv[-4:])
+    arena = wire.Arena(fd_arena, arena_size) if fd_arena >= 0 else None
+    worker = Worker(fd_in, fd_out, arena)
     worker.start()
     worker.serve()
 
