@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -273,7 +272,10 @@ class SandboxedFunction:
         """Define the function in the worker now (raises SandboxError when that fails)."""
         worker = worker_for(self.limits)
         with worker.lock:
-            self._define(worker)
+            try:
+                self._define(worker)
+            except SandboxCrash:  # a worker left broken by earlier code: once more, fresh
+                self._define(worker)
 
     def _define(self, worker: Worker) -> None:
         worker.ensure(self.namespace.preload, self.namespace.read_paths())
@@ -296,15 +298,19 @@ class SandboxedFunction:
             values["self"] = _snapshot(args[0])
         worker = worker_for(self.limits)
         with worker.lock:
-            for _ in range(2):
-                if self.id not in worker.defined or worker.proc is None:
-                    self._define(worker)
+            for attempt in range(2):
                 try:
+                    if self.id not in worker.defined or worker.proc is None:
+                        self._define(worker)
                     reply, out = worker.request({"op": "call", "id": str(self.id)}, values,
                                                 self.limits.timeout_s, f"running {self.name}")
                 except SandboxTimeout as exc:
                     self.poisoned = exc
                     raise
+                except SandboxCrash:
+                    if attempt:  # it ended a fresh worker too: this code is the cause
+                        raise
+                    continue  # maybe earlier code broke that worker: once more, fresh
                 if reply.get("type") == "UnknownFunction":
                     worker.defined.discard(self.id)
                     continue

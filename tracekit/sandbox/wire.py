@@ -33,6 +33,9 @@ _HEADER = struct.Struct("<II")
 MAX_FRAME_BYTES = 1 << 30  # a frame announcing more is refused before it is read
 MAX_DEPTH = 64
 ARENA_BYTES = 64 << 20
+# bound once: code in the worker that replaces `json.loads` cannot change how frames parse
+_json_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_json_loads = json.JSONDecoder().decode
 _DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
            "uint8", "uint16", "uint32", "uint64", "bool")
 
@@ -187,7 +190,7 @@ def encode_parts(message: dict[str, Any], values: dict[str, Any] | None = None,
                 inline.append(flat.data)
                 offset += flat.nbytes
         body["arrays"] = places
-    text = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    text = _json_dumps(body).encode("utf-8")
     size = sum(memoryview(p).nbytes for p in inline)
     return [_HEADER.pack(len(text), size) + text, *inline]
 
@@ -283,7 +286,7 @@ def decode(frame_body: bytes | bytearray, json_len: int,
     """The control fields and the decoded values of one frame (without its header)."""
     view = memoryview(frame_body)
     try:
-        body = json.loads(bytes(view[:json_len]).decode("utf-8"))
+        body = _json_loads(bytes(view[:json_len]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise WireError(f"the frame's JSON does not parse: {exc}") from None
     if not isinstance(body, dict):
