@@ -62,17 +62,24 @@ def plan(fn: Any) -> Namespace:
     for alias, value in g.items():
         if isinstance(value, types.ModuleType) and not alias.startswith("__"):
             ns.modules[alias] = value.__name__
+    _add_used(ns, fn, module_name, depth=0)
+    return ns
+
+
+def _add_used(ns: Namespace, fn: Any, module_name: str | None, depth: int) -> None:
+    """Add the globals and closure variables `fn` uses (and, through the user's own
+    helpers, the ones they use, a few levels deep)."""
     try:
         closure = inspect.getclosurevars(fn)
         used = {**closure.globals, **closure.nonlocals}
     except (TypeError, ValueError):
-        used = {}
+        return
     for alias, value in used.items():
-        _add(ns, alias, value, module_name)
-    return ns
+        if alias not in ns.values and alias not in ns.helpers and alias not in ns.refs:
+            _add(ns, alias, value, module_name, depth)
 
 
-def _add(ns: Namespace, alias: str, value: Any, module_name: str | None) -> None:
+def _add(ns: Namespace, alias: str, value: Any, module_name: str | None, depth: int = 0) -> None:
     if isinstance(value, types.ModuleType):
         ns.modules[alias] = value.__name__
         return
@@ -91,9 +98,12 @@ def _add(ns: Namespace, alias: str, value: Any, module_name: str | None) -> None
     if inspect.isfunction(plain) or inspect.isclass(plain):
         try:
             ns.helpers[alias] = _own_source(plain, alias)
-            return
         except (OSError, TypeError, SyntaxError):
             pass
+        else:
+            if depth < 4 and inspect.isfunction(plain):
+                _add_used(ns, plain, module_name, depth + 1)
+            return
     ns.skipped[alias] = f"a {type(value).__name__}, which is neither plain data nor importable"
 
 
