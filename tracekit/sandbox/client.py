@@ -32,7 +32,7 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
          "from tracekit.sandbox.worker import main; main()")
 _ENV_KEPT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # hardware workarounds, no secrets
 _ids = itertools.count(1)
-_SPIN_S = 0.0005  # poll this long for a reply before blocking in select
+_SPIN_S = 0.0003  # poll this long for a reply before blocking in select
 
 
 def _root() -> str:
@@ -269,24 +269,19 @@ class SandboxedFunction:
         self.poisoned: SandboxTimeout | None = None
 
     def define(self) -> None:
-        """Define the function in the worker now (raises SandboxError when that fails)."""
+        """Make sure a worker for this function is running (raises SandboxError when none
+        can start). The definition itself travels with the first call: one round trip."""
         worker = worker_for(self.limits)
         with worker.lock:
             try:
-                self._define(worker)
+                worker.ensure(self.namespace.preload, self.namespace.read_paths)
             except SandboxCrash:  # a worker left broken by earlier code: once more, fresh
-                self._define(worker)
+                worker.ensure(self.namespace.preload, self.namespace.read_paths)
 
-    def _define(self, worker: Worker) -> None:
-        worker.ensure(self.namespace.preload, self.namespace.read_paths())
+    def _definition(self) -> dict[str, Any]:
         ns = self.namespace
-        reply, _ = worker.request(
-            {"op": "define", "id": str(self.id), "name": self.name, "source": self.source,
-             "modules": ns.modules, "refs": ns.refs, "helpers": ns.helpers},
-            ns.values, self.limits.timeout_s, f"defining {self.name}")
-        if not reply.get("ok"):
-            raise _code_error(reply, f"defining {self.name}")
-        worker.defined.add(self.id)
+        return {"name": self.name, "source": self.source, "modules": ns.modules,
+                "refs": ns.refs, "helpers": ns.helpers}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.poisoned is not None:
@@ -299,11 +294,14 @@ class SandboxedFunction:
         worker = worker_for(self.limits)
         with worker.lock:
             for attempt in range(2):
+                message: dict[str, Any] = {"op": "call", "id": str(self.id)}
                 try:
-                    if self.id not in worker.defined or worker.proc is None:
-                        self._define(worker)
-                    reply, out = worker.request({"op": "call", "id": str(self.id)}, values,
-                                                self.limits.timeout_s, f"running {self.name}")
+                    worker.ensure(self.namespace.preload, self.namespace.read_paths)
+                    if self.id not in worker.defined:
+                        message["define"] = self._definition()
+                        values["ns"] = self.namespace.values
+                    reply, out = worker.request(message, values, self.limits.timeout_s,
+                                                f"running {self.name}")
                 except SandboxTimeout as exc:
                     self.poisoned = exc
                     raise
@@ -311,6 +309,9 @@ class SandboxedFunction:
                     if attempt:  # it ended a fresh worker too: this code is the cause
                         raise
                     continue  # maybe earlier code broke that worker: once more, fresh
+                values.pop("ns", None)
+                if reply.get("defined"):
+                    worker.defined.add(self.id)
                 if reply.get("type") == "UnknownFunction":
                     worker.defined.discard(self.id)
                     continue

@@ -13,6 +13,7 @@ proposal cannot read a global that the code it replaces did not use.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -34,12 +35,13 @@ class Namespace:
     values: dict[str, Any] = field(default_factory=dict)           # alias -> plain data
     skipped: dict[str, str] = field(default_factory=dict)          # alias -> why it stays out
 
-    @property
+    @functools.cached_property
     def preload(self) -> set[str]:
         """Top-level packages the worker must load before it locks itself down."""
         names = set(self.modules.values()) | {module for module, _ in self.refs.values()}
         return {n for n in names if n != "builtins"}
 
+    @functools.cached_property
     def read_paths(self) -> set[str]:
         """Where those packages' files lie (granted read access in the worker)."""
         paths = set()
