@@ -8,6 +8,7 @@ the next request starts a new one. Replies are parsed with `tracekit.sandbox.wir
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import signal
@@ -251,6 +252,9 @@ def shutdown() -> None:
         for worker in _workers.values():
             with worker.lock:
                 worker.stop()
+
+
+atexit.register(shutdown)
 
 
 class SandboxedFunction:
