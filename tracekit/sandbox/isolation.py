@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import os
 import platform
-import resource
 import sys
 from collections.abc import Iterable
 
@@ -98,6 +97,7 @@ def address_space_in_use() -> int:
 
 
 def _limits(memory_bytes: int, cpu_seconds: int) -> None:
+    import resource  # POSIX only: imported here so that `unavailable()` works everywhere
     import signal
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past FSIZE fails, never kills
