@@ -81,10 +81,6 @@ class CodeVersions:
         self._compiled[source] = self._sandboxed(text) if self.sandbox is not False else self._compile(text)
         return source
 
-    def is_proposed(self, fn: Callable) -> bool:
-        """Whether `fn` is a version that did not come from the user's own file."""
-        return fn is not self.fn
-
     def _sandboxed(self, source: str) -> Callable:
         """Define `source` in the sandbox worker; refuse it when no sandbox can be set up."""
         from tracekit.sandbox import namespace

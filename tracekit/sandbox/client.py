@@ -320,7 +320,7 @@ class SandboxedFunction:
                     worker.defined.discard(self.id)
                     continue
                 if not reply.get("ok"):
-                    raise _code_error(reply, f"running {self.name}")
+                    raise _code_error(reply)
                 return out.get("r")
         raise SandboxCrash(f"{self.name} could not be defined in the sandbox worker")
 
@@ -328,7 +328,7 @@ class SandboxedFunction:
         return f"<sandboxed function {self.name}>"
 
 
-def _code_error(reply: dict[str, Any], what: str) -> SandboxedCodeError:
+def _code_error(reply: dict[str, Any]) -> SandboxedCodeError:
     lineno = reply.get("lineno")
     return SandboxedCodeError(str(reply.get("message", "")), str(reply.get("type") or "Error"),
                               str(reply.get("line") or ""), lineno if isinstance(lineno, int) else None)

@@ -90,8 +90,6 @@ class Worker:
             if op == "call":
                 reply, result = self.call(request, values)
                 self.send(reply, result)
-            elif op == "ping":
-                self.send({"ok": True})
             else:
                 self.send({"ok": False, "type": "ProtocolError", "message": f"unknown op {op!r}"})
 
