@@ -22,7 +22,6 @@ from typing import Any
 from tracekit import kinds
 from tracekit.errors import (
     InvalidValueError,
-    SandboxError,
     SandboxUnavailableError,
     UnsafeCodeWarning,
     describe,
@@ -82,7 +81,7 @@ class CodeVersions:
         return source
 
     def _sandboxed(self, source: str) -> Callable:
-        """Define `source` in the sandbox worker; refuse it when no sandbox can be set up."""
+        """`source` as a sandboxed function; refused when no sandbox can be set up."""
         from tracekit.sandbox import namespace
         from tracekit.sandbox.client import SandboxedFunction
 
@@ -92,16 +91,13 @@ class CodeVersions:
         limits = self.sandbox if isinstance(self.sandbox, Limits) else sandbox_defaults()
         fn = SandboxedFunction(self.name, source, self._namespace, limits, self.is_method)
         try:
-            fn.define()
+            fn.ready()
         except SandboxUnavailableError as exc:
             raise InvalidValueError(
                 f"{where} is refused: code that did not come from your own file runs only in a "
                 f"sandbox, and none can be set up here: {exc.message}. To run it in this process "
                 f"anyway (unsafe), use tk.bundle(trainable=True, sandbox=False); see "
                 f"docs/code-safety.md") from None
-        except SandboxError as exc:
-            raise InvalidValueError(f"{where} failed while being defined in the sandbox: "
-                                    f"({exc.type_name}) {exc.message}") from None
         return fn
 
     def function_for(self, source: str) -> Callable:

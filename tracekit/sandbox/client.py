@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 from tracekit.errors import (
@@ -64,14 +63,12 @@ class Worker:
 
     # --- process -------------------------------------------------------------------------
     def ensure(self, preload: set[str], read_paths: set[str]) -> None:
-        """A running worker that has loaded `preload` and may read `read_paths`."""
-        if self.proc is not None and self.proc.poll() is None \
-                and preload <= self.preloaded and read_paths <= self.read_paths:
+        """A worker that has loaded `preload` and may read `read_paths` (one that died since
+        its last reply is found by the next request, which then starts a new one)."""
+        if self.proc is not None and preload <= self.preloaded and read_paths <= self.read_paths:
             return
-        wanted = set(preload) | (set(self.preloaded) if self.proc is not None else set())
-        paths = set(read_paths) | set(self.read_paths)
         self.stop()
-        self._start(wanted, paths)
+        self._start(set(preload) | self.preloaded, set(read_paths) | self.read_paths)
 
     def _start(self, preload: set[str], read_paths: set[str]) -> None:
         reason = isolation.unavailable()
@@ -90,8 +87,8 @@ class Worker:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-B", "-c", _BOOT, _root(), str(req_r), str(rep_w),
                  str(arena_fd), str(arena_size)],
-                pass_fds=(req_r, rep_w) + ((arena_fd,) if arena_fd >= 0 else ()), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, env=_clean_env(), cwd="/", start_new_session=True,
+                pass_fds=(req_r, rep_w) + ((arena_fd,) if arena_fd >= 0 else ()),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_clean_env(), cwd="/", start_new_session=True,
                 close_fds=True)
         finally:
             os.close(req_r)
@@ -102,10 +99,10 @@ class Worker:
         self.defined = set()
         self.starts += 1
         preload = set(preload) | {m for m in ("numpy", "torch") if m in sys.modules}
-        hello = {"sys_path": _path_entries(), "preload": sorted(preload),
+        path = _path_entries()
+        hello = {"sys_path": path, "preload": sorted(preload),
                  "memory_mb": self.limits.memory_mb, "cpu_s": self.limits.cpu_s,
-                 "read_paths": sorted(read_paths | _package_dirs(preload)),
-                 "list_paths": _path_entries()}
+                 "read_paths": sorted(read_paths | _package_dirs(preload)), "list_paths": path}
         try:
             wire.write_frame(self.fd_out, wire.encode(hello))
             reply, _ = self._read(self.limits.start_timeout_s, "starting the sandbox worker")
@@ -158,34 +155,17 @@ class Worker:
         return reply, out
 
     def _read(self, timeout_s: float, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        deadline = time.monotonic() + timeout_s
-        head = self._fill(bytearray(8), deadline, timeout_s, what)
-        json_len, blob_len = wire._HEADER.unpack(bytes(head))
-        if json_len + blob_len > wire.MAX_FRAME_BYTES:
-            self.stop()
-            raise SandboxCrash(f"the sandbox worker sent a frame of {json_len + blob_len} bytes, over "
-                               f"the {wire.MAX_FRAME_BYTES} byte limit; it was stopped")
-        body = self._fill(bytearray(json_len + blob_len), deadline, timeout_s, what)
         try:
-            return wire.decode(body, json_len, self.arena)
+            return wire.read_frame(self.fd_in, self.arena, timeout_s, _SPIN_S)
+        except TimeoutError:
+            self.stop()
+            raise SandboxTimeout(f"timed out after {timeout_s:g} s while {what} (the sandbox's "
+                                 f"wall-clock limit); the worker was stopped") from None
+        except EOFError:
+            raise self._crashed(what) from None
         except wire.WireError as exc:
             self.stop()
             raise SandboxCrash(f"the sandbox worker sent a malformed reply ({exc}); it was stopped") from None
-
-    def _fill(self, buf: bytearray, deadline: float, timeout_s: float, what: str) -> bytearray:
-        """Fill `buf` from the worker before `deadline`; stop the worker when it is late."""
-        view = memoryview(buf)
-        while view.nbytes:
-            left = deadline - time.monotonic()
-            if not wire.wait_readable(self.fd_in, _SPIN_S, left):
-                self.stop()
-                raise SandboxTimeout(f"timed out after {timeout_s:g} s while {what} (the sandbox's "
-                                     f"wall-clock limit); the worker was stopped")
-            got = os.readv(self.fd_in, [view])
-            if not got:
-                raise self._crashed(what)
-            view = view[got:]
-        return buf
 
     def _crashed(self, what: str) -> SandboxCrash:
         proc = self.proc
@@ -272,15 +252,12 @@ class SandboxedFunction:
         self.id = next(_ids)
         self.poisoned: SandboxTimeout | None = None
 
-    def define(self) -> None:
-        """Make sure a worker for this function is running (raises SandboxError when none
-        can start). The definition itself travels with the first call: one round trip."""
+    def ready(self) -> None:
+        """Make sure a worker for this function runs (SandboxUnavailableError when none can
+        start). The definition itself travels with the first call: one round trip."""
         worker = worker_for(self.limits)
         with worker.lock:
-            try:
-                worker.ensure(self.namespace.preload, self.namespace.read_paths)
-            except SandboxCrash:  # a worker left broken by earlier code: once more, fresh
-                worker.ensure(self.namespace.preload, self.namespace.read_paths)
+            worker.ensure(self.namespace.preload, self.namespace.read_paths)
 
     def _definition(self) -> dict[str, Any]:
         ns = self.namespace
@@ -336,13 +313,6 @@ def _code_error(reply: dict[str, Any]) -> SandboxedCodeError:
 
 def _snapshot(instance: Any) -> tuple[str, dict[str, Any]]:
     """A method's `self` as plain data: the attributes that are plain data, copied."""
-    attrs = {}
-    for key, value in getattr(instance, "__dict__", {}).items():
-        if key.startswith("_tracekit"):
-            continue
-        try:
-            wire.encode({}, {key: value})
-        except (wire.NotPlainData, TypeError, ValueError):
-            continue
-        attrs[key] = value
+    attrs = {key: value for key, value in getattr(instance, "__dict__", {}).items()
+             if not key.startswith("_tracekit") and wire.is_plain(value)}
     return type(instance).__name__, attrs

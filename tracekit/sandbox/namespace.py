@@ -33,7 +33,6 @@ class Namespace:
     refs: dict[str, list[str]] = field(default_factory=dict)       # alias -> [module, qualname]
     helpers: dict[str, str] = field(default_factory=dict)          # alias -> source
     values: dict[str, Any] = field(default_factory=dict)           # alias -> plain data
-    skipped: dict[str, str] = field(default_factory=dict)          # alias -> why it stays out
 
     @functools.cached_property
     def preload(self) -> set[str]:
@@ -85,11 +84,7 @@ def _add(ns: Namespace, alias: str, value: Any, module_name: str | None, depth: 
     if isinstance(value, types.ModuleType):
         ns.modules[alias] = value.__name__
         return
-    try:
-        wire.encode({}, {alias: value})
-    except (wire.NotPlainData, TypeError, ValueError):
-        pass
-    else:
+    if wire.is_plain(value):
         ns.values[alias] = value
         return
     ref = _importable(value)
@@ -106,7 +101,7 @@ def _add(ns: Namespace, alias: str, value: Any, module_name: str | None, depth: 
             if depth < 4 and inspect.isfunction(plain):
                 _add_used(ns, plain, module_name, depth + 1)
             return
-    ns.skipped[alias] = f"a {type(value).__name__}, which is neither plain data nor importable"
+    # anything else stays out: using it in the sandbox is a NameError there
 
 
 def _importable(value: Any) -> tuple[str, str] | None:

@@ -162,6 +162,15 @@ class _Encoder:
         return out
 
 
+def is_plain(value: Any) -> bool:
+    """Whether `value` can cross the boundary (the one test, shared by every caller)."""
+    try:
+        _Encoder().encode(value, "value")
+    except (NotPlainData, TypeError, ValueError):
+        return False
+    return True
+
+
 def encode(message: dict[str, Any], values: dict[str, Any] | None = None) -> bytes:
     """One frame as bytes (arrays inline): `message` plus `values` encoded as plain data."""
     return b"".join(bytes(p) for p in encode_parts(message, values))
@@ -322,9 +331,12 @@ def write_frame(fd: int, frame: bytes | list[Any]) -> None:
                 n = 0
 
 
-def read_into(fd: int, view: memoryview) -> None:
-    """Fill `view` from `fd`; EOFError when the other side closed first."""
+def read_into(fd: int, view: memoryview, deadline: float | None = None, spin_s: float = 0.0) -> None:
+    """Fill `view` from `fd`; EOFError when the other side closed first, TimeoutError when
+    `deadline` (a `time.monotonic()` instant) passes first."""
     while view.nbytes:
+        if deadline is not None and not wait_readable(fd, spin_s, deadline - time.monotonic()):
+            raise TimeoutError("no data before the deadline")
         got = os.readv(fd, [view])
         if not got:
             raise EOFError("the other side closed the pipe")
@@ -355,13 +367,17 @@ def set_pipe_size(fd: int, size: int = 1 << 20) -> None:
         pass
 
 
-def read_frame(fd: int, arena: Arena | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_frame(fd: int, arena: Arena | None = None, timeout_s: float | None = None,
+               spin_s: float = 0.0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One whole frame from `fd`, decoded; EOFError, TimeoutError (after `timeout_s`) or
+    WireError (too large, malformed)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     head = bytearray(_HEADER.size)
-    read_into(fd, memoryview(head))
+    read_into(fd, memoryview(head), deadline, spin_s)
     json_len, blob_len = _HEADER.unpack(bytes(head))
     if json_len + blob_len > MAX_FRAME_BYTES:
         raise WireError(f"a frame of {json_len + blob_len} bytes is over the "
                         f"{MAX_FRAME_BYTES} byte limit")
     body = bytearray(json_len + blob_len)
-    read_into(fd, memoryview(body))
+    read_into(fd, memoryview(body), deadline, spin_s)
     return decode(body, json_len, arena)

@@ -3,8 +3,8 @@
 Started by `tracekit.sandbox.client` as `python -I -B -c ...` with a clean environment and
 two pipe descriptors. It reads a hello frame (its import path, the modules to load, its
 limits and readable paths), loads those modules, locks itself down
-(`tracekit.sandbox.isolation.apply`) and only then serves `define` and `call` requests.
-A `call` request carries the function's definition the first time (one round trip).
+(`tracekit.sandbox.isolation.apply`) and only then serves `call` requests; a call carries
+the function's definition the first time (one round trip).
 Every reply is plain data (`tracekit.sandbox.wire`); any BaseException raised by proposed
 code is described, not propagated.
 """
@@ -20,6 +20,7 @@ import time
 import traceback
 from typing import Any
 
+from tracekit.errors import message_of
 from tracekit.sandbox import wire
 
 _FILENAME = "<sandboxed {}>"
@@ -54,12 +55,11 @@ class Worker:
         hello, _ = wire.read_frame(self.fd_in)
         try:
             sys.path[:] = [p for p in hello.get("sys_path", []) if isinstance(p, str)]
-            failed = {}
             for name in ["numpy", *hello.get("preload", [])]:
                 try:
                     importlib.import_module(name)
-                except BaseException as exc:  # noqa: BLE001 - reported to the parent
-                    failed[name] = f"{type(exc).__name__}: {exc}"
+                except BaseException:  # noqa: BLE001 - its names stay undefined in the sandbox
+                    pass
             torch = sys.modules.get("torch")
             if torch is not None:
                 torch.set_num_threads(1)
@@ -71,7 +71,7 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - the parent refuses to run code then
             self.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
             raise SystemExit(1) from None
-        self.send({"ok": True, "failed_imports": failed})
+        self.send({"ok": True})
 
     # --- serving -------------------------------------------------------------------------
     def serve(self) -> None:
@@ -106,27 +106,23 @@ class Worker:
                                  "message": self.describe(exc), "cpu": reply["cpu"]})
         wire.write_frame(self.fd_out, frame)
 
-    def define(self, request: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-        fid, name, source = request["id"], request["name"], request["source"]
+    def define(self, fid: str, definition: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        """Define one function in a namespace of its own (modules and references the worker
+        loaded, plain values, helpers); a name that could not be loaded stays undefined."""
+        name, source = definition["name"], definition["source"]
         namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "tracekit_sandboxed"}
-        missing = []
-        for alias, module in request.get("modules", {}).items():
-            mod = sys.modules.get(module)
-            if mod is None:
-                missing.append(alias)
-            else:
-                namespace[alias] = mod
-        for alias, (module, qualname) in request.get("refs", {}).items():
+        for alias, module in definition.get("modules", {}).items():
+            if module in sys.modules:
+                namespace[alias] = sys.modules[module]
+        for alias, (module, qualname) in definition.get("refs", {}).items():
             obj = sys.modules.get(module)
             for part in qualname.split("."):
                 obj = getattr(obj, part, None)
-            if obj is None:
-                missing.append(alias)
-            else:
+            if obj is not None:
                 namespace[alias] = obj
         namespace.update(values)
         try:
-            for alias, helper in request.get("helpers", {}).items():
+            for alias, helper in definition.get("helpers", {}).items():
                 exec(compile(helper, _FILENAME.format(alias), "exec"), namespace)  # noqa: S102
             code = compile(source, _FILENAME.format(name), "exec", flags=_LAZY_ANNOTATIONS,
                            dont_inherit=True)
@@ -135,13 +131,12 @@ class Worker:
             return self.failure(exc, name)
         self.functions[fid] = (namespace[name], name)
         self.sources[name] = source.splitlines()
-        return {"ok": True, "missing": missing}
+        return {"ok": True}
 
     def call(self, request: dict[str, Any], values: dict[str, Any]) -> tuple[dict, dict | None]:
         defined = False
         if isinstance(request.get("define"), dict):
-            definition = dict(request["define"], id=request["id"])
-            reply = self.define(definition, values.get("ns", {}))
+            reply = self.define(request["id"], request["define"], values.get("ns", {}))
             if not reply.get("ok"):
                 return reply, None
             defined = True
@@ -190,14 +185,10 @@ class Worker:
             return "tried an operation the sandbox blocks (processes, network, signals, file changes)"
         if isinstance(exc, SystemExit):
             return f"tried to exit (SystemExit {exc.code!r})"
-        try:
-            text = str(exc)
-        except BaseException:  # noqa: BLE001
-            text = "<unprintable>"
-        return text[:2000]
+        return message_of(exc)
 
 
-_LAZY_ANNOTATIONS = __import__("__future__").annotations.compiler_flag
+_LAZY_ANNOTATIONS = __import__("__future__").annotations.compiler_flag  # annotations never run
 
 
 def main() -> None:
