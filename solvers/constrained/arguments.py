@@ -58,8 +58,8 @@ def constraint_list(name: str, value: Any) -> None:
 
 
 def options_for(method: str, options: Any) -> None:
-    """None, or a dict: AugLagOptions fields for auglag/auto; cvxpy solve() keywords for
-    cvxpy; the SciPy methods take none."""
+    """None, or a dict: AugLagOptions fields for auglag/auto; IPOPT options for ipopt;
+    cvxpy solve() keywords for cvxpy; the SciPy methods take none."""
     if options is None:
         return
     if not isinstance(options, dict):
@@ -70,6 +70,10 @@ def options_for(method: str, options: Any) -> None:
         if unknown:
             raise ProblemError(f"options has unknown key(s) {', '.join(map(repr, unknown))} for "
                                f"method {method!r}; accepted: {', '.join(sorted(known))}.")
+    elif method == "ipopt":
+        bad = [k for k in options if not isinstance(k, str)]
+        if bad:
+            raise ProblemError(f"IPOPT option names are strings (e.g. 'mu_strategy'), got {bad[0]!r}.")
     elif method in ("slsqp", "trust-constr") and options:
         raise ProblemError(f"options are not used by method {method!r} (they are AugLagOptions "
                            f"fields for 'auglag' or cvxpy solve() keywords for 'cvxpy'); remove them.")

@@ -9,15 +9,17 @@ means the same for every method: ``max_violation <= feas_tol`` and
 
 1. a cvxpy ``Problem`` or expression -> ``"cvxpy"`` (global optimum of a convex problem,
    solver certificate);
-2. a batch (``batched=True`` with more than one row), CUDA tensors, or more than 300
-   variables -> ``"auglag"`` (the only method that batches, runs on GPU and is matrix-free);
-3. otherwise ``"slsqp"`` first (an SQP that converges superlinearly on small dense smooth
-   problems in milliseconds); its point is graded by our checks, not by its own flag, and
-   if it does not pass, ``"auglag"`` is run warm-started from it (and from ``x0`` if that
-   fails too); the best graded point is returned. If it passes but its violation is above
-   ``10 * tol``, auglag polishes it (SLSQP stops on a small change in ``f`` and can leave
-   a 1e-7 violation that buys an objective below the optimum). ``res.solver`` records
+2. a batch (``batched=True`` with more than one row) or CUDA tensors -> ``"auglag"`` (the
+   only method that batches and runs on GPU);
+3. otherwise ``"ipopt"`` (IPOPT through CasADi, exact derivatives; see ``ipopt.py``), or
+   ``"slsqp"`` where CasADi is not installed. Its point is graded by our checks, not by its
+   own flag, and if it does not pass, ``"auglag"`` is run warm-started from it (and from
+   ``x0`` if that fails too); the best graded point is returned. ``res.solver`` records
    the path taken.
+
+Every point any method returns then gets the same infeasibility test and the same
+second-order test (``second_order.py``): a stationary point with negative curvature along
+the feasible directions, or one reached only with exploding multipliers, is not optimal.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 from . import arguments as args
+from . import ipopt, second_order
 from .auglag import AugLagOptions, auglag
 from .constraints import Eq, Evaluator, Ineq, Problem, ProblemError
 from .convex import build_problem, is_cvxpy_object, solve_problem
@@ -41,7 +44,7 @@ from .scipy_methods import solve_scipy
 
 __all__ = ["minimize", "METHODS"]
 
-METHODS = ("auto", "auglag", "cvxpy", "slsqp", "trust-constr")
+METHODS = ("auto", "auglag", "cvxpy", "ipopt", "slsqp", "trust-constr")
 
 
 def _check_method(method: str) -> str:
@@ -97,16 +100,25 @@ class _Graded:
     def __init__(self, X, lam, mu, m, status, messages, solver, nit):
         self.X, self.lam, self.mu, self.m = X, lam, mu, m
         self.status, self.messages, self.solver, self.nit = status, messages, solver, nit
+        self.derivatives: str | None = None  # how IPOPT got its derivatives, when it ran
+        self.notes: dict[int, str] = {}  # rows that pass first order but are not minima, and why
 
 
 def _grade_status(m, backend_status: list[str], messages: list[str], feas_tol: float, kkt_tol: float,
-                  unbounded: float = 1e20) -> tuple[torch.Tensor, list[str], list[str]]:
+                  unbounded: float = 1e20, notes: dict[int, str] | None = None
+                  ) -> tuple[torch.Tensor, list[str], list[str]]:
     # a point out where the objective is below -1e20 is a diverged iterate, never a solution
     # (its KKT residual can read 0 in floating point)
     success = m.finite & (m.violation <= feas_tol) & (m.kkt <= kkt_tol) & (m.f >= -unbounded)
+    for b in (notes or {}):
+        success[b] = False
     status, msgs = [], []
     for b in range(len(backend_status)):
         s, msg = backend_status[b], messages[b]
+        if notes and b in notes:
+            status.append("not_converged")
+            msgs.append(notes[b])
+            continue
         if bool(success[b]):
             status.append("optimal")
             msgs.append(f"max violation {float(m.violation[b]):.2e} and KKT residual "
@@ -147,6 +159,18 @@ def _run_scipy(ev, X0, lo, hi, method, tol, max_iter):
     status = ["optimal" if ok else "not_converged" for ok in out.backend_success]
     msgs = [f"{method}: {msg}" for msg in out.messages]
     return _Graded(out.X, lam, mu, m, status, msgs, method, out.nit)
+
+
+def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options):
+    out = ipopt.solve_ipopt(prob, ev, X0, lo, hi, tol=tol, max_iter=max_iter, options=options)
+    m = measures(ev, out.X, out.lam, out.mu, lo.expand_as(out.X), hi.expand_as(out.X))
+    g = _Graded(out.X, out.lam, out.mu, m, out.status, out.messages, "ipopt", out.nit)
+    g.derivatives = out.derivatives
+    return g
+
+
+def _ok(c: _Graded, feas_tol: float, kkt_tol: float) -> bool:
+    return bool(c.m.finite[0]) and float(c.m.violation[0]) <= feas_tol and float(c.m.kkt[0]) <= kkt_tol
 
 
 def _better(a: _Graded, b: _Graded, feas_tol: float, kkt_tol: float) -> bool:
@@ -227,44 +251,133 @@ def minimize(
     lam0 = _stack_multipliers(lam_in, ev, "ineq", B, X0)
     mu0 = _stack_multipliers(mu_in, ev, "eq", B, X0)
     if method == "auto":
-        if B > 1 or X0.device.type != "cpu" or prob.n > 300:
+        if B > 1 or X0.device.type != "cpu" or (prob.n > 300 and not ipopt.available()):
             best = _run_auglag(ev, X0, lo, hi, lam0, mu0, tol, max_iter, options)
             method_used = "auto: auglag"
         else:
-            best = _run_scipy(ev, X0, lo, hi, "slsqp", tol, max_iter)
-            path = "auto: slsqp"
-            ok = bool(best.m.finite[0]) and float(best.m.violation[0]) <= feas_tol and float(best.m.kkt[0]) <= kkt_tol
-            if ok and float(best.m.violation[0]) > 10 * tol:
-                # SLSQP stops on a small change in f and may leave ~1e-7 violation that
-                # buys objective below the optimum: polish with auglag from its point
-                cand = _run_auglag(ev, best.X, lo, hi, best.lam, best.mu, tol, max_iter, options)
-                cv, ck = float(cand.m.violation[0]), float(cand.m.kkt[0])
-                if math.isfinite(cv) and cv <= float(best.m.violation[0]) and ck <= kkt_tol:
-                    best, path = cand, "auto: slsqp -> auglag polish"
-            if not ok:
-                starts = []
-                if bool(torch.isfinite(best.X).all()):
-                    starts.append(("slsqp point", best.X, best.lam, best.mu))
-                starts.append(("x0", X0, lam0, mu0))
-                for label, Xs, ls, ms in starts:
-                    cand = _run_auglag(ev, Xs, lo, hi, ls, ms, tol, max_iter, options)
-                    tag = f"auglag from {label}"
-                    if _better(cand, best, feas_tol, kkt_tol):
-                        best, path = cand, f"auto: slsqp -> {tag}"
-                    else:
-                        path = f"{path}, {tag} not better"
-                    if best.solver == "auglag" and float(best.m.violation[0]) <= feas_tol and float(best.m.kkt[0]) <= kkt_tol:
-                        break
-                    if cand.status[0] in ("infeasible", "unbounded"):
-                        break  # a second start would most likely conclude the same
-            method_used = path
+            best, method_used = _auto_single(prob, ev, X0, lo, hi, lam0, mu0, tol, feas_tol, kkt_tol,
+                                             max_iter, options)
     elif method == "auglag":
         best = _run_auglag(ev, X0, lo, hi, lam0, mu0, tol, max_iter, options)
         method_used = "auglag"
+    elif method == "ipopt":
+        best = _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options)
+        method_used = "ipopt"
     else:
         best = _run_scipy(ev, X0, lo, hi, method, tol, max_iter)
         method_used = method + (" (loop over batch)" if B > 1 else "")
+
+    def rerun(Xs: torch.Tensor) -> _Graded:  # the same method from another start
+        if method == "auto":
+            return _auto_single(prob, ev, Xs, lo, hi, None, None, tol, feas_tol, kkt_tol, max_iter, options)[0]
+        if method == "auglag":
+            return _run_auglag(ev, Xs, lo, hi, None, None, tol, max_iter, options)
+        if method == "ipopt":
+            return _run_ipopt(prob, ev, Xs, lo, hi, tol, max_iter, options)
+        return _run_scipy(ev, Xs, lo, hi, method, tol, max_iter)
+
+    best, moved = _second_order(ev, best, lo, hi, feas_tol, kkt_tol, rerun)
+    if moved:
+        method_used += f" -> {moved}"
     return _build_result(prob, ev, best, method_used, feas_tol, kkt_tol, t0)
+
+
+def _passes(c: _Graded, b: int, feas_tol: float, kkt_tol: float, unbounded: float = 1e20) -> bool:
+    m = c.m
+    return (bool(m.finite[b]) and float(m.violation[b]) <= feas_tol and float(m.kkt[b]) <= kkt_tol
+            and float(m.f[b]) >= -unbounded)
+
+
+def _step_off(ev: Evaluator, X: torch.Tensor, d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+              f0: float, v0: float, feas_tol: float) -> torch.Tensor | None:
+    """A point along ``+-d`` from a saddle with a lower objective and no more violation."""
+    scale = max(1.0, float(X.abs().max()))
+    for t in (1e-3, 1e-2, 1e-1, 1.0):
+        for sign in (1.0, -1.0):
+            Xt = torch.minimum(torch.maximum(X + sign * t * scale * d.reshape(1, -1), lo), hi)
+            with torch.no_grad():
+                m = measures(ev, Xt, X.new_zeros(1, ev.m_ineq), X.new_zeros(1, ev.m_eq), lo, hi)
+            if bool(m.finite[0]) and float(m.f[0]) < f0 - 1e-9 * max(1.0, abs(f0)) \
+                    and float(m.violation[0]) <= max(feas_tol, v0):
+                return Xt
+    return None
+
+
+def _second_order(ev: Evaluator, c: _Graded, lo: torch.Tensor, hi: torch.Tensor, feas_tol: float,
+                  kkt_tol: float, rerun: Callable[[torch.Tensor], _Graded]) -> tuple[_Graded, str]:
+    """Flag (or leave) points that pass the first-order grade but are not minima: negative
+    curvature along the active manifold, or exploding multipliers (``second_order.py``).
+    A single instance at a saddle is moved off it along the negative-curvature direction
+    and solved again once; what that run finds (a lower minimum, or an unbounded
+    objective) replaces the saddle."""
+    B = c.X.shape[0]
+    rows = [b for b in range(B) if _passes(c, b, feas_tol, kkt_tol)]
+    if not rows:
+        return c, ""
+    lo_b, hi_b = lo.expand_as(c.X), hi.expand_as(c.X)
+    neg = second_order.curvature(ev, c.X, c.lam, c.mu, lo_b, hi_b, rows)
+    moved = ""
+    if B == 1 and 0 in neg:
+        Xs = _step_off(ev, c.X, neg[0], lo_b, hi_b, float(c.m.f[0]), float(c.m.violation[0]), feas_tol)
+        if Xs is not None:
+            cand = rerun(Xs)
+            gone = cand.status[0] == "unbounded" or float(cand.m.f[0]) < -1e20
+            if gone or (_passes(cand, 0, feas_tol, kkt_tol) and float(cand.m.f[0]) < float(c.m.f[0])):
+                moved = f"{cand.solver} from a step off the saddle"
+                c = cand
+                rows = [0] if _passes(c, 0, feas_tol, kkt_tol) else []
+                neg = second_order.curvature(ev, c.X, c.lam, c.mu, lo_b, hi_b, rows) if rows else {}
+    notes: dict[int, str] = {}
+    for b in neg:
+        notes[b] = ("stationary but not a minimum: the Hessian of the Lagrangian has negative curvature "
+                    "along the active constraints (a saddle or maximum); start elsewhere")
+    ratio = second_order.cancellation(ev, c.X, c.lam, c.mu, c.m.bound_multipliers,
+                                      [b for b in rows if b not in notes])
+    for b, r in ratio.items():
+        if r > second_order.CANCELLATION_MAX:
+            notes[b] = (f"stationary only to tolerance: the multipliers cancel each other (ratio {r:.2g} "
+                        "to the objective's gradient), so constraint qualifications fail here and the "
+                        "objective can be off by more than the tolerances suggest")
+    c.notes = notes
+    return c, moved
+
+
+def _auto_single(prob, ev, X0, lo, hi, lam0, mu0, tol, feas_tol, kkt_tol, max_iter, options):
+    """One instance on the CPU: IPOPT (SLSQP where CasADi is missing), graded by the shared
+    checks; a point that does not pass goes to auglag, warm-started from it and then from
+    ``x0``; the best graded point wins."""
+    if ipopt.available():
+        best = _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, None)
+        path = "auto: ipopt"
+    else:
+        best = _run_scipy(ev, X0, lo, hi, "slsqp", tol, max_iter)
+        path = "auto: slsqp"
+        if _ok(best, feas_tol, kkt_tol) and float(best.m.violation[0]) > 10 * tol:
+            # SLSQP stops on a small change in f and may leave ~1e-7 violation that
+            # buys objective below the optimum: polish with auglag from its point
+            cand = _run_auglag(ev, best.X, lo, hi, best.lam, best.mu, tol, max_iter, options)
+            cv, ck = float(cand.m.violation[0]), float(cand.m.kkt[0])
+            if math.isfinite(cv) and cv <= float(best.m.violation[0]) and ck <= kkt_tol:
+                best, path = cand, "auto: slsqp -> auglag polish"
+    if _ok(best, feas_tol, kkt_tol):
+        return best, path
+    first = best.solver
+    starts = []
+    if bool(torch.isfinite(best.X).all()):
+        starts.append((f"{first} point", best.X, best.lam, best.mu))
+    starts.append(("x0", X0, lam0, mu0))
+    for label, Xs, ls, ms in starts:
+        cand = _run_auglag(ev, Xs, lo, hi, ls, ms, tol, max_iter, options)
+        tag = f"auglag from {label}"
+        if _better(cand, best, feas_tol, kkt_tol):
+            best, path = cand, f"{path} -> {tag}"
+        else:
+            path = f"{path}, {tag} not better"
+        if best.solver == "auglag" and _ok(best, feas_tol, kkt_tol):
+            break
+        if cand.status[0] in ("infeasible", "unbounded"):
+            break  # a second start would most likely conclude the same
+    return best, path
 
 
 def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float,
@@ -298,13 +411,15 @@ def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float,
             msgs[b] = (f"{msgs[b]}; but a point with violation {v_new:.3g} exists, so the "
                        f"problem is not infeasible there: {c.solver} did not converge")
     m = measures(ev, X, c.lam, c.mu, lo.expand_as(X), hi.expand_as(X))
-    return _Graded(X, c.lam, c.mu, m, status, msgs, c.solver, c.nit)
+    out = _Graded(X, c.lam, c.mu, m, status, msgs, c.solver, c.nit)
+    out.derivatives, out.notes = c.derivatives, c.notes
+    return out
 
 
 def _build_result(prob: Problem, ev: Evaluator, c: _Graded, solver: str, feas_tol: float,
                   kkt_tol: float, t0: float) -> OptimizeResult:
     c = _check_infeasible(prob, ev, c, feas_tol)
-    success, status, msgs = _grade_status(c.m, c.status, c.messages, feas_tol, kkt_tol)
+    success, status, msgs = _grade_status(c.m, c.status, c.messages, feas_tol, kkt_tol, notes=c.notes)
     batched = prob.batch is not None
     X = c.X.detach()
     x = X.reshape((X.shape[0],) + prob.shape) if batched else X.reshape(prob.shape)
@@ -322,12 +437,13 @@ def _build_result(prob: Problem, ev: Evaluator, c: _Graded, solver: str, feas_to
         fun, succ = float(c.m.f[0]), bool(success[0])
         viol, kkt, st, message = float(c.m.violation[0]), float(c.m.kkt[0]), status[0], msgs[0]
     deriv = ev.derivatives
+    info = {"ipopt_derivatives": c.derivatives} if c.derivatives else {}
     if deriv != "autograd":
         message += f" (gradients by {deriv})"
     return OptimizeResult(
         x=x, fun=fun, success=succ, status=st, message=message, max_violation=viol,
         kkt_residual=kkt, multipliers=mult, nit=int(c.nit), nfev=int(ev.nfev), solver=solver,
-        time=time.perf_counter() - t0, derivatives=deriv,
+        time=time.perf_counter() - t0, derivatives=deriv, info=info,
     )
 
 

@@ -1,0 +1,248 @@
+"""IPOPT behind ``tk.minimize(method="ipopt")``, through CasADi's wheel.
+
+Why CasADi: its PyPI wheel bundles a current IPOPT (3.14, with the MUMPS sparse solver)
+for every platform, so ``pip install`` is the whole setup. cyipopt has no Linux wheels on
+PyPI and builds against a system IPOPT (Debian ships 3.11.9, from 2014), which needs root
+and a compiler. CasADi also lets us hand IPOPT our own derivative functions.
+
+Derivatives, in order of preference:
+
+1. **Captured** (``symbolic.capture``): the objective and constraints, called once on a
+   symbolic ``x``, become a CasADi expression graph; IPOPT gets exact sparse Jacobians
+   and Lagrangian Hessians in compiled code. The capture is checked against the torch
+   functions at ``x0`` and at a second point and dropped on any difference.
+2. **Torch callbacks** (``oracle.TorchOracle``): CasADi ``Callback`` functions that
+   evaluate the torch functions, with ``grad f`` and the Jacobian from one batched
+   backward pass and the Lagrangian Hessian from a second one, once per point. Above
+   ``dense_hessian_max`` variables, or when a function has no exact Hessian, IPOPT's
+   limited-memory quasi-Newton approximation replaces the Hessian.
+
+IPOPT solves one instance; the result is graded by the caller like every other method.
+Its constraint multipliers are passed through in the library's convention (CasADi's
+``lam_g`` for ``g(x) <= 0`` is ``>= 0`` at an active constraint, the same sign).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .constraints import Evaluator, Problem, ProblemError
+from .oracle import TorchOracle
+from .symbolic import capture
+
+__all__ = ["available", "solve_ipopt", "IpoptOutput", "IPOPT_STATUS"]
+
+#: IPOPT's return status -> the library's status (before grading by the shared checks).
+IPOPT_STATUS = {
+    "Solve_Succeeded": "optimal",
+    "Solved_To_Acceptable_Level": "optimal",
+    "Feasible_Point_Found": "optimal",
+    "Infeasible_Problem_Detected": "infeasible",
+    "Diverging_Iterates": "unbounded",
+    "Maximum_Iterations_Exceeded": "max_iter",
+    "Maximum_CpuTime_Exceeded": "max_iter",
+    "Maximum_WallTime_Exceeded": "max_iter",
+    "Invalid_Number_Detected": "nan",
+}
+
+DEFAULTS: dict[str, Any] = {"dense_hessian_max": 2000, "capture": True}
+
+
+def available() -> bool:
+    """True when CasADi (and so IPOPT) can be imported."""
+    try:
+        import casadi  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class IpoptOutput:
+    X: torch.Tensor  # (1, n)
+    lam: torch.Tensor  # (1, mI)
+    mu: torch.Tensor  # (1, mE)
+    status: list[str]
+    messages: list[str]
+    nit: int
+    derivatives: str  # "captured" | "torch" | "torch, quasi-Newton"
+
+
+def _casadi():
+    try:
+        import casadi
+    except ImportError as exc:  # pragma: no cover - casadi is a dependency
+        raise ProblemError(
+            "method='ipopt' needs CasADi (which bundles IPOPT): pip install casadi"
+        ) from exc
+    return casadi
+
+
+def _captured_nlp(prob: Problem, ev: Evaluator, X0: torch.Tensor) -> dict | None:
+    """The problem as a CasADi SX graph, if capture works and agrees with torch."""
+    ca = _casadi()
+    fns = [prob.objective] + [c.fn for c in prob.ineq] + [c.fn for c in prob.eq]
+    got = capture(fns, prob.shape)
+    if got is None:
+        return None
+    x, outs = got
+    if outs[0].shape != (1, 1) or [o.shape[0] for o in outs[1:]] != ev.sizes[1:]:
+        return None
+    f, c = outs[0], ca.vertcat(*outs[1:]) if len(outs) > 1 else ca.SX(0, 1)
+    check = ca.Function("tk_check", [x], [f, c])
+    gen = torch.Generator().manual_seed(0)
+    x0 = X0[0].detach().cpu().to(torch.float64)
+    x1 = x0 + 0.1 * (1 + x0.abs()) * torch.rand(x0.shape, generator=gen, dtype=torch.float64)
+    x1 = torch.minimum(torch.maximum(x1, prob.lower.cpu().double()), prob.upper.cpu().double())
+    for pt in (x0, x1):
+        with torch.no_grad():
+            tf, tg, th = ev.evaluate(pt.to(X0.dtype).to(X0.device).reshape(1, -1))
+        want = torch.cat([tf.reshape(1), tg.reshape(-1), th.reshape(-1)]).double().cpu().numpy()
+        fv, cv = check(pt.numpy())
+        got_v = np.concatenate([np.asarray(fv).ravel(), np.asarray(cv).ravel()])
+        ok = np.isfinite(want) == np.isfinite(got_v)
+        both = np.isfinite(want) & np.isfinite(got_v)
+        ok &= ~both | (np.abs(want - got_v) <= 1e-9 * np.maximum(1.0, np.abs(want)))
+        if not ok.all():
+            return None
+    return {"x": x, "f": f, "g": c}
+
+
+def _callback_nlp(oracle: TorchOracle, n: int, m: int, exact: bool) -> tuple[dict, dict, list]:
+    """CasADi Callbacks over the torch oracle: the NLP, the derivative options, and the
+    callback objects (which must outlive the solver)."""
+    ca = _casadi()
+    dense = ca.Sparsity.dense
+    none = dense(0, 1)
+
+    class _Fn(ca.Callback):
+        def __init__(self, name: str, ins: list, outs: list, body, reverse=None) -> None:
+            ca.Callback.__init__(self)
+            self._ins, self._outs, self._body, self._reverse = ins, outs, body, reverse
+            self._keep: list = []
+            self.construct(name, {})
+
+        def has_reverse(self, nadj: int) -> bool:
+            return self._reverse is not None and nadj == 1
+
+        def get_reverse(self, nadj: int, name: str, inames: Any, onames: Any, opts: Any):
+            fn = _Fn(name, self._ins + self._outs + self._outs, [self._ins[0]], self._reverse)
+            self._keep.append(fn)
+            return fn
+
+        def get_n_in(self) -> int:
+            return len(self._ins)
+
+        def get_n_out(self) -> int:
+            return len(self._outs)
+
+        def get_sparsity_in(self, i: int):
+            return self._ins[i]
+
+        def get_sparsity_out(self, i: int):
+            return self._outs[i]
+
+        def eval(self, arg: list) -> list:
+            return self._body(np.asarray(arg[0], dtype=np.float64).ravel(), arg)
+
+    def fg(x, arg):
+        f, c = oracle.values(x)
+        return [f, c.reshape(m, 1)]
+
+    def grad_f(x, arg):
+        f, _ = oracle.values(x)
+        gf, _ = oracle.first(x)
+        return [f, gf.reshape(n, 1)]
+
+    def jac_g(x, arg):
+        _, c = oracle.values(x)
+        _, J = oracle.first(x)
+        return [c.reshape(m, 1), J]
+
+    def vjp(x, arg):  # CasADi asks once, for the multipliers of the bounds at the end
+        gf, J = oracle.first(x)
+        wf = float(np.asarray(arg[3]).ravel()[0])
+        wc = np.asarray(arg[4], dtype=np.float64).ravel()
+        return [(wf * gf + (J.T @ wc if m else 0.0)).reshape(n, 1)]
+
+    upper = ca.Sparsity.upper(n)
+    rows, cols = np.tril_indices(n)  # column-major order of the upper triangle
+
+    def hess(x, arg):
+        sigma = float(np.asarray(arg[2]).ravel()[0])
+        y = np.asarray(arg[3], dtype=np.float64).ravel()
+        H = oracle.hessian(x, sigma, y)
+        return [ca.DM(upper, H[rows, cols])]
+
+    fgf = _Fn("tk_fg", [dense(n, 1)], [dense(1, 1), dense(m, 1)], fg, reverse=vjp)
+    gff = _Fn("tk_grad_f", [dense(n, 1), none], [dense(1, 1), dense(n, 1)], grad_f)
+    jgf = _Fn("tk_jac_g", [dense(n, 1), none], [dense(m, 1), dense(m, n)], jac_g)
+    keep = [fgf, gff, jgf]
+    x = ca.MX.sym("x", n)
+    f, c = fgf(x)
+    opts: dict[str, Any] = {"grad_f": gff, "jac_g": jgf}
+    if exact:
+        hlf = _Fn("tk_hess_lag", [dense(n, 1), none, dense(1, 1), dense(m, 1)], [upper], hess)
+        keep.append(hlf)
+        opts["hess_lag"] = hlf
+    else:
+        opts["ipopt.hessian_approximation"] = "limited-memory"
+    return {"x": x, "f": f, "g": c}, opts, keep
+
+
+def solve_ipopt(
+    prob: Problem,
+    ev: Evaluator,
+    X0: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    tol: float = 1e-8,
+    max_iter: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> IpoptOutput:
+    """Solve row 0 of ``X0`` with IPOPT; ``options`` are IPOPT options (``"print_level"``,
+    ``"mu_strategy"``, ...) plus ``"capture"`` (default True) and ``"dense_hessian_max"``."""
+    ca = _casadi()
+    if X0.shape[0] != 1:
+        raise ProblemError("method='ipopt' solves one instance; use method='auglag' for batched=True.")
+    opts_in = dict(DEFAULTS)
+    opts_in.update(options or {})
+    use_capture = bool(opts_in.pop("capture"))
+    dense_max = int(opts_in.pop("dense_hessian_max"))
+    n, mI, mE = X0.shape[1], ev.m_ineq, ev.m_eq
+    m = mI + mE
+    nlp = _captured_nlp(prob, ev, X0) if use_capture and not ev.has_fd else None
+    keep: list = []
+    opts: dict[str, Any] = {}
+    if nlp is not None:
+        derivatives = "captured"
+    else:
+        exact = ev.exact_hessian and n <= dense_max
+        nlp, opts, keep = _callback_nlp(TorchOracle(ev, X0), n, m, exact)
+        derivatives = "torch" if exact else "torch, quasi-Newton"
+    opts.update({"print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
+                 "ipopt.tol": float(tol), "ipopt.max_iter": int(max_iter or 3000)})
+    for k, v in opts_in.items():
+        opts[k if "." in k else f"ipopt.{k}"] = v
+    try:
+        solver = ca.nlpsol("tracekit_ipopt", "ipopt", nlp, opts)
+    except RuntimeError as exc:
+        raise ProblemError(f"IPOPT rejected the problem or its options: {exc}") from exc
+    inf = math.inf
+    sol = solver(x0=X0[0].detach().cpu().double().numpy(), lbx=lo.cpu().double().numpy(),
+                 ubx=hi.cpu().double().numpy(), lbg=np.r_[np.full(mI, -inf), np.zeros(mE)],
+                 ubg=np.zeros(m))
+    del keep  # the callbacks may go once the solve has returned
+    stats = solver.stats()
+    ret = str(stats.get("return_status", "unknown"))
+    status = IPOPT_STATUS.get(ret, "not_converged")
+    x = torch.as_tensor(np.asarray(sol["x"]).ravel(), dtype=X0.dtype, device=X0.device).reshape(1, n)
+    y = np.asarray(sol["lam_g"], dtype=np.float64).ravel()
+    lam = torch.as_tensor(np.maximum(y[:mI], 0.0), dtype=X0.dtype, device=X0.device).reshape(1, mI)
+    mu = torch.as_tensor(y[mI:], dtype=X0.dtype, device=X0.device).reshape(1, mE)
+    return IpoptOutput(x, lam, mu, [status], [f"ipopt: {ret}"], int(stats.get("iter_count", 0)), derivatives)
