@@ -12,7 +12,7 @@
 3. Ridge bilevel: ``min_lambda ||Xv w - yv||^2``, ``w = argmin ||X w - y||^2 + e^t |w|^2``;
    hypergradient error vs the closed form, time vs torchopt's implicit differentiation.
 
-Usage: ``python benchmarks/constrained.py [--quick] [--problems HS71,HS35] [--out FILE]
+Usage: ``python benchmarks/constrained_s2mpj.py [--quick] [--problems HS71,HS35] [--out FILE]
 [--skip-suite] [--skip-batched] [--skip-bilevel] [--workers N]``.
 Torch runs single-threaded here (tiny problems; thread start-up dominates otherwise).
 """
