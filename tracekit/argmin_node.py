@@ -154,7 +154,7 @@ def argmin(objective: Any, y0: Any = None, *inputs: Any, constraints: Any = None
     and `variables=[cp_var, ...]` instead. Returns an `ArgminNode`, or an `ExceptionNode`
     carrying a `tk.SolveError` subclass when the solve fails. `tol` is the solver's
     accuracy (default 1e-10, 1e-9 for a cvxpy problem's cone solver: the gradient's error
-    is proportional to it); `method="auto"` uses the augmented Lagrangian (see
+    is proportional to it); `method="auto"` uses IPOPT for one instance on the CPU and the augmented Lagrangian for batches, CUDA tensors and dual warm starts (see
     docs/concepts/argmin.md).
     """
     frame = sys._getframe(1)

@@ -47,39 +47,39 @@ def _row(o: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(X) if r is None else r
 
 
-def _derivatives(ev: Evaluator, x: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor):
-    """Gradient of f, constraint Jacobian ``(m, n)`` and Lagrangian Hessian ``(n, n)`` at one point."""
+def _jacobian(out: torch.Tensor, X: torch.Tensor, retain: bool) -> torch.Tensor:
+    """Rows of d out / d X in one batched backward pass (a loop where vmap cannot batch)."""
+    k, n = out.shape[0], X.numel()
+    if not out.requires_grad:
+        return X.new_zeros(k, n)
+    eye = torch.eye(k, dtype=X.dtype, device=X.device)
+    try:
+        (J,) = torch.autograd.grad(out, X, eye, is_grads_batched=True, retain_graph=retain, allow_unused=True)
+    except RuntimeError:  # not vmappable: one backward pass per row
+        J = torch.stack([_row(o, X) for o in out])
+    return X.new_zeros(k, n) if J is None else J.reshape(k, n).detach()
+
+
+def _derivatives(ev: Evaluator, x: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, hessian: bool = True):
+    """Gradient of f ``(n,)``, constraint Jacobian ``(m, n)`` and (if asked) the Lagrangian
+    Hessian ``(n, n)`` at one point, from one recorded forward pass."""
     n = x.shape[1]
     X = x.detach().requires_grad_(True)
     with torch.enable_grad():
         f, g, h = ev.evaluate(X)
         c = torch.cat([g, h], dim=1).reshape(-1)
-        y = torch.cat([lam, mu], dim=1).reshape(-1).to(c.dtype)
-        out = torch.cat([f.reshape(1), c])
-        if out.requires_grad:
-            eye = torch.eye(out.shape[0], dtype=X.dtype, device=X.device)
-            try:
-                (J,) = torch.autograd.grad(out, X, eye, is_grads_batched=True, retain_graph=True,
-                                           allow_unused=True)
-            except RuntimeError:  # not vmappable: one backward pass per row
-                J = torch.stack([_row(o, X) for o in out])
-            J = X.new_zeros(out.shape[0], n) if J is None else J.reshape(out.shape[0], n)
-        else:
-            J = X.new_zeros(out.shape[0], n)
-        L = f.sum() + (y * c).sum()
-        H = X.new_zeros(n, n)
-        if L.requires_grad:
-            (G,) = torch.autograd.grad(L, X, create_graph=True, allow_unused=True)
-            if G is not None and G.requires_grad:
-                try:
-                    (H,) = torch.autograd.grad(G.reshape(-1), X, torch.eye(n, dtype=X.dtype, device=X.device),
-                                               is_grads_batched=True, allow_unused=True)
-                    H = H.reshape(n, n)
-                except RuntimeError:
-                    G = G.reshape(-1)
-                    H = torch.stack([torch.autograd.grad(G[i], X, retain_graph=True)[0].reshape(n)
-                                     for i in range(n)])
-    return J[0].detach(), J[1:].detach(), 0.5 * (H + H.T).detach()
+        J = _jacobian(torch.cat([f.reshape(1), c]), X, retain=True)
+        H = None
+        if hessian:
+            y = torch.cat([lam, mu], dim=1).reshape(-1).to(c.dtype)
+            L = f.sum() + (y * c).sum()
+            H = X.new_zeros(n, n)
+            if L.requires_grad:
+                (G,) = torch.autograd.grad(L, X, create_graph=True, allow_unused=True)
+                if G is not None and G.requires_grad:
+                    H = _jacobian(G.reshape(-1), X, retain=True)
+            H = 0.5 * (H + H.T)
+    return J[0], J[1:], H
 
 
 def curvature(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, lo: torch.Tensor,
@@ -128,30 +128,17 @@ def cancellation(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Te
                  z: torch.Tensor, rows: list[int]) -> dict[int, float]:
     """The multiplier cancellation ratio per row (see the module docstring)."""
     out: dict[int, float] = {}
-    if ev.m_ineq + ev.m_eq == 0 and not bool((z != 0).any()):
-        return {b: 0.0 for b in rows}
     for b in rows:
         if ev.problem.batch is not None:
             continue
-        x = X[b:b + 1]
-        s = x.detach().abs().clamp(min=1.0).reshape(-1)
-        Xr = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            f, g, h = ev.evaluate(Xr)
-            y = torch.cat([lam[b], mu[b]]).to(Xr.dtype)
-            c = torch.cat([g, h], dim=1).reshape(-1)
-            gf = torch.autograd.grad(f.sum(), Xr, retain_graph=True, allow_unused=True)[0]
-            total = 0.0
-            if c.numel():
-                w = y.abs()
-                for i in torch.nonzero(w > 0).flatten().tolist():
-                    if not c[i].requires_grad:
-                        continue
-                    (r,) = torch.autograd.grad(c[i], Xr, retain_graph=True, allow_unused=True)
-                    if r is not None:
-                        total += float(w[i]) * float((r.reshape(-1) * s).abs().max())
-        zb = z[b].reshape(-1) * s
-        total += float(zb.abs().max()) if zb.numel() else 0.0
-        gnorm = 0.0 if gf is None else float((gf.reshape(-1) * s).abs().max())
-        out[b] = total / max(1.0, gnorm)
+        y = torch.cat([lam[b], mu[b]]).abs()
+        zb = z[b].reshape(-1)
+        if not bool((y > 0).any()) and not bool((zb != 0).any()):
+            out[b] = 0.0
+            continue
+        s = X[b].detach().abs().clamp(min=1.0)  # per unit of relative change of each variable
+        gf, J, _ = _derivatives(ev, X[b:b + 1], lam[b:b + 1], mu[b:b + 1], hessian=False)
+        total = float((y * (J * s).abs().amax(1)).sum()) if J.shape[0] else 0.0
+        total += float((zb * s).abs().max())
+        out[b] = total / max(1.0, float((gf * s).abs().max()))
     return out

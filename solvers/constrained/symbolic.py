@@ -82,7 +82,16 @@ def _binary(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Sym]:
     return apply
 
 
+#: A constant matrix with more entries than this is not captured: a scalar expression
+#: graph of a dense matrix-vector product grows with its size (and CasADi's symbolic
+#: Hessian with it), while torch's BLAS handles it in one call.
+DENSE_CONSTANT_MAX = 2_500
+
+
 def _matmul(a: Any, b: Any) -> Sym:
+    for v in (a, b):
+        if not isinstance(v, Sym) and int(np.prod(np.shape(v))) > DENSE_CONSTANT_MAX and np.ndim(v) == 2:
+            raise Unsupported("a large dense constant matrix (torch is faster there)")
     x, y = _lift(a), _lift(b)
     ca = _ca()
     sa, sb = x.shape, y.shape
