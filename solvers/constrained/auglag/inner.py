@@ -21,6 +21,7 @@ class AugmentedLagrangian:
         self.ev, self.sf, self.sg, self.sh = ev, sf, sg, sh
         self.hess_mode = "autograd-batched" if ev.exact_hessian else "fd"
         self.lam = self.mu = self.rho = None  # set per outer iteration
+        self.cg_limited = False  # truncated CG ran out of iterations on this function
 
     def value(self, X: torch.Tensor) -> torch.Tensor:
         f, g, h = self.ev.evaluate(X)
@@ -168,10 +169,14 @@ def _eig_tr_step(e: torch.Tensor, V: torch.Tensor, a: torch.Tensor, delta: torch
 
 def _model_step(G: torch.Tensor, free: torch.Tensor, todo: torch.Tensor, delta: torch.Tensor, cap: torch.Tensor,
                 dense: bool, H: torch.Tensor | None, hmv: Callable[[torch.Tensor], torch.Tensor],
-                n: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+                n: int, limited: list[bool]) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
     """Trust-region Newton step on the free variables: returns ``step(radius)`` and the first
     radius (``inf`` keeps a positive definite Newton step whole; otherwise the length of the
-    |eigenvalue|-modified Newton step, or of the truncated-CG step, capped at ``cap``)."""
+    |eigenvalue|-modified Newton step, or of the truncated-CG step, capped at ``cap``).
+    ``dense``: exact trust-region steps from an eigendecomposition of ``H``. Otherwise, with
+    a formed ``H`` that is positive definite on the free variables, the Newton step from
+    its Cholesky factor (cut back to the radius); else Steihaug-Toint CG on ``hmv``
+    (``limited[0]`` is set when CG stopped at its iteration limit)."""
     Gf = torch.where(todo[:, None], G * free, torch.zeros_like(G))
     if dense:  # eigendecompositions only for the rows still iterating
         idx = torch.nonzero(todo).flatten()
@@ -195,9 +200,30 @@ def _model_step(G: torch.Tensor, free: torch.Tensor, todo: torch.Tensor, delta: 
     def op(P: torch.Tensor) -> torch.Tensor:
         return hmv(P * free) * free + P * (1.0 - free)
 
+    if H is not None:  # a formed Hessian: Newton by Cholesky where it is positive definite
+        idx = torch.nonzero(todo).flatten()
+        fr = free[idx]
+        Hm = H[idx] * fr[:, :, None] * fr[:, None, :] + torch.diag_embed(1.0 - fr)
+        Lc, info = torch.linalg.cholesky_ex(Hm)
+        if bool((info == 0).all()):
+            S_n = torch.zeros_like(G)
+            S_n[idx] = -torch.cholesky_solve(Gf[idx][:, :, None], Lc)[:, :, 0] * fr
+            lens = S_n.norm(dim=1)
+            big = lens > cap
+            S_n = torch.where(big[:, None], S_n * (cap / lens.clamp(min=1e-300))[:, None], S_n)
+            delta = torch.where(torch.isinf(delta) & big, S_n.norm(dim=1), delta)
+
+            def step_n(radius: torch.Tensor) -> torch.Tensor:
+                ln = S_n.norm(dim=1)
+                f = torch.where(ln > radius, radius / ln.clamp(min=1e-300), torch.ones_like(ln))
+                return S_n * f[:, None]
+            return step_n, delta
+
     gnorm = Gf.norm(dim=1)
     rtol = torch.clamp(gnorm.sqrt(), min=1e-12, max=0.5)
-    S_cg, info = steihaug(op, Gf, delta, rtol=rtol, maxiter=min(2 * n, 500))
+    maxiter = min(2 * n, 500)
+    S_cg, info = steihaug(op, Gf, delta, rtol=rtol, maxiter=maxiter)
+    limited[0] = limited[0] or bool((info["iterations"] >= maxiter).any())
     S_cg = S_cg * free
     lens = S_cg.norm(dim=1)
     big = lens > cap
@@ -243,9 +269,14 @@ def newton_solve(
     todo = running.clone()
     delta = torch.full((B,), float("inf"), dtype=dt, device=X.device)
     dense = n <= opts.dense_max
+    # The Hessian is formed (n HVPs in one batched pass) up to dense_max, and up to
+    # factor_max once truncated CG has hit its iteration limit on this AL function (an
+    # ill-conditioned subproblem: a large penalty); CG on HVPs is cheaper otherwise.
+    formed = n <= opts.dense_max or (n <= opts.factor_max and al.cg_limited)
+    limited = [False]
     verbose = opts.verbose > 1
     for _ in range(opts.max_inner):
-        if dense:
+        if formed:
             L, G, H = al.hessian(X)
             H = torch.where(torch.isfinite(H), H, torch.zeros_like(H))
 
@@ -275,13 +306,16 @@ def newton_solve(
         # variable points into the box, so it is released again.
         free_b = ~fixed
         for _refine in range(4):
-            step, delta0 = _model_step(G, free_b.to(dt), todo, delta, cap, dense, H if dense else None, hmv, n)
+            step, delta0 = _model_step(G, free_b.to(dt), todo, delta, cap, dense, H if formed else None, hmv, n,
+                                       limited)
             S0 = step(delta0)
             clip = free_b & todo[:, None] & (((X + S0 < lo) & (X <= lo + eps)) | ((X + S0 > hi) & (X >= hi - eps)))
             if not clip.any():
                 break
             free_b &= ~clip
         delta = delta0
+        if limited[0] and not formed and n <= opts.factor_max:
+            al.cg_limited = formed = True  # form (and factor) the Hessian from the next step on
 
         slack = 1e-14 * (1 + L.abs())  # roundoff in L: accept steps that only lose that much
         pending = todo.clone()

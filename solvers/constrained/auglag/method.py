@@ -24,11 +24,15 @@ Method (in the spirit of ALGENCAN / LANCELOT, Powell-Hestenes-Rockafellar form):
   decrease. A free variable on a bound whose Newton component points outward is held
   and the step recomputed without it (otherwise the projection cuts the step into a
   non-descent direction and the iteration zigzags on degenerate bounds). Above
-  ``dense_max`` (400) variables the step is Steihaug-Toint truncated CG on
-  Hessian-vector products, with the same radius and acceptance test. Newton converges
+  ``dense_max`` (400) variables and up to ``factor_max`` (1500) the Hessian is still
+  formed (one batched pass of Hessian-vector products): a positive definite one gives
+  the Newton step by Cholesky, an indefinite one Steihaug-Toint CG on it. Above
+  ``factor_max`` the step is Steihaug-Toint truncated CG on Hessian-vector products,
+  with the same radius and acceptance test (unpreconditioned CG stalls on the
+  ill-conditioned subproblems of large penalties, which is why the factored tier exists). Newton converges
   quadratically, which is what makes 1e-8 accuracy affordable where first-order AL
   stalls near 1e-5.
-* Polishing (ALGENCAN's acceleration; up to ``dense_max`` variables and ``2 dense_max``
+* Polishing (ALGENCAN's acceleration; up to ``factor_max`` variables and ``2 factor_max``
   variables + constraints, the size of its dense KKT matrix): after each outer
   iteration, Newton's method on the KKT system of the active set the AL iterate
   identifies (with a primal-dual active-set update). Its point is kept only if it passes
@@ -197,7 +201,10 @@ def auglag(
         m = measures(ev, X, lam_u, mu_u, lo, hi)
         done = running & (m.violation <= opts.tol) & (m.kkt <= opts.tol)
         try_polish = running & ~done & m.finite & ~diverged
-        if opts.polish and n + mI + mE <= 2 * opts.dense_max and n <= opts.dense_max and try_polish.any():
+        if n > opts.dense_max:  # a large KKT factorization only once the iterate is close
+            try_polish &= torch.maximum(m.violation, m.kkt) <= 1e-4
+        pmax = max(opts.factor_max, opts.dense_max)
+        if opts.polish and n + mI + mE <= 2 * pmax and n <= pmax and try_polish.any():
             Xp, lp, mp, so = polish(lag, X, lam_s, mu_s, rho, lo, hi, try_polish, opts.tol)
             mpol = measures(ev, Xp, lp * sg / sf[:, None], mp * sh / sf[:, None], lo, hi)
             good = try_polish & so & mpol.finite & (mpol.violation <= opts.tol) & (mpol.kkt <= opts.tol)
