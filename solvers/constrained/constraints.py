@@ -254,6 +254,8 @@ class Evaluator:
         self._names = [name for name, _ in funcs]
         self._fns = [fn for _, fn in funcs]
         self._fd: list[bool] = []
+        self.initial: list[torch.Tensor] = []  # each function's flat output at X, (B, size)
+        self.X_initial = X.detach()
         self.sizes: list[int] = []
         self.out_shapes: list[tuple[int, ...]] = []
         Xp = X.detach().clone().requires_grad_(True)
@@ -269,6 +271,7 @@ class Evaluator:
                     "with x[..., i] and reduce with .sum(-1))" if problem.batch else "") + "."
                 ) from exc
             out = self._convert(raw, k)
+            self.initial.append(out.detach())
             self._fd.append(not (torch.is_tensor(raw) and raw.requires_grad))
             self.sizes.append(out.shape[1])
             if k == 0 and out.shape[1] != 1:

@@ -102,6 +102,7 @@ class _Graded:
         self.status, self.messages, self.solver, self.nit = status, messages, solver, nit
         self.derivatives: str | None = None  # how IPOPT got its derivatives, when it ran
         self.notes: dict[int, str] = {}  # rows that pass first order but are not minima, and why
+        self.compiled = None  # IPOPT's compiled derivatives of a captured problem (second_order._at)
 
 
 def _grade_status(m, backend_status: list[str], messages: list[str], feas_tol: float, kkt_tol: float,
@@ -170,7 +171,7 @@ def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options):
         status[0] = "not_converged"
         msgs[0] += f" (iterates diverged at violation {float(m.violation[0]):.3g})"
     g = _Graded(out.X, out.lam, out.mu, m, status, msgs, "ipopt", out.nit)
-    g.derivatives = out.derivatives
+    g.derivatives, g.compiled = out.derivatives, out.second_derivatives
     return g
 
 
@@ -330,7 +331,7 @@ def _second_order(ev: Evaluator, c: _Graded, lo: torch.Tensor, hi: torch.Tensor,
     if not rows:
         return c, ""
     lo_b, hi_b = lo.expand_as(c.X), hi.expand_as(c.X)
-    neg = second_order.curvature(ev, c.X, c.lam, c.mu, lo_b, hi_b, rows)
+    neg = second_order.curvature(ev, c.X, c.m.g, c.lam, c.mu, lo_b, hi_b, rows, compiled=c.compiled)
     moved = ""
     if B == 1 and 0 in neg:
         Xs = _step_off(ev, c.X, neg[0], lo_b, hi_b, float(c.m.f[0]), float(c.m.violation[0]), feas_tol)
@@ -341,19 +342,21 @@ def _second_order(ev: Evaluator, c: _Graded, lo: torch.Tensor, hi: torch.Tensor,
                 moved = f"{cand.solver} from a step off the saddle"
                 c = cand
                 rows = [0] if _passes(c, 0, feas_tol, kkt_tol) else []
-                neg = second_order.curvature(ev, c.X, c.lam, c.mu, lo_b, hi_b, rows) if rows else {}
+                neg = (second_order.curvature(ev, c.X, c.m.g, c.lam, c.mu, lo_b, hi_b, rows, compiled=c.compiled)
+                       if rows else {})
     notes: dict[int, str] = {}
     for b in neg:
         notes[b] = ("stationary but not a minimum: the Hessian of the Lagrangian has negative curvature "
                     "along the active constraints (a saddle or maximum); start elsewhere")
     ratio = second_order.cancellation(ev, c.X, c.lam, c.mu, c.m.bound_multipliers,
-                                      [b for b in rows if b not in notes])
+                                      [b for b in rows if b not in notes], compiled=c.compiled)
     for b, r in ratio.items():
         if r <= second_order.CANCELLATION_MAX:
             continue
         if B == 1:
             t = tight(c.X)
-            lo_t = second_order.cancellation(ev, t.X, t.lam, t.mu, t.m.bound_multipliers, [0]).get(0, r)
+            lo_t = second_order.cancellation(ev, t.X, t.lam, t.mu, t.m.bound_multipliers, [0],
+                                             compiled=t.compiled).get(0, r)
             if _passes(t, 0, feas_tol, kkt_tol) and lo_t <= 10 * r:
                 continue  # large but settled multipliers
             r = max(r, lo_t)
@@ -436,7 +439,7 @@ def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float,
                        f"problem is not infeasible there: {c.solver} did not converge")
     m = measures(ev, X, c.lam, c.mu, lo.expand_as(X), hi.expand_as(X))
     out = _Graded(X, c.lam, c.mu, m, status, msgs, c.solver, c.nit)
-    out.derivatives, out.notes = c.derivatives, c.notes
+    out.derivatives, out.notes, out.compiled = c.derivatives, c.notes, c.compiled
     return out
 
 

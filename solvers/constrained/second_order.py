@@ -23,6 +23,8 @@ first-order grade, whatever method produced it:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .constraints import Evaluator
@@ -33,9 +35,7 @@ DENSE_MAX = 3000
 CANCELLATION_MAX = 1e3
 
 
-def _active(ev: Evaluator, X: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, tol: float):
-    with torch.no_grad():
-        _, g, _ = ev.evaluate(X)
+def _active(ev: Evaluator, X: torch.Tensor, g: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, tol: float):
     act_g = g > -tol * (1 + g.abs())
     at_bound = (torch.isfinite(lo) & ((X - lo) <= tol * (1 + lo.abs()))) | (
         torch.isfinite(hi) & ((hi - X) <= tol * (1 + hi.abs())))
@@ -82,19 +82,33 @@ def _derivatives(ev: Evaluator, x: torch.Tensor, lam: torch.Tensor, mu: torch.Te
     return J[0], J[1:], H
 
 
-def curvature(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, lo: torch.Tensor,
-              hi: torch.Tensor, rows: list[int], tol: float = 1e-6) -> dict[int, torch.Tensor]:
+def _at(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, b: int, hessian: bool,
+        compiled: Callable | None):
+    """``(grad f, J, H)`` of row ``b``: from ``compiled`` (the captured CasADi graph IPOPT
+    used, for a single instance) or from torch."""
+    if compiled is not None and X.shape[0] == 1:
+        y = torch.cat([lam[0], mu[0]]).detach().cpu().double().numpy()
+        gf, J, H = compiled(X[0].detach().cpu().double().numpy(), y)
+        t = lambda a: torch.as_tensor(a, dtype=X.dtype, device=X.device)  # noqa: E731
+        return t(gf), t(J), t(H)
+    return _derivatives(ev, X[b:b + 1], lam[b:b + 1], mu[b:b + 1], hessian=hessian)
+
+
+def curvature(ev: Evaluator, X: torch.Tensor, g: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor,
+              lo: torch.Tensor, hi: torch.Tensor, rows: list[int], tol: float = 1e-6,
+              compiled: Callable | None = None) -> dict[int, torch.Tensor]:
     """Rows (of ``rows``) with negative curvature along the active manifold, mapped to a
-    unit direction of negative curvature (in ``x``'s flat coordinates)."""
+    unit direction of negative curvature (in ``x``'s flat coordinates). ``g``: the
+    inequality values at ``X`` ``(B, mI)``; ``compiled``: see ``_at``."""
     B, n = X.shape
     out: dict[int, torch.Tensor] = {}
     if n > DENSE_MAX or not ev.exact_hessian:
         return out
-    act_g, at_bound = _active(ev, X, lo, hi, tol)
+    act_g, at_bound = _active(ev, X, g, lo, hi, tol)
     for b in rows:
         if ev.problem.batch is not None:
             continue  # functions take the whole batch; per-row Hessians are not separable here
-        _, Jc, H = _derivatives(ev, X[b:b + 1], lam[b:b + 1], mu[b:b + 1])
+        _, Jc, H = _at(ev, X, lam, mu, b, True, compiled)
         if not bool(torch.isfinite(H).all()) or not bool(torch.isfinite(Jc).all()):
             continue
         free = ~at_bound[b]
@@ -125,7 +139,7 @@ def curvature(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tenso
 
 
 def cancellation(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor,
-                 z: torch.Tensor, rows: list[int]) -> dict[int, float]:
+                 z: torch.Tensor, rows: list[int], compiled: Callable | None = None) -> dict[int, float]:
     """The multiplier cancellation ratio per row (see the module docstring)."""
     out: dict[int, float] = {}
     for b in rows:
@@ -137,7 +151,7 @@ def cancellation(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Te
             out[b] = 0.0
             continue
         s = X[b].detach().abs().clamp(min=1.0)  # per unit of relative change of each variable
-        gf, J, _ = _derivatives(ev, X[b:b + 1], lam[b:b + 1], mu[b:b + 1], hessian=False)
+        gf, J, _ = _at(ev, X, lam, mu, b, False, compiled)
         total = float((y * (J * s).abs().amax(1)).sum()) if J.shape[0] else 0.0
         total += float((zb * s).abs().max())
         out[b] = total / max(1.0, float((gf * s).abs().max()))

@@ -76,6 +76,11 @@ def _scalar(a: Sym) -> Any:
 
 def _binary(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Sym]:
     def apply(a: Any, b: Any) -> Sym:
+        # fast paths: a Python number needs no conversion (CasADi takes floats directly)
+        if isinstance(a, Sym) and type(b) in (int, float):
+            return Sym(op(a.e, b), a.shape)
+        if isinstance(b, Sym) and type(a) in (int, float):
+            return Sym(op(a, b.e), b.shape)
         x, y = _lift(a), _lift(b)
         ex, ey, shape = _broadcast(x, y)
         return Sym(op(ex, ey), shape)
@@ -172,6 +177,8 @@ def _where_unsupported(*a: Any, **k: Any) -> Sym:
 
 
 def _pow(a: Any, b: Any) -> Sym:
+    if isinstance(a, Sym) and type(b) in (int, float):
+        return Sym(_ca().power(a.e, b), a.shape)
     x, y = _lift(a), _lift(b)
     ex, ey, shape = _broadcast(x, y)
     return Sym(_ca().power(ex, ey), shape)
@@ -249,9 +256,12 @@ TABLE[T.__abs__] = _unary("fabs")
 class Sym:
     """A symbolic tensor: a CasADi ``SX`` matrix with the torch shape it stands for."""
 
-    def __init__(self, e: Any, shape: tuple[int, ...]) -> None:
+    __slots__ = ("e", "shape", "items")
+
+    def __init__(self, e: Any, shape: tuple[int, ...], items: list | None = None) -> None:
         self.e = e if not isinstance(e, (int, float)) else _ca().SX(e)
-        self.shape = tuple(shape)
+        self.shape = shape
+        self.items = items  # the entries, split once (the variable itself is indexed most)
 
     # ---- torch's extension point ----------------------------------------------------
     @classmethod
@@ -317,7 +327,7 @@ class Sym:
             i = int(idx)
             if not -n <= i < n:
                 raise IndexError(f"index {i} is out of bounds for dimension 0 with size {n}")
-            return Sym(self.e[i % n], ())
+            return Sym(self.items[i] if self.items is not None else self.e[i % n], ())
         if isinstance(idx, slice):
             rng = range(n)[idx]
             return Sym(self.e[list(rng)] if rng.step != 1 else self.e[rng.start:rng.stop], (len(rng),))
@@ -411,7 +421,7 @@ def capture(fns: Sequence[Callable[..., Any]], shape: tuple[int, ...]) -> tuple[
         return None
     n = math.prod(shape)
     x = ca.SX.sym("x", n)
-    X = Sym(x, shape) if shape else Sym(x, ())
+    X = Sym(x, shape, ca.vertsplit(x) if len(shape) == 1 else None)
     outs = []
     try:
         for fn in fns:
