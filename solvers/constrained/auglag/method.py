@@ -201,8 +201,8 @@ def auglag(
         m = measures(ev, X, lam_u, mu_u, lo, hi)
         done = running & (m.violation <= opts.tol) & (m.kkt <= opts.tol)
         try_polish = running & ~done & m.finite & ~diverged
-        if n > opts.dense_max:  # a large KKT factorization only once the iterate is close
-            try_polish &= torch.maximum(m.violation, m.kkt) <= 1e-4
+        if n > opts.dense_max:  # a large KKT factorization only once the iterate is nearly feasible
+            try_polish &= m.violation <= 1e-3
         pmax = max(opts.factor_max, opts.dense_max)
         if opts.polish and n + mI + mE <= 2 * pmax and n <= pmax and try_polish.any():
             Xp, lp, mp, so = polish(lag, X, lam_s, mu_s, rho, lo, hi, try_polish, opts.tol)
