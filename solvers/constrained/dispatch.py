@@ -216,14 +216,16 @@ def minimize(
             indexes independent instances, solved together.
         constraints: list of ``Ineq`` / ``Eq``.
         bounds: ``(lo, hi)`` scalars or arrays shaped like one ``x``; ``±inf`` allowed.
-        method: ``"auto"``, ``"auglag"``, ``"cvxpy"``, ``"slsqp"`` or ``"trust-constr"``.
+        method: ``"auto"``, ``"ipopt"``, ``"auglag"``, ``"cvxpy"``, ``"slsqp"`` or
+            ``"trust-constr"`` (see the module docstring for what ``"auto"`` picks).
         tol: accuracy the method aims for (violation and KKT residual).
         feas_tol, kkt_tol: thresholds that define ``success``.
         multipliers0: dual warm start, ``Multipliers`` or ``{"ineq": [...], "eq": [...]}``
             (used by ``auglag``; SciPy methods cannot take one).
         max_iter: outer iterations (auglag) or iterations (scipy).
         solver: cvxpy solver name for ``method="cvxpy"``.
-        options: extra ``AugLagOptions`` fields for ``auglag``, or keyword arguments for
+        options: extra ``AugLagOptions`` fields for ``auglag`` (and ``auto``'s fallback),
+            IPOPT options for ``ipopt`` (plus ``"capture"``), or keyword arguments for
             ``cvxpy.Problem.solve``.
     """
     t0 = time.perf_counter()
