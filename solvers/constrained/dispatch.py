@@ -103,6 +103,7 @@ class _Graded:
         self.derivatives: str | None = None  # how IPOPT got its derivatives, when it ran
         self.notes: dict[int, str] = {}  # rows that pass first order but are not minima, and why
         self.compiled = None  # IPOPT's compiled derivatives of a captured problem (second_order._at)
+        self.inertia_ok = False  # IPOPT's last factorization showed positive curvature (ipopt.py)
 
 
 def _grade_status(m, backend_status: list[str], messages: list[str], feas_tol: float, kkt_tol: float,
@@ -162,16 +163,23 @@ def _run_scipy(ev, X0, lo, hi, method, tol, max_iter):
     return _Graded(out.X, lam, mu, m, status, msgs, method, out.nit)
 
 
-def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options):
+def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options, kkt_tol=1e-6):
     out = ipopt.solve_ipopt(prob, ev, X0, lo, hi, tol=tol, max_iter=max_iter, options=options)
     m = measures(ev, out.X, out.lam, out.mu, lo.expand_as(out.X), hi.expand_as(out.X))
+    k = float(m.kkt[0])
+    if out.status[0] == "optimal" and float(m.violation[0]) <= max(1e-6, 10 * tol) and kkt_tol < k <= 1e3 * kkt_tol:
+        # just outside the grade: weakly active bounds left ~sqrt(mu) away; solve again tighter
+        again = ipopt.solve_ipopt(prob, ev, out.X, lo, hi, tol=tol, max_iter=max_iter, options=options, tight=True)
+        m2 = measures(ev, again.X, again.lam, again.mu, lo.expand_as(again.X), hi.expand_as(again.X))
+        if bool(m2.finite[0]) and float(m2.kkt[0]) < k and float(m2.violation[0]) <= max(1e-6, 10 * tol):
+            out, m = again, m2
     status, msgs = list(out.status), list(out.messages)
     if status[0] == "unbounded" and not float(m.violation[0]) <= max(1e-6, 10 * tol):
         # IPOPT's Diverging_Iterates far from feasibility is no proof of unboundedness
         status[0] = "not_converged"
         msgs[0] += f" (iterates diverged at violation {float(m.violation[0]):.3g})"
     g = _Graded(out.X, out.lam, out.mu, m, status, msgs, "ipopt", out.nit)
-    g.derivatives, g.compiled = out.derivatives, out.second_derivatives
+    g.derivatives, g.compiled, g.inertia_ok = out.derivatives, out.second_derivatives, out.inertia_ok
     return g
 
 
@@ -269,7 +277,7 @@ def minimize(
         best = _run_auglag(ev, X0, lo, hi, lam0, mu0, tol, max_iter, options)
         method_used = "auglag"
     elif method == "ipopt":
-        best = _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options)
+        best = _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options, kkt_tol)
         method_used = "ipopt"
     else:
         best = _run_scipy(ev, X0, lo, hi, method, tol, max_iter)
@@ -281,7 +289,7 @@ def minimize(
         if method == "auglag":
             return _run_auglag(ev, Xs, lo, hi, None, None, tol, max_iter, options)
         if method == "ipopt":
-            return _run_ipopt(prob, ev, Xs, lo, hi, tol, max_iter, options)
+            return _run_ipopt(prob, ev, Xs, lo, hi, tol, max_iter, options, kkt_tol)
         return _run_scipy(ev, Xs, lo, hi, method, tol, max_iter)
 
     def tight(Xs: torch.Tensor) -> _Graded:  # the same point solved 100x more tightly
@@ -333,7 +341,9 @@ def _second_order(ev: Evaluator, c: _Graded, lo: torch.Tensor, hi: torch.Tensor,
     if not rows:
         return c, ""
     lo_b, hi_b = lo.expand_as(c.X), hi.expand_as(c.X)
-    neg = second_order.curvature(ev, c.X, c.m.g, c.lam, c.mu, lo_b, hi_b, rows, compiled=c.compiled)
+    # IPOPT's inertia-controlled factorization already tested the curvature at its point
+    neg = {} if c.inertia_ok else second_order.curvature(ev, c.X, c.m.g, c.lam, c.mu, lo_b, hi_b, rows,
+                                                         compiled=c.compiled)
     moved = ""
     if B == 1 and 0 in neg:
         Xs = _step_off(ev, c.X, neg[0], lo_b, hi_b, float(c.m.f[0]), float(c.m.violation[0]), feas_tol)
@@ -345,7 +355,7 @@ def _second_order(ev: Evaluator, c: _Graded, lo: torch.Tensor, hi: torch.Tensor,
                 c = cand
                 rows = [0] if _passes(c, 0, feas_tol, kkt_tol) else []
                 neg = (second_order.curvature(ev, c.X, c.m.g, c.lam, c.mu, lo_b, hi_b, rows, compiled=c.compiled)
-                       if rows else {})
+                       if rows and not c.inertia_ok else {})
     notes: dict[int, str] = {}
     for b in neg:
         notes[b] = ("stationary but not a minimum: the Hessian of the Lagrangian has negative curvature "
@@ -375,7 +385,7 @@ def _auto_single(prob, ev, X0, lo, hi, lam0, mu0, tol, feas_tol, kkt_tol, max_it
     checks; a point that does not pass goes to auglag, warm-started from it and then from
     ``x0``; the best graded point wins."""
     if ipopt.available():
-        best = _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, None)
+        best = _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, None, kkt_tol)
         path = "auto: ipopt"
     else:
         best = _run_scipy(ev, X0, lo, hi, "slsqp", tol, max_iter)
@@ -441,7 +451,7 @@ def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float,
                        f"problem is not infeasible there: {c.solver} did not converge")
     m = measures(ev, X, c.lam, c.mu, lo.expand_as(X), hi.expand_as(X))
     out = _Graded(X, c.lam, c.mu, m, status, msgs, c.solver, c.nit)
-    out.derivatives, out.notes, out.compiled = c.derivatives, c.notes, c.compiled
+    out.derivatives, out.notes, out.compiled, out.inertia_ok = c.derivatives, c.notes, c.compiled, c.inertia_ok
     return out
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from .constraints import Evaluator
@@ -40,6 +41,12 @@ def _active(ev: Evaluator, X: torch.Tensor, g: torch.Tensor, lo: torch.Tensor, h
     at_bound = (torch.isfinite(lo) & ((X - lo) <= tol * (1 + lo.abs()))) | (
         torch.isfinite(hi) & ((hi - X) <= tol * (1 + hi.abs())))
     return act_g, at_bound
+
+
+def _diag(v: np.ndarray):
+    import scipy.sparse as sp
+
+    return sp.diags(v)
 
 
 def _row(o: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
@@ -88,8 +95,9 @@ def _at(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, b: 
     used, for a single instance) or from torch."""
     if compiled is not None and X.shape[0] == 1:
         y = torch.cat([lam[0], mu[0]]).detach().cpu().double().numpy()
-        gf, J, H = compiled(X[0].detach().cpu().double().numpy(), y)
-        t = lambda a: torch.as_tensor(a, dtype=X.dtype, device=X.device)  # noqa: E731
+        gf, J, H = compiled(X[0].detach().cpu().double().numpy(), y, hessian)
+        t = lambda a: None if a is None else torch.as_tensor(  # noqa: E731
+            a.toarray() if hasattr(a, "toarray") else a, dtype=X.dtype, device=X.device)
         return t(gf), t(J), t(H)
     return _derivatives(ev, X[b:b + 1], lam[b:b + 1], mu[b:b + 1], hessian=hessian)
 
@@ -151,8 +159,21 @@ def cancellation(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Te
             out[b] = 0.0
             continue
         s = X[b].detach().abs().clamp(min=1.0)  # per unit of relative change of each variable
-        gf, J, _ = _at(ev, X, lam, mu, b, False, compiled)
-        total = float((y * (J * s).abs().amax(1)).sum()) if J.shape[0] else 0.0
+        if compiled is not None and X.shape[0] == 1:  # IPOPT's sparse Jacobian, kept sparse
+            gf_np, Js, _ = compiled(X[0].detach().cpu().double().numpy(),
+                                    y.detach().cpu().double().numpy(), False)
+            sn = s.cpu().double().numpy()
+            if not Js.shape[0]:
+                rows = np.zeros(0)
+            elif Js.shape[0] * Js.shape[1] <= 1_000_000:  # small: dense numpy is faster than sparse
+                rows = np.abs(Js.toarray() * sn).max(axis=1)
+            else:
+                rows = (abs(Js) @ _diag(sn)).max(axis=1).toarray().ravel()
+            total = float((y.cpu().double().numpy() * rows).sum())
+            gf = torch.as_tensor(gf_np, dtype=X.dtype, device=X.device)
+        else:
+            gf, J, _ = _at(ev, X, lam, mu, b, False, None)
+            total = float((y * (J * s).abs().amax(1)).sum()) if J.shape[0] else 0.0
         total += float((zb * s).abs().max())
         out[b] = total / max(1.0, float((gf * s).abs().max()))
     return out
