@@ -23,7 +23,8 @@ Sections: ``hs`` (the Hock-Schittkowski set), ``scaling`` (three families at n =
 cvxpylayers). Torch runs single-threaded, as IPOPT does.
 
 Usage: ``python benchmarks/constrained.py [--quick] [--sections hs,scaling,argmin]
-[--sizes 10,100,1000,10000] [--repeats 3] [--out FILE]``.
+[--sizes 10,100,1000,10000] [--families qp_banded,qp_dense,rosenbrock_ball] [--repeats 3]
+[--auglag-max-n 1000] [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ TK_METHODS = ("auto", "ipopt", "auglag")
 
 # ---- the peers ----------------------------------------------------------------------------
 
-def _casadi_nlp(f, ineq, eq, n):
+def _casadi_nlp(f, ineq, eq, n, matrix: bool = False):
+    """The problem in CasADi: scalar ``SX`` graphs, or ``MX`` (matrix operations, what a
+    CasADi user writes for dense matrix-vector products) when ``matrix``."""
     import casadi as ca
 
     ops = SP.casadi_ops() if not isinstance(f, HS.HS) else ca
-    x = ca.SX.sym("x", n)
+    x = (ca.MX if matrix else ca.SX).sym("x", n)
     if isinstance(f, HS.HS):
         p = f
         fx = p.f(x, ca)
@@ -67,8 +70,9 @@ def _casadi_nlp(f, ineq, eq, n):
         ge = ca.vertcat(*p.eq(x, ca)) if p.eq else ca.SX(0, 1)
     else:
         fx = f(x, ops)
-        gi = ca.vertcat(ineq(x, ops)) if ineq else ca.SX(0, 1)
-        ge = ca.vertcat(eq(x, ops)) if eq else ca.SX(0, 1)
+        empty = (ca.MX if matrix else ca.SX)(0, 1)
+        gi = ca.vertcat(ineq(x, ops)) if ineq else empty
+        ge = ca.vertcat(eq(x, ops)) if eq else empty
     return x, fx, gi, ge
 
 
@@ -205,13 +209,16 @@ def section_hs(repeats: int, quick: bool) -> dict:
     return {"problems": rows, "summary": _summary(rows)}
 
 
-def section_scaling(sizes: list[int], repeats: int, auglag_max_n: int = 1000) -> dict:
+def section_scaling(sizes: list[int], repeats: int, auglag_max_n: int = 1000,
+                    families: list[str] | None = None, dense_max_n: int = 100) -> dict:
     rows = []
     ops = SP.torch_ops()
     for fam, make in SP.FAMILIES.items():
+        if families and fam not in families:
+            continue
         for n in sizes:
-            if fam == "qp_dense" and n > 1000:
-                continue  # a dense 10,000 x 10,000 Hessian is 800 MB
+            if fam == "qp_dense" and n > dense_max_n:
+                continue  # IPOPT on a dense n = 1000 KKT system takes minutes (255 s used directly)
             f, ineq, eq, lo, hi, x0 = make(n)
             cons = []
             if ineq is not None:
@@ -219,7 +226,7 @@ def section_scaling(sizes: list[int], repeats: int, auglag_max_n: int = 1000) ->
             if eq is not None:
                 cons.append(tk.Eq(lambda x, eq=eq: eq(x, ops), name="h"))
             tp = (lambda x, f=f: f(x, ops), cons, (torch.tensor(lo), torch.tensor(hi)), torch.tensor(x0))
-            row = solve_all(f"{fam}[n={n}]", tp, _casadi_nlp(f, ineq, eq, n), x0, lo, hi,
+            row = solve_all(f"{fam}[n={n}]", tp, _casadi_nlp(f, ineq, eq, n, matrix=fam == "qp_dense"), x0, lo, hi,
                             repeats if n <= 1000 else 1, slsqp=n <= 1000, auglag=n <= auglag_max_n, fstar=None)
             row.update({"family": fam, "n": n})
             rows.append(row)
@@ -292,6 +299,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None)
     ap.add_argument("--auglag-max-n", type=int, default=1000, help="largest n given to auglag")
+    ap.add_argument("--families", default=None, help="comma-separated scalable families (default: all)")
+    ap.add_argument("--dense-max-n", type=int, default=100, help="largest n for qp_dense")
     a = ap.parse_args(argv)
     import casadi
 
@@ -303,7 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "hs" in secs:
         doc["hs"] = section_hs(repeats, a.quick)
     if "scaling" in secs:
-        doc["scaling"] = section_scaling(sizes, repeats, a.auglag_max_n)
+        doc["scaling"] = section_scaling(sizes, repeats, a.auglag_max_n,
+                                         a.families.split(",") if a.families else None, a.dense_max_n)
     if "argmin" in secs:
         doc["argmin"] = section_argmin(1000 if not a.quick else 100, repeats)
     text = json.dumps(doc, indent=1, default=float)

@@ -164,10 +164,14 @@ def _run_scipy(ev, X0, lo, hi, method, tol, max_iter):
 
 
 def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options, kkt_tol=1e-6):
-    out = ipopt.solve_ipopt(prob, ev, X0, lo, hi, tol=tol, max_iter=max_iter, options=options)
+    # weakly active bounds (IPOPT leaves them ~sqrt(mu) away) are common in large problems,
+    # where a second solve costs most: those are solved tight from the start
+    tight = X0.shape[1] >= ipopt.TIGHT_FROM_N
+    out = ipopt.solve_ipopt(prob, ev, X0, lo, hi, tol=tol, max_iter=max_iter, options=options, tight=tight)
     m = measures(ev, out.X, out.lam, out.mu, lo.expand_as(out.X), hi.expand_as(out.X))
     k = float(m.kkt[0])
-    if out.status[0] == "optimal" and float(m.violation[0]) <= max(1e-6, 10 * tol) and kkt_tol < k <= 1e3 * kkt_tol:
+    if (not tight and out.status[0] == "optimal" and float(m.violation[0]) <= max(1e-6, 10 * tol)
+            and kkt_tol < k <= 1e3 * kkt_tol):
         # just outside the grade: weakly active bounds left ~sqrt(mu) away; solve again tighter
         again = ipopt.solve_ipopt(prob, ev, out.X, lo, hi, tol=tol, max_iter=max_iter, options=options, tight=True)
         m2 = measures(ev, again.X, again.lam, again.mu, lo.expand_as(again.X), hi.expand_as(again.X))
@@ -345,9 +349,10 @@ def _second_order(ev: Evaluator, c: _Graded, lo: torch.Tensor, hi: torch.Tensor,
     neg = {} if c.inertia_ok else second_order.curvature(ev, c.X, c.m.g, c.lam, c.mu, lo_b, hi_b, rows,
                                                          compiled=c.compiled)
     moved = ""
-    if B == 1 and 0 in neg:
-        Xs = _step_off(ev, c.X, neg[0], lo_b, hi_b, float(c.m.f[0]), float(c.m.violation[0]), feas_tol)
+    if B == 1 and 0 in neg:  # step off along the direction; keep what a new solve finds there
+        Xs = _step_off(ev, c.X, neg[0][0], lo_b, hi_b, float(c.m.f[0]), float(c.m.violation[0]), feas_tol)
         if Xs is not None:
+            neg[0] = (neg[0][0], True)  # a feasible lower point along it: not a minimum either way
             cand = rerun(Xs)
             gone = cand.status[0] == "unbounded" or float(cand.m.f[0]) < -1e20
             if gone or (_passes(cand, 0, feas_tol, kkt_tol) and float(cand.m.f[0]) < float(c.m.f[0])):
@@ -356,10 +361,12 @@ def _second_order(ev: Evaluator, c: _Graded, lo: torch.Tensor, hi: torch.Tensor,
                 rows = [0] if _passes(c, 0, feas_tol, kkt_tol) else []
                 neg = (second_order.curvature(ev, c.X, c.m.g, c.lam, c.mu, lo_b, hi_b, rows, compiled=c.compiled)
                        if rows and not c.inertia_ok else {})
+    neg = {b: v for b, v in neg.items() if v[1]}  # zero curvature with no descent along it is fine
     notes: dict[int, str] = {}
     for b in neg:
-        notes[b] = ("stationary but not a minimum: the Hessian of the Lagrangian has negative curvature "
-                    "along the active constraints (a saddle or maximum); start elsewhere")
+        notes[b] = ("stationary but not a minimum: along the active constraints the Hessian of the "
+                    "Lagrangian has negative curvature, or zero curvature in a direction where the "
+                    "objective decreases (a saddle, a maximum or an inflection); start elsewhere")
     ratio = second_order.cancellation(ev, c.X, c.lam, c.mu, c.m.bound_multipliers,
                                       [b for b in rows if b not in notes], compiled=c.compiled)
     for b, r in ratio.items():

@@ -52,6 +52,8 @@ IPOPT_STATUS = {
 }
 
 DEFAULTS: dict[str, Any] = {"dense_hessian_max": 2000, "capture": True}
+#: from this many variables IPOPT runs with the tight tolerance at once (see solve_ipopt)
+TIGHT_FROM_N = 1000
 
 
 def available() -> bool:

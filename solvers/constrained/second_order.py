@@ -104,12 +104,14 @@ def _at(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, b: 
 
 def curvature(ev: Evaluator, X: torch.Tensor, g: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor,
               lo: torch.Tensor, hi: torch.Tensor, rows: list[int], tol: float = 1e-6,
-              compiled: Callable | None = None) -> dict[int, torch.Tensor]:
-    """Rows (of ``rows``) with negative curvature along the active manifold, mapped to a
-    unit direction of negative curvature (in ``x``'s flat coordinates). ``g``: the
-    inequality values at ``X`` ``(B, mI)``; ``compiled``: see ``_at``."""
+              compiled: Callable | None = None) -> dict[int, tuple[torch.Tensor, bool]]:
+    """Rows (of ``rows``) whose Hessian of the Lagrangian is not positive definite along
+    the active manifold, mapped to ``(direction, negative)``: a unit direction (in ``x``'s
+    flat coordinates) of negative curvature (``negative`` True: not a minimum) or of zero
+    curvature (False: second order cannot tell; the caller probes along it, as for ``x**3``
+    at 0). ``g``: the inequality values at ``X`` ``(B, mI)``; ``compiled``: see ``_at``."""
     B, n = X.shape
-    out: dict[int, torch.Tensor] = {}
+    out: dict[int, tuple[torch.Tensor, bool]] = {}
     if n > DENSE_MAX or not ev.exact_hessian:
         return out
     act_g, at_bound = _active(ev, X, g, lo, hi, tol)
@@ -126,8 +128,8 @@ def curvature(ev: Evaluator, X: torch.Tensor, g: torch.Tensor, lam: torch.Tensor
         scale = max(1.0, float(Hf.abs().max()))
         shift = 1e-8 * scale
         eye = torch.eye(Hf.shape[0], dtype=Hf.dtype, device=Hf.device)
-        if int(torch.linalg.cholesky_ex(Hf + shift * eye).info) == 0:
-            continue  # positive (semi)definite on every free direction
+        if int(torch.linalg.cholesky_ex(Hf - shift * eye).info) == 0:
+            continue  # positive definite on every free direction
         act = torch.cat([act_g[b], torch.ones(ev.m_eq, dtype=torch.bool, device=X.device)])
         A = Jc[act][:, free] if Jc.shape[0] else Jc.new_zeros(0, int(free.sum()))
         if A.shape[0]:
@@ -139,10 +141,10 @@ def curvature(ev: Evaluator, X: torch.Tensor, g: torch.Tensor, lam: torch.Tensor
         if Z.shape[1] == 0:
             continue  # a vertex: no feasible direction along the active constraints
         e, V = torch.linalg.eigh(Z.T @ Hf @ Z)
-        if float(e[0]) < -1e-6 * scale:
+        if float(e[0]) <= 1e-6 * scale:
             d = torch.zeros(n, dtype=X.dtype, device=X.device)
             d[free] = Z @ V[:, 0]
-            out[b] = d / d.norm()
+            out[b] = (d / d.norm(), float(e[0]) < -1e-6 * scale)
     return out
 
 

@@ -174,6 +174,19 @@ def test_stationary_start_of_an_unbounded_problem_is_never_success(method):
     assert res.status in ("unbounded", "not_converged", "max_iter", "nan")
 
 
+@pytest.mark.parametrize("method", ["auto", "ipopt", "auglag", "slsqp"])
+def test_an_inflection_point_is_not_a_minimum(method):
+    # x^3 at 0: stationary, Hessian 0 (second order cannot tell), the objective falls along it
+    res = tk.minimize(lambda x: (x**3).sum(), [0.0], method=method)
+    assert not res.success
+    assert res.status == "unbounded" or "not a minimum" in res.message
+
+
+def test_a_flat_valley_of_minima_stays_optimal():
+    res = tk.minimize(lambda x: (x[0] - x[1]) ** 2, [0.0, 0.0])
+    assert res.success and res.solver == "auto: ipopt"
+
+
 @pytest.mark.parametrize("method", ["auto", "ipopt", "slsqp"])
 def test_a_saddle_is_left_for_the_minimum_beside_it(method):
     # (0, 0) is stationary (a saddle); the minima are (0, +-1) on the bounds, f = -1
