@@ -97,23 +97,28 @@ class TorchOracle:
         return 0.5 * (H + H.T)
 
     def _rows(self, out: torch.Tensor, X: torch.Tensor, retain: bool) -> torch.Tensor:
-        """Jacobian ``(len(out), n)`` of a vector ``out`` recorded on ``X``."""
-        k = out.shape[0]
-        if not out.requires_grad:
-            return X.new_zeros(k, self.n)
-        if self._batched:
-            try:
-                eye = torch.eye(k, dtype=out.dtype, device=out.device)
-                (J,) = torch.autograd.grad(out, X, grad_outputs=eye, is_grads_batched=True,
-                                           retain_graph=retain, allow_unused=True)
-                return X.new_zeros(k, self.n) if J is None else J.reshape(k, self.n).detach()
-            except RuntimeError:  # a function vmap cannot batch: one backward pass per row
-                self._batched = False
-        rows = []
-        for i in range(k):
-            if not out[i].requires_grad:
-                rows.append(X.new_zeros(self.n))
-                continue
-            (r,) = torch.autograd.grad(out[i], X, retain_graph=True, allow_unused=True)
-            rows.append(X.new_zeros(self.n) if r is None else r.reshape(self.n).detach())
-        return torch.stack(rows)
+        J, self._batched = jacobian_rows(out, X, retain, self._batched)
+        return J
+
+
+def jacobian_rows(out: torch.Tensor, X: torch.Tensor, retain: bool, batched: bool = True
+                  ) -> tuple[torch.Tensor, bool]:
+    """Jacobian ``(len(out), X.numel())`` of a vector ``out`` recorded on ``X``: one batched
+    backward pass (``is_grads_batched``), or one pass per row where vmap cannot batch a
+    function (then ``batched`` comes back False, so callers stop trying)."""
+    k, n = out.shape[0], X.numel()
+    if not out.requires_grad:
+        return X.new_zeros(k, n), batched
+    if batched:
+        try:
+            eye = torch.eye(k, dtype=out.dtype, device=out.device)
+            (J,) = torch.autograd.grad(out, X, grad_outputs=eye, is_grads_batched=True,
+                                       retain_graph=retain, allow_unused=True)
+            return (X.new_zeros(k, n) if J is None else J.reshape(k, n).detach()), True
+        except RuntimeError:
+            batched = False
+    rows = []
+    for i in range(k):
+        r = torch.autograd.grad(out[i], X, retain_graph=True, allow_unused=True)[0] if out[i].requires_grad else None
+        rows.append(X.new_zeros(n) if r is None else r.reshape(n).detach())
+    return torch.stack(rows), batched

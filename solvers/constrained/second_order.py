@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .constraints import Evaluator
+from .oracle import jacobian_rows
 
 __all__ = ["curvature", "cancellation", "DENSE_MAX", "CANCELLATION_MAX"]
 
@@ -49,24 +50,6 @@ def _diag(v: np.ndarray):
     return sp.diags(v)
 
 
-def _row(o: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    r = torch.autograd.grad(o, X, retain_graph=True, allow_unused=True)[0] if o.requires_grad else None
-    return torch.zeros_like(X) if r is None else r
-
-
-def _jacobian(out: torch.Tensor, X: torch.Tensor, retain: bool) -> torch.Tensor:
-    """Rows of d out / d X in one batched backward pass (a loop where vmap cannot batch)."""
-    k, n = out.shape[0], X.numel()
-    if not out.requires_grad:
-        return X.new_zeros(k, n)
-    eye = torch.eye(k, dtype=X.dtype, device=X.device)
-    try:
-        (J,) = torch.autograd.grad(out, X, eye, is_grads_batched=True, retain_graph=retain, allow_unused=True)
-    except RuntimeError:  # not vmappable: one backward pass per row
-        J = torch.stack([_row(o, X) for o in out])
-    return X.new_zeros(k, n) if J is None else J.reshape(k, n).detach()
-
-
 def _derivatives(ev: Evaluator, x: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, hessian: bool = True):
     """Gradient of f ``(n,)``, constraint Jacobian ``(m, n)`` and (if asked) the Lagrangian
     Hessian ``(n, n)`` at one point, from one recorded forward pass."""
@@ -75,7 +58,7 @@ def _derivatives(ev: Evaluator, x: torch.Tensor, lam: torch.Tensor, mu: torch.Te
     with torch.enable_grad():
         f, g, h = ev.evaluate(X)
         c = torch.cat([g, h], dim=1).reshape(-1)
-        J = _jacobian(torch.cat([f.reshape(1), c]), X, retain=True)
+        J = jacobian_rows(torch.cat([f.reshape(1), c]), X, retain=True)[0]
         H = None
         if hessian:
             y = torch.cat([lam, mu], dim=1).reshape(-1).to(c.dtype)
@@ -84,7 +67,7 @@ def _derivatives(ev: Evaluator, x: torch.Tensor, lam: torch.Tensor, mu: torch.Te
             if L.requires_grad:
                 (G,) = torch.autograd.grad(L, X, create_graph=True, allow_unused=True)
                 if G is not None and G.requires_grad:
-                    H = _jacobian(G.reshape(-1), X, retain=True)
+                    H = jacobian_rows(G.reshape(-1), X, retain=True)[0]
             H = 0.5 * (H + H.T)
     return J[0], J[1:], H
 

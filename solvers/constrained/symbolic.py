@@ -64,14 +64,10 @@ def _broadcast(a: Sym, b: Sym) -> tuple[Any, Any, tuple[int, ...]]:
     if a.shape == b.shape:
         return a.e, b.e, a.shape
     if a.count == 1 and len(a.shape) <= len(b.shape):
-        return _scalar(a), b.e, b.shape
+        return a.e, b.e, b.shape
     if b.count == 1 and len(b.shape) <= len(a.shape):
-        return a.e, _scalar(b), a.shape
+        return a.e, b.e, a.shape
     raise Unsupported(f"broadcasting shapes {a.shape} and {b.shape}")
-
-
-def _scalar(a: Sym) -> Any:
-    return a.e[0, 0] if a.e.shape != (1, 1) else a.e
 
 
 def _binary(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Sym]:
@@ -166,9 +162,9 @@ def _clamp(a: Any, min: Any = None, max: Any = None) -> Sym:  # noqa: A002 - tor
     e = x.e
     ca = _ca()
     if min is not None:
-        e = ca.fmax(e, _scalar(_lift(min)))
+        e = ca.fmax(e, _lift(min).e)
     if max is not None:
-        e = ca.fmin(e, _scalar(_lift(max)))
+        e = ca.fmin(e, _lift(max).e)
     return Sym(e, x.shape)
 
 
