@@ -313,6 +313,8 @@ class Sym:
 
     # ---- indexing ------------------------------------------------------------------
     def __getitem__(self, idx: Any) -> Sym:
+        if isinstance(idx, tuple) and len(idx) == 2 and idx[0] is Ellipsis:
+            idx = idx[1]  # x[..., i]: the batch-ready spelling, on one instance
         if len(self.shape) != 1:
             if len(self.shape) == 2 and isinstance(idx, int):
                 i = idx + self.shape[0] if idx < 0 else idx

@@ -125,6 +125,7 @@ EXPRESSIONS = {
     + x.abs().sum() + torch.sigmoid(x[0]) + x.cos().sum(),
     "stack_cat": lambda x: torch.stack([x[0] * x[1], x[2] - 1]).sum() + torch.cat([x, x[:1]]).prod(),
     "clamp": lambda x: torch.clamp(x, min=-0.5, max=0.7).sum() + torch.maximum(x, 0.1 * x).sum(),
+    "batch_spelling": lambda x: x[..., 0] * x[..., 2] + x[..., 1:].sum(-1) + x.prod(-1),
     "tensor_left": lambda x: (torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64) * x).sum() - 2.0 ** x[0],
 }
 
