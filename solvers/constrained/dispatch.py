@@ -187,10 +187,6 @@ def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options, kkt_tol=1e-6):
     return g
 
 
-def _ok(c: _Graded, feas_tol: float, kkt_tol: float) -> bool:
-    return bool(c.m.finite[0]) and float(c.m.violation[0]) <= feas_tol and float(c.m.kkt[0]) <= kkt_tol
-
-
 def _better(a: _Graded, b: _Graded, feas_tol: float, kkt_tol: float) -> bool:
     """True if candidate ``a`` (single instance) is preferable to ``b``."""
     def key(c: _Graded) -> tuple:
@@ -397,14 +393,14 @@ def _auto_single(prob, ev, X0, lo, hi, lam0, mu0, tol, feas_tol, kkt_tol, max_it
     else:
         best = _run_scipy(ev, X0, lo, hi, "slsqp", tol, max_iter)
         path = "auto: slsqp"
-        if _ok(best, feas_tol, kkt_tol) and float(best.m.violation[0]) > 10 * tol:
+        if _passes(best, 0, feas_tol, kkt_tol) and float(best.m.violation[0]) > 10 * tol:
             # SLSQP stops on a small change in f and may leave ~1e-7 violation that
             # buys objective below the optimum: polish with auglag from its point
             cand = _run_auglag(ev, best.X, lo, hi, best.lam, best.mu, tol, max_iter, options)
             cv, ck = float(cand.m.violation[0]), float(cand.m.kkt[0])
             if math.isfinite(cv) and cv <= float(best.m.violation[0]) and ck <= kkt_tol:
                 best, path = cand, "auto: slsqp -> auglag polish"
-    if _ok(best, feas_tol, kkt_tol):
+    if _passes(best, 0, feas_tol, kkt_tol):
         return best, path
     first = best.solver
     starts = []
@@ -418,15 +414,14 @@ def _auto_single(prob, ev, X0, lo, hi, lam0, mu0, tol, feas_tol, kkt_tol, max_it
             best, path = cand, f"{path} -> {tag}"
         else:
             path = f"{path}, {tag} not better"
-        if best.solver == "auglag" and _ok(best, feas_tol, kkt_tol):
+        if best.solver == "auglag" and _passes(best, 0, feas_tol, kkt_tol):
             break
         if cand.status[0] in ("infeasible", "unbounded"):
             break  # a second start would most likely conclude the same
     return best, path
 
 
-def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float,
-                      unbounded: float = 1e20) -> _Graded:
+def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float) -> _Graded:
     """Every method's result gets the same infeasibility test (see `infeasibility.py`):
     rows left above `feas_tol` are moved to a least-violation point; where the violation
     stops decreasing above `feas_tol` the status is "infeasible" at that point, and where
