@@ -112,7 +112,7 @@ def _literal(token: str) -> str:
     return _token_class(*_spellings(token))
 
 
-def _leave(children: list[str], spaces: bool | None) -> str:
+def _leave(children: list[str], spaces: bool | None, forbid: str = "") -> str:
     """A token that is none of `children`: only whitespace (`spaces=True`), none
     (`spaces=False`) or any (`None`); "" when no such token exists."""
     plain: set[str] = set()
@@ -127,7 +127,7 @@ def _leave(children: list[str], spaces: bool | None) -> str:
         letters = [c for c in letters if c in _SPACE_ESCAPES]
         other = "[" + "".join(_hex(c) for c in chars) + "]" if chars else ""
     else:
-        out = "".join(_hex(c) for c in sorted(plain))
+        out = "".join(_hex(c) for c in sorted(plain | set(forbid)))
         other = f"[^{_PLAIN_OUT}{out}{_SPACE_CLASS if spaces is False else ''}]"
         if spaces is False:
             letters = [c for c in letters if c not in _SPACE_ESCAPES]
@@ -138,10 +138,12 @@ def _leave(children: list[str], spaces: bool | None) -> str:
     return pieces[0] if len(pieces) == 1 else "(" + "|".join(pieces) + ")"
 
 
-def exclusion_pattern(excluded: Iterable[str], prefixes: Iterable[str] = ()) -> str:
+def exclusion_pattern(excluded: Iterable[str], prefixes: Iterable[str] = (), forbid: str = "") -> str:
     """A `^...$` pattern matching the JSON text of every string except those whose
     `normal_form` is that of a string in `excluded` or starts with that of one in
-    `prefixes`, and those that start with whitespace (so never a blank one). Strings
+    `prefixes`, those that start with whitespace (so never a blank one), and those holding
+    a character of `forbid` (plain ASCII punctuation, such as the braces that close a
+    reply: tiny models write the reply's structure into the string). Strings
     longer than `MAX_TOKENS_PER_VALUE` tokens, or past `MAX_TOTAL_TOKENS` in all (prefixes
     first, then earlier strings first), are not excluded (callers still check); returns ""
     when nothing could be excluded besides the empty string."""
@@ -168,22 +170,23 @@ def exclusion_pattern(excluded: Iterable[str], prefixes: Iterable[str] = ()) -> 
     if not kept:
         return ""
     trie[_END] = {}  # the empty string
-    tail = f"{ANY_TOKEN}{{0,}}"  # `{0,}`: the converter makes it one shared rule
+    any_token = ANY_TOKEN if not forbid else _leave([], spaces=None, forbid=forbid)
+    tail = f"{any_token}{{0,}}"  # `{0,}`: the converter makes it one shared rule
     # after an excluded string, whitespace that is not a trie child must lead somewhere else
-    after_space = f"{_SPACE_TOKEN}{{0,}}{_leave([], spaces=False)}{tail}"
+    after_space = f"{_SPACE_TOKEN}{{0,}}{_leave([], spaces=False, forbid=forbid)}{tail}"
 
     def build(node: dict[str, dict], closed: bool, first: bool = False) -> str:
         """`closed`: the text so far is an excluded string plus whitespace (it may not stop)."""
-        children = [t for t in node if t not in (_END, _PREFIX)]
+        children = [t for t in node if t not in (_END, _PREFIX) and t not in forbid]
         if first:  # a leading whitespace token cannot start a reply, so it needs no branch
             children = [t for t in children if not _is_space(t)]
         closed = closed or _END in node
         if closed:
-            branches = [_leave(children, spaces=False) + tail]
+            branches = [_leave(children, spaces=False, forbid=forbid) + tail]
             if not first and (out := _leave(children, spaces=True)):
                 branches.append(out + after_space)
         else:
-            branches = [_leave(children, spaces=None) + tail]
+            branches = [_leave(children, spaces=None, forbid=forbid) + tail]
         # a prefix's last token is left out of the ways out above and leads nowhere
         branches += [_literal(t) + build(node[t], closed and _is_space(t)) for t in children
                      if _PREFIX not in node[t]]

@@ -142,30 +142,58 @@ def _jsonable(c: Any) -> bool:
     return isinstance(c, (str, int, float, bool)) or c is None
 
 
-def value_placeholder(v: Variable) -> str:
-    """What the reply example shows for one variable."""
-    if v.kind == "numeric":
-        lo_hi = f" between {v.bounds[0]:g} and {v.bounds[1]:g}" if v.bounds else ""
-        return f"<{'integer' if v.value_type == 'int' else 'number'}{lo_hi}>"
-    if v.kind == "categorical":
-        return "<one of " + " | ".join(json.dumps(c) if _jsonable(c) else json.dumps(str(c)) for c in v.choices or []) + ">"
+#: the most characters of a current value shown in the reply's example object
+EXAMPLE_CHARS = 300
+
+
+def value_example(v: Variable) -> str:
+    """What the reply's example object holds for one variable: its current value as JSON.
+
+    The example is the object to edit, not a template to fill: small models copy what they
+    are shown, and a copy of the current value changes nothing (it is refused as unchanged,
+    and a grammar-constrained reply cannot produce it), where a copied placeholder such as
+    `<new text>` or a variant of it would be a new value. A long value is shown cut, with
+    the prompt's cut mark inside, which the reply check refuses in a value. Code is too long
+    to repeat: it is described, and a copy of the description does not compile."""
     if v.kind == "code":
         return '"<the whole new function source, as a JSON string>"'
-    if v.value_type in ("list", "dict", "tuple"):
-        return f"<a JSON {'object' if v.value_type == 'dict' else 'list'}>"
-    return '"<new text>"'
+    value = v.value
+    if isinstance(value, str):
+        return json.dumps(_cut(value, EXAMPLE_CHARS), ensure_ascii=False)
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = json.dumps(shorten(value, EXAMPLE_CHARS), ensure_ascii=False)
+    return text if len(text) <= EXAMPLE_CHARS else shorten(value, EXAMPLE_CHARS)
+
+
+REPLY_HEAD = "# Your reply\nThis JSON object holds the current values:"
+REPLY_ASK = ("Reply with only this JSON object, nothing before or after it, with a better value for "
+             "every variable you change (keep the names) and one short sentence in \"reasoning\".")
 
 
 def reply_instructions(variables: list[Variable]) -> str:
-    """The closing request: one JSON object with a suggestion per variable."""
-    fields = ", ".join(f"{json.dumps(v.name)}: {value_placeholder(v)}" for v in variables)
-    return (
-        "# Your reply\n"
-        "Reply with only this JSON object, nothing before or after it:\n"
-        f'{{"suggestion": {{{fields}}}, "reasoning": "<one short sentence>"}}\n'
-        "Use exactly the variable names above. Give a value different from the current one "
-        "for every variable you want to change."
-    )
+    """The closing request: the current values as one JSON object, to be replied edited."""
+    fields = ", ".join(f"{json.dumps(v.name)}: {value_example(v)}" for v in variables)
+    return f'{REPLY_HEAD}\n{{"suggestion": {{{fields}}}, "reasoning": ""}}\n{REPLY_ASK}'
+
+
+#: the notes and titles the prompt writes around the data (see the sections below)
+NOTES = ("more feedback texts left out", "more lines left out", "chars cut", "calls left out here",
+         "Left out to fit the prompt budget", "# Variables (you may change these)",
+         "# Earlier attempts (values tried and what followed; do not propose them again)",
+         "Not tried yet", "# Code (the calls that ran, in order", "# Intermediate values",
+         "(no feedback text)")
+WORDING_CHARS = 16  # shorter pieces of the prompt's own wording are common words, not copies
+
+
+def own_wording(problem: Problem) -> list[str]:
+    """The pieces of the prompt that the optimizer wrote, not the data: the instruction, the
+    reply request, titles and notes, split at punctuation into pieces of at least
+    `WORDING_CHARS` characters. A proposed text holding one copies the prompt."""
+    texts = [problem.instruction or DEFAULT_INSTRUCTION, REPLY_HEAD, REPLY_ASK, *NOTES]
+    pieces = (p.strip() for t in texts for p in re.split(r'[.,;:()\[\]"#\n]', t))
+    return [p for p in dict.fromkeys(pieces) if len(p) >= WORDING_CHARS]
 
 
 @dataclass

@@ -90,7 +90,7 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
         # left out), then the current value, then the newest tried values
         texts = [x for x in exclude or [] if isinstance(x, str)]
         ordered = [*PLACEHOLDERS, *([v.value] if v.value in texts else []), *texts[::-1]]
-        pattern = exclusion_pattern(ordered, prefixes=PLACEHOLDER_PREFIXES)
+        pattern = exclusion_pattern(ordered, prefixes=PLACEHOLDER_PREFIXES, forbid=debris_chars(v))
         if pattern:  # for the server's grammar only; the check and the optimizer still decide
             return str, {"min_length": 1, "json_schema_extra": {"pattern": pattern}}
     return str, {"min_length": 1}
@@ -355,9 +355,24 @@ def is_placeholder(text: str) -> bool:
     return form in _PLACEHOLDER_FORMS or form.startswith(_PREFIX_FORMS)
 
 
+#: the characters that close a JSON reply: a text value that gains them (its current value
+#: has none) holds the reply's own structure, written inside the string
+JSON_DEBRIS = "{}"
+
+
+def debris_chars(v: Variable) -> str:
+    """The JSON structure characters a new value of `v` may not hold: those its current
+    value does not hold (a text parameter that is a template with braces keeps them)."""
+    current = v.value if isinstance(v.value, str) else ""
+    return "".join(ch for ch in JSON_DEBRIS if ch not in current)
+
+
 def _screen_text(v: Variable, raw: Any, max_text_chars: int) -> None:
     if isinstance(raw, str) and is_placeholder(raw):
         raise ReplyError(f"{v.name} repeats the placeholder from the instructions {UNUSABLE}")
+    if isinstance(raw, str) and (found := [ch for ch in debris_chars(v) if ch in raw]):
+        raise ReplyError(f"{v.name} holds {' and '.join(found)}, the reply's JSON structure (its current "
+                         f"value has none) {UNUSABLE}")
     try:
         size = len(raw) if isinstance(raw, str) else len(json.dumps(raw, default=str))
     except (TypeError, ValueError):

@@ -21,6 +21,7 @@ import inspect
 import json
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from .explore import explore
 from .form import breaks_form
 from .memory import Memory
 from .problem import Candidate, Problem, Result, Variable
-from .prompt import CUT_MARK, DEFAULT_BUDGET, build_prompt, estimate_tokens, shorten
+from .prompt import CUT_MARK, DEFAULT_BUDGET, build_prompt, estimate_tokens, own_wording, shorten
 from .reply import (
     MAX_REPLY_CHARS,
     SMALL_INT_RANGE,
@@ -263,6 +264,18 @@ class TextOptimizer:
             return []
         return tried
 
+    def _same_words(self, v: Variable, value: Any) -> str:
+        """What `value`, a text, repeats word for word (only its punctuation or spacing
+        differs): "the current value", a value already tried, or "" when it is new."""
+        words = _words(value)
+        if words is None:
+            return ""
+        if words == _words(v.value):
+            return "the current value"
+        if self.avoid_tried and any(words == _words(t) for t in self.memory.tried(v.name)):
+            return "a value already tried"
+        return ""
+
     def _tried_note(self, v: Variable, value: Any) -> str:
         """Why `value` is refused as already tried ("" when it is not)."""
         if not self.avoid_tried or not self._excluded(v):
@@ -378,6 +391,9 @@ class TextOptimizer:
                 continue
             if _same(value, v.value):
                 problems[v.name] = "the suggestion equals the current value; " + _REPEATS[0]
+                continue
+            if v.kind == "text" and (same := self._same_words(v, value)):
+                problems[v.name] = f"the suggestion has the same words as {same}; " + _REPEATS[0]
                 continue
             if v.kind == "text" and (copied := _copied(value, v, problem)):
                 problems[v.name] = f"{v.name} copies {copied} {UNUSABLE}"
@@ -578,6 +594,10 @@ def _copied(value: Any, v: Variable, problem: Problem) -> str:
         return "the prompt's mark of a shortened text"
     text = normal_form(value)
     now = normal_form(v.value) if isinstance(v.value, str) else ""
+    for piece in own_wording(problem):
+        form = normal_form(piece)
+        if form in text and form not in now:
+            return f"the prompt's own wording ({shorten(piece, 60)})"
     for line in (ln for f in problem.feedback for ln in str(f).splitlines()):
         form = normal_form(line.strip())
         if len(form) >= COPY_CHARS and form in text and form not in now:
@@ -592,6 +612,11 @@ def _copied(value: Any, v: Variable, problem: Problem) -> str:
             covered += text.count(form) * len(form)
             first = first or f"{what} ({shorten(piece.strip(), 80)})"
     return first if text and covered >= COPY_SHARE * len(text) else ""
+
+
+def _words(value: Any) -> tuple[str, ...] | None:
+    """A text's words, lowered (None for other values): what a text says, punctuation aside."""
+    return tuple(re.findall(r"\w+", value.lower())) if isinstance(value, str) else None
 
 
 def _same(a: Any, b: Any) -> bool:

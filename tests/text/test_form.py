@@ -54,7 +54,7 @@ def test_a_sentence_for_a_keyword_list_is_refused_and_the_step_explores():
 
 def test_the_form_is_the_first_values_even_when_a_step_left_one_word():
     keywords = tk.param("hello, thanks", name="keywords")
-    junk = "the new sentence}, { "
+    junk = "this is a whole new sentence, ok"
     opt = tk.Optimizer([keywords], llm=Scripted([reply({"keywords": "prize"}), reply({"keywords": junk})]),
                        max_reasks=0, seed=2)
     for _ in range(2):

@@ -148,7 +148,8 @@ def test_a_text_pasting_the_description_or_an_input_is_refused():
         report = opt.step()
         assert keywords.data != junk and report["keywords"].reason.startswith("explored: a recombination")
         assert any(f"copies {what}" in report["keywords"].reason for what in
-                   ("the description", "an input of the trace", "the prompt's mark"))
+                   ("the description", "an input of the trace", "the prompt's mark")) \
+            or "the reply's JSON structure" in report["keywords"].reason
         # a list of single words recombines words: the trace's words join the pool
         assert all(" " not in w.strip() for w in keywords.data.split(","))
 

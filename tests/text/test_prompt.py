@@ -42,7 +42,8 @@ def test_chain_prompt_shows_what_matters_within_budget(n):
     assert f"'Total: {2 * n}'" in text
     assert "accumulate: Add the step to the running total." in text
     assert "render(prefix=prefix, total=" in text
-    assert '"suggestion"' in text and '"step": <integer between 0 and 100>' in text
+    # the reply's example holds the current values (to be edited, nothing to fill in)
+    assert '{"suggestion": {"prefix": "Total:", "step": 2}' in text
     if n == 10:
         assert prompt.stats["calls_left_out"] == 0 and "Left out" not in text
         assert text.count("accumulate(total=") == 10

@@ -211,7 +211,7 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
     calls: list[Call] = []
     values: dict[int, Value] = {}
     seen_calls: set[int] = set()
-    feedback: list[str] = []
+    feedback: list[tuple[str, str]] = []  # (output label, text)
     output_ids: set[int] = set()
     for r in records:
         for o in r.graph.outputs:
@@ -233,18 +233,36 @@ def build_problem(params: list[ParameterNode], records: list[Any], names: dict[i
                 role = "output" if id(n) in output_ids else "other"
                 values[id(n)] = Value(label(n), n.raw, role, _type_name(n.raw))
         text = r.feedback.describe()
-        if len(records) > 1:
-            text = f"on {label(r.output)}: {text}"
         if not r.loss_is_finite:
             text += " (the loss is not finite)"
-        feedback.append(text)
+        feedback.append((label(r.output), text))
         if id(r.output) not in values and id(r.output) not in names:
             values[id(r.output)] = Value(label(r.output), r.output.raw, "output", _type_name(r.output.raw))
     for key, v in values.items():
         if key in output_ids:
             v.role = "output"
     variables = [variable_for(p, names[id(p)]) for p in params]
-    return Problem(variables=variables, calls=calls, values=list(values.values()), feedback=feedback)
+    return Problem(variables=variables, calls=calls, values=list(values.values()),
+                   feedback=feedback_texts(feedback))
+
+
+def feedback_texts(feedback: list[tuple[str, str]]) -> list[str]:
+    """One text per distinct feedback, naming the outputs it is about: the same text on many
+    outputs ("correct") is said once, after the texts that are said once (those are the
+    signal; the prompt keeps the first ones when room is short)."""
+    if len(feedback) == 1:
+        return [feedback[0][1]]
+    by_text: dict[str, list[str]] = {}
+    for output, text in feedback:
+        by_text.setdefault(text, []).append(output)
+    ordered = sorted(by_text.items(), key=lambda item: len(item[1]) > 1)  # stable: once-said first
+    return [f"on {_outputs(outputs)}: {text}" for text, outputs in ordered]
+
+
+def _outputs(labels: list[str], shown: int = 3) -> str:
+    if len(labels) <= shown:
+        return ", ".join(labels)
+    return f"{', '.join(labels[:shown])} and {len(labels) - shown} more"
 
 
 def _type_name(value: Any) -> str:
