@@ -87,8 +87,8 @@ def llm_guess(t: torch.Tensor, observed: torch.Tensor, steps: int) -> dict:
             pred = simulate(*(torch.tensor(float(values[n]), dtype=torch.float64) for n in start), t)
             return float(torch.mean((pred - observed) ** 2))
 
-    # the objective in the param group keeps these floats on the LLM route and lets the
-    # candidate search keep a proposal only when it lowers the loss
+    # the objective in the param group (not the Optimizer's) keeps these floats on the LLM
+    # route and lets the candidate search keep a proposal only when it lowers the loss
     opt = tk.Optimizer([{"params": list(params.values()), "objective": loss_of}], llm=None,
                        n_candidates=2)
     began, tokens, losses = time.perf_counter(), 0, []
@@ -97,7 +97,10 @@ def llm_guess(t: torch.Tensor, observed: torch.Tensor, steps: int) -> dict:
         loss = mse(simulate(*params.values(), tk.node(t, name="t")), tk.node(observed, name="observed"))
         value = float(loss.data)
         losses.append(value)
-        opt.backward(loss, tk.Feedback(loss=value, text="Make the simulated trajectory match the observations."))
+        # text feedback (the loss written in it): a loss in tk.Feedback would route these
+        # floats to Bayesian search; this comparison is about the LLM guessing numbers
+        opt.backward(loss, f"loss = {value:.6g} (lower is better). Make the simulated trajectory "
+                           f"match the observations.")
         tokens += opt.step().tokens
     final = loss_of({n: p.data for n, p in params.items()})
     return {"steps": steps, "seconds": round(time.perf_counter() - began, 3), "loss_first": losses[0] if losses else final,

@@ -46,6 +46,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "OptimizeResult": ("tracekit.problems", "OptimizeResult"),
     # solver nodes inside a workflow
     "argmin": ("tracekit.argmin_node", "argmin"),
+    "Predict": ("tracekit.predict", "Predict"),
     "ArgminNode": ("tracekit.argmin_node", "ArgminNode"),
     "SolveError": ("tracekit.errors", "SolveError"),
     "InfeasibleError": ("tracekit.errors", "InfeasibleError"),

@@ -23,10 +23,18 @@ class Feedback:
 
     loss: Any = None
     text: str | None = None
+    #: with several outputs: the loss of each, in the order given to `backward` (the Trainer
+    #: gives each example's; the demo solver bootstraps demos from the best-scored calls)
+    losses: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.loss is None and self.text is None:
             raise FeedbackError("Feedback needs a loss, a text, or both; got neither")
+        if self.losses is not None:
+            try:
+                self.losses = [loss_to_float(x) for x in self.losses]
+            except (TypeError, ValueError):
+                raise FeedbackError("Feedback.losses must be a list of numbers, one per output") from None
         if isinstance(self.loss, Node):
             self.loss = self.loss.raw
         if self.loss is not None:
@@ -114,6 +122,7 @@ class FeedbackRecord:
     feedback: Feedback
     graph: Subgraph
     loss_is_finite: bool = True
+    outputs: tuple[Node, ...] = ()  # every output of the backward pass (`output` is the first)
 
 
 def backward(output: Node | Sequence[Node], feedback: Any,
@@ -141,7 +150,7 @@ def backward(output: Node | Sequence[Node], feedback: Any,
         finite = math.isfinite(fb.loss_value)
         if finite and _is_tensor(fb.loss) and fb.loss.requires_grad:
             fb.loss.backward(retain_graph=retain_graph)
-    record = FeedbackRecord(outputs[0], fb, graph, finite)
+    record = FeedbackRecord(outputs[0], fb, graph, finite, tuple(outputs))
     for p in graph.parameters:
         p.feedback.append(record)
     return graph

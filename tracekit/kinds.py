@@ -78,6 +78,8 @@ def accept(param: Any, value: Any) -> Any:
         return accept_code(value, param.raw, where)
     if kind == "text":
         return accept_text(value, param.value_type, where)
+    if kind == "demos":
+        return accept_demos(value, where)
     raise InvalidValueError(f"{where}: unknown kind")
 
 
@@ -228,6 +230,31 @@ def accept_text(value: Any, value_type: type, where: str) -> Any:
     if not value.strip():
         raise InvalidValueError(f"{where}: an empty value is not allowed")
     return value
+
+
+# --- demos ---------------------------------------------------------------------------------------
+def accept_demos(value: Any, where: str) -> list[dict[str, Any]]:
+    """Few-shot demos: a list (or its JSON text) of dicts with text keys and JSON values (an
+    example's input fields and its output), each copied so that the caller's list is not
+    shared. How many and which fields an LLM call takes is its own validator's rule."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise InvalidValueError(f"{where}: expected a JSON list of demos: {message_of(exc)}") from None
+    if not isinstance(value, (list, tuple)):
+        raise InvalidValueError(f"{where}: expected a list of demos (dicts of fields), got {type(value).__name__}")
+    demos = []
+    for i, demo in enumerate(value):
+        if not isinstance(demo, dict) or not all(isinstance(k, str) for k in demo):
+            raise InvalidValueError(f"{where}: demo {i} must be a dict with text keys (field -> value), "
+                                    f"got {_preview(demo)}")
+        try:
+            demos.append(json.loads(json.dumps(demo)))
+        except (TypeError, ValueError):
+            raise InvalidValueError(f"{where}: demo {i} holds a value that is not JSON data "
+                                    f"(text, numbers, lists, dicts)") from None
+    return demos
 
 
 # --- code ----------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from tracekit import arguments, kinds
 from tracekit.context import tracing_disabled, used_nodes
 from tracekit.errors import InvalidValueError
 
-KINDS = ("text", "code", "numeric", "categorical")
+KINDS = ("text", "code", "numeric", "categorical", "demos")
 
 _uids = itertools.count()  # next() on itertools.count is atomic under the GIL
 

@@ -42,17 +42,39 @@ HISTORY = 100  # step reports kept in `Optimizer.history` by default (see `histo
 
 
 def route_of(p: ParameterNode, has_objective: bool) -> str:
-    """Which solver route a parameter takes in this step."""
-    if p.kind in ("text", "code", "categorical"):
+    """Which solver route a parameter takes in this step.
+
+    Text and code -> "text". A categorical or a Python number (no gradient path) ->
+    "bayesian" (Optuna search) when there is an objective or its feedback carries a
+    loss (a finite one for a number); a number with text-only feedback that gives a
+    signal (a target, a direction) -> "bracket"; else "text". Tensors: "gradient" when the loss reached them through torch, else
+    "zeroth_order" (SPSA: high-dimensional) with an objective, else "text"."""
+    if p.kind in ("text", "code"):
         return "text"
-    if p.is_tensor and (p.raw.grad is not None or not p.feedback):
+    if p.kind == "demos":
+        return "demos"  # selection from scored calls and labelled examples
+    if p.kind == "categorical":
+        return "bayesian" if has_objective or _has_loss(p, finite=False) else "text"
+    if not p.is_tensor:  # a Python number
+        if has_objective or _has_loss(p, finite=True):
+            return "bayesian"
+        from tracekit.routes.bracket import takes  # a signal in the text feedback (no model asked)
+
+        return "bracket" if takes(p) else "text"
+    if p.raw.grad is not None or not p.feedback:
         return "gradient"
-    if p.is_tensor and p.raw.is_floating_point() and nonfinite_loss(p):
+    if p.raw.is_floating_point() and nonfinite_loss(p):
         return "gradient"  # NaN/inf loss: the gradient solver skips it, keeps the value, says why
-    if p.is_tensor and p.raw.is_floating_point() and _through_failed_solve(p):
+    if p.raw.is_floating_point() and _through_failed_solve(p):
         return "gradient"  # its path runs through a failed tk.argmin: no gradient, value kept
-    # a number, or a tensor whose loss did not reach it through torch: no gradient path
+    # a tensor whose loss did not reach it through torch: no gradient path
     return "zeroth_order" if has_objective else "text"
+
+
+def _has_loss(p: ParameterNode, finite: bool) -> bool:
+    """True when `p` has feedback and every record carries a loss (finite, if asked)."""
+    return bool(p.feedback) and all(r.feedback.loss is not None and (r.loss_is_finite or not finite)
+                                    for r in p.feedback)
 
 
 def _through_failed_solve(p: ParameterNode) -> bool:
@@ -71,7 +93,8 @@ class Optimizer:
     `params`: parameters, or dicts `{"params": [...], **options}` (param groups, as in torch).
     `llm`: any callable `llm(messages, **kwargs) -> str` or a tracekit backend.
     `numeric`: "sgd" | "adam" | "adamw" | "lion" or an optimizer object for tensors.
-    `objective`: a callable returning a loss, used by the zeroth-order solver.
+    `objective`: a callable returning a loss, used by the Bayesian search (Python numbers,
+    categoricals) and SPSA (tensors without a gradient path); see `route_of`.
     `constraints`: `tk.Ineq(g)` / `tk.Eq(h)`; `g` and `h` get the parameter values in
     the order given here. Tensor parameters see them through an augmented-Lagrangian term
     added to a tensor loss in `backward`; other parameters get the violated constraints as
@@ -243,7 +266,10 @@ class Optimizer:
                     continue
                 if not p.trainable:
                     continue
-                plan.setdefault((gi, route_of(p, has_objective)), []).append(p)
+                route = route_of(p, has_objective)
+                if route == "text" and self._searching(gi, p):
+                    route = "bracket"  # a search it started goes on, asking "larger or smaller?"
+                plan.setdefault((gi, route), []).append(p)
         missing = {route: [self.names[id(p)] for p in ps] for (_, route), ps in plan.items()
                    if solver_factory(route) is None}
         if missing:
@@ -254,6 +280,12 @@ class Optimizer:
                 f"for that route. Nothing was changed."
             )
         return plan, idle
+
+    def _searching(self, group_index: int, p: ParameterNode) -> bool:
+        """True when the bracket route of this group has a search going for number `p`."""
+        solver = self._solvers.get((group_index, "bracket"))
+        return (solver is not None and p.kind == "numeric" and not p.is_tensor
+                and solver.searching(self.names[id(p)]))
 
     def _resolve_llm(self) -> None:
         """Make `self.llm` a tracekit backend (the default one when None) so that every

@@ -3,8 +3,9 @@ run when the optimizer is built (and by `add_param_group`), as `torch.optim` doe
 
 Options are given to `tk.Optimizer(..., **options)` or per param group, and each route's
 solver reads its own from the group (the gradient solver `lr`, `numeric`, `weight_decay`,
-...; SPSA the `spsa_*` options; the LLM optimizer `n_candidates`, `budget`, ...). A key
-that no route reads, an unknown `numeric` optimizer, a negative or non-finite `lr`, an
+...; SPSA the `spsa_*` options; Bayesian search `sampler`, `trials_per_step`,
+`search_seed`; the LLM optimizer `n_candidates`, `budget`, ...). A key that no route
+reads, an unknown `numeric` optimizer or `sampler`, a negative or non-finite `lr`, an
 empty parameter list or a parameter given twice raise `InvalidOptionError` (a
 `ValueError`) before anything runs, naming the argument and what is accepted; a solver
 registered with `tk.register_solver(route, factory, options=[...])` adds its own names.
@@ -34,6 +35,11 @@ SPSA_OPTIONS = {"spsa_a": "a", "spsa_c": "c", "spsa_alpha": "alpha", "spsa_gamma
                 "spsa_A": "A", "spsa_samples": "samples", "spsa_guarded": "guarded",
                 "spsa_max_evals": "max_evals", "spsa_seed": "seed"}
 
+# Options of the bayesian route (`tracekit.routes.bayesian`, on `solvers.search`), with their
+# defaults: the Optuna sampler ("tpe" | "cmaes" | "gp" | "random" | "qmc" | a sampler
+# instance), how many new trials a step scores with `objective=`, and the sampler's seed.
+SEARCH_DEFAULTS: dict[str, Any] = {"sampler": "tpe", "trials_per_step": 4, "search_seed": 0}
+
 # Keywords of `solvers.text.TextOptimizer` accepted as options of the text route.
 TEXT_OPTIONS = ("budget", "n_candidates", "temperatures", "seed", "max_reasks", "memory_size",
                 "max_workers", "max_tokens", "max_text_chars", "min_improvement", "instruction",
@@ -44,9 +50,13 @@ TEXT_OPTIONS = ("budget", "n_candidates", "temperatures", "seed", "max_reasks", 
 ROUTE_OPTIONS: dict[str, tuple[str, ...]] = {
     "gradient": ("numeric", "lr", "numeric_options", *GRADIENT_OPTIONS),
     "zeroth_order": tuple(SPSA_OPTIONS),
+    "bayesian": tuple(SEARCH_DEFAULTS),
     # `prompt_tokens` is an alias of `budget`; `objective` in a param group overrides the
     # Optimizer's objective for that group's text solver
     "text": (*TEXT_OPTIONS, "prompt_tokens", "objective"),
+    # a number with text-only feedback: its text route (no signal yet) reads the text options
+    "bracket": (),
+    "demos": ("demo_trials", "seed"),
 }
 
 DEFAULT_NUMERIC = "adam"  # tk.Optimizer's default `numeric`
@@ -85,6 +95,8 @@ def check_options(options: Mapping[str, Any], where: str = "") -> None:
         check_lr(options["lr"], where)
     if "numeric" in options:
         check_numeric(options["numeric"], where)
+    if any(key in options for key in SEARCH_DEFAULTS):
+        check_search(options, where)
 
 
 def check_lr(lr: Any, where: str = "") -> None:
@@ -115,6 +127,25 @@ def check_numeric(numeric: Any, where: str = "") -> None:
     elif not (callable(numeric) or (hasattr(numeric, "step") and hasattr(numeric, "param_groups"))):
         raise InvalidOptionError(f"numeric{at} must be {_NUMERIC_HELP}; got "
                                  f"{type(numeric).__name__}")
+
+
+def check_search(options: Mapping[str, Any], where: str = "") -> None:
+    """`sampler` is a known sampler whose packages are installed (or an Optuna sampler);
+    `trials_per_step` an int >= 1; `search_seed` an int or None."""
+    at = f" {where}" if where else ""
+    if "sampler" in options:
+        from solvers.search import check_sampler
+
+        try:
+            check_sampler(options["sampler"])
+        except (ValueError, TypeError, ImportError) as exc:
+            raise InvalidOptionError(f"sampler{at}: {exc}") from exc
+    steps = options.get("trials_per_step", 1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidOptionError(f"trials_per_step{at} must be an int >= 1, got {steps!r}")
+    seed = options.get("search_seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InvalidOptionError(f"search_seed{at} must be an int or None, got {seed!r}")
 
 
 def check_params(params: Any, where: str, seen: dict[int, str]) -> list[ParameterNode]:

@@ -2,10 +2,13 @@
 
 A solver gets its parameters and a `StepContext` and returns one `ParamUpdate` per
 parameter (a proposal, `UNCHANGED`, or a tensor it updated in place), or one
-`GroupUpdate` for tensors it updated in place; the optimizer validates and applies. Each parameter is routed by its kind and path (text / code /
-categorical -> "text", tensor with a gradient -> "gradient", number without gradient ->
-"zeroth_order" when an objective is given, else "text"); a factory builds one solver per
-route per Optimizer (`register_solver` replaces a built-in one).
+`GroupUpdate` for tensors it updated in place; the optimizer validates and applies. Each
+parameter is routed by its kind and path (`tracekit.optimizer.route_of`): text / code ->
+"text"; a tensor with a gradient -> "gradient", one without -> "zeroth_order" (SPSA) when
+an objective is given, else "text"; a Python number or a categorical -> "bayesian"
+(Optuna) when an objective is given or its feedback carries a numeric loss, else "text".
+A factory builds one solver per route per Optimizer (`register_solver` replaces a
+built-in one).
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ class StepContext:
         return out
 
 
-ROUTES = ("text", "gradient", "zeroth_order")
+ROUTES = ("text", "gradient", "zeroth_order", "bracket", "bayesian", "demos")
 
 # What a solver may fail with as part of its job: `tk.Optimizer` rolls its parameters back
 # and says why in the step report. tracekit's typed errors (LLM errors, refused values and
@@ -178,6 +181,9 @@ _BUILTIN: dict[str, str] = {
     "text": "tracekit.routes.text:TextSolver",
     "gradient": "tracekit.routes.gradient:GradientSolver",
     "zeroth_order": "tracekit.routes.zeroth_order:ZerothOrderSolver",
+    "bracket": "tracekit.routes.bracket:BracketSolver",
+    "bayesian": "tracekit.routes.bayesian:BayesianSolver",
+    "demos": "tracekit.routes.demos:DemoSolver",
 }
 
 

@@ -43,7 +43,10 @@ def step(llm, profile, mu):
     loss = -(w.data @ REALIZED)
     opt = tk.Optimizer([profile, mu], llm=llm, numeric="sgd", lr=0.5)
     opt.zero_feedback()
-    opt.backward(w, tk.Feedback(loss=loss, text=f"realized return {-loss.item():.4f}; higher is better"))
+    # the loss gives mu its gradient; the text record sends the categorical to the LLM (a
+    # categorical whose every record carries a loss would go to Bayesian search instead)
+    opt.backward(w, loss)
+    opt.backward(w, f"realized return {-loss.item():.4f}; higher is better")
     return w, opt.step()
 
 

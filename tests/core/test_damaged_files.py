@@ -432,7 +432,7 @@ def metric(prediction, example):
 def scripted_solvers():
     saved_factories = dict(seam._factories)
     seam._factories["text"] = lambda params, **o: ListSolver(params, plan={"prompt": ["Be terse.", "Be kind."]})
-    seam._factories["zeroth_order"] = lambda params, **o: ListSolver(params, plan={"temperature": [0.5, 0.9]})
+    seam._factories["bayesian"] = lambda params, **o: ListSolver(params, plan={"temperature": [0.5, 0.9]})
     yield
     seam._factories.clear()
     seam._factories.update(saved_factories)

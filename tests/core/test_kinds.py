@@ -149,7 +149,8 @@ def by_apply(p, value, monkeypatch):
     """A solver proposes `value`; the Optimizer's apply accepts or refuses it."""
     monkeypatch.setattr(registry, "_factories", {})
     monkeypatch.setattr(registry, "_BUILTIN", {})
-    tk.register_solver("text", lambda params, **o: _Proposes(value))
+    for route in registry.ROUTES:  # whichever route the parameter takes
+        tk.register_solver(route, lambda params, **o: _Proposes(value))
     opt = tk.Optimizer([p])
     _feed(opt, p)
     before = _plain(p.raw)

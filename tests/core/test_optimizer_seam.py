@@ -82,12 +82,16 @@ def test_routes_by_kind_and_path():
     text = tk.param("a", name="a")
     w = tk.param(torch.zeros(2), name="w")
     t = tk.param(0.5, name="t")
+    c = tk.param("x", name="c", choices=["x", "y"])
     loss = torch.sum(w * 2)
     tk.backward(loss, loss)
     tk.backward(t * 2, 1.0)
+    tk.backward(c, "try the other one")
     assert route_of(text, False) == "text"
     assert route_of(w, False) == "gradient"
-    assert route_of(t, True) == "zeroth_order" and route_of(t, False) == "text"
+    # a number with a loss, or any number or categorical given an objective: Bayesian search
+    assert route_of(t, True) == "bayesian" and route_of(t, False) == "bayesian"
+    assert route_of(c, True) == "bayesian" and route_of(c, False) == "text"
 
 
 def test_parameters_without_feedback_are_reported_unchanged(empty_registry):

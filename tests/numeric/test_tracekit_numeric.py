@@ -79,17 +79,20 @@ def test_mixed_graph_one_differentiable_one_not():
     assert report["w"].solver == "gradient" and report["w"].info["differentiable"] is True
     assert report["shift"].solver == "zeroth_order"
     assert "no differentiable path" in report["shift"].reason
-    assert report["gain"].solver == "zeroth_order" and report["gain"].info["path"] == "Python number"
+    assert report["gain"].solver == "bayesian" and report["gain"].info["mode"] == "objective"
     assert isinstance(gain.data, float) and 0.0 <= gain.data <= 5.0
     assert calls and float(run()[1].data.detach()) < 0.2 * first
 
 
-def test_without_objective_numbers_go_to_the_text_route():
+def test_python_numbers_route_to_bayesian_search_with_an_objective_or_a_loss():
     from tracekit.optimizer import route_of
 
     t = tk.param(0.5, name="t")
     tk.backward(t * 2, 1.0)
-    assert route_of(t, False) == "text" and route_of(t, True) == "zeroth_order"
+    assert route_of(t, False) == "bayesian" and route_of(t, True) == "bayesian"
+    u = tk.param(0.5, name="u")
+    tk.backward(u * 2, float("nan"))  # no finite loss and no objective: the LLM optimizer
+    assert route_of(u, False) == "text" and route_of(u, True) == "bayesian"
 
 
 def test_bounds_are_enforced_and_reported():
@@ -178,46 +181,56 @@ def test_state_dict_round_trip_through_tk_optimizer(tmp_path):
 
     X, y = _data(2)
 
+    @tk.bundle()
+    def predict(w, t, s, X):
+        return X @ w + t + s[0].item()  # w: gradient; t (a float): Bayesian search; s: SPSA
+
     def make():
         w = tk.param(torch.zeros(3, dtype=torch.float64), name="w")
         t = tk.param(0.0, name="t", bounds=(-2.0, 2.0))
-        return w, t
+        s = tk.param(torch.zeros(1, dtype=torch.float64), name="s", bounds=(-2.0, 2.0))
+        return w, t, s
 
-    def train(w, t, opt, steps):
+    def objective(w, t, s):
+        return lambda: torch.mean((X @ w.data.detach() + t.data + float(s.data[0]) - y) ** 2)
+
+    def train(w, t, s, opt, steps):
         for _ in range(steps):
             opt.zero_feedback()
-            out = tk.node(X) @ w + t
+            out = predict(w, t, s, tk.node(X))
             loss = torch.mean((out - y) ** 2)
             opt.backward(out, loss)
             opt.step()
 
-    w1, t1 = make()
-    obj1 = lambda: torch.mean((X @ w1.data.detach() + t1.data - y) ** 2)  # noqa: E731
-    opt1 = tk.Optimizer([w1, t1], numeric="adam", lr=0.05, objective=obj1)
-    train(w1, t1, opt1, 5)
+    w1, t1, s1 = make()
+    opt1 = tk.Optimizer([w1, t1, s1], numeric="adam", lr=0.05, objective=objective(w1, t1, s1))
+    train(w1, t1, s1, opt1, 5)
     storage.save(tmp_path / "opt.json", {"format": "test", "state": opt1.state_dict()})
     saved = storage.load(tmp_path / "opt.json", "optimizer state", ["test"])["state"]
-    assert set(saved["solvers"]) == {"0:gradient", "0:zeroth_order"}
+    assert set(saved["solvers"]) == {"0:gradient", "0:zeroth_order", "0:bayesian"}
 
-    w2, t2 = make()
+    w2, t2, s2 = make()
     w2.data = w1.data.detach().clone()
     t2.data = t1.data
-    obj2 = lambda: torch.mean((X @ w2.data.detach() + t2.data - y) ** 2)  # noqa: E731
-    opt2 = tk.Optimizer([w2, t2], numeric="adam", lr=0.05, objective=obj2)
+    s2.data = s1.data.detach().clone()
+    opt2 = tk.Optimizer([w2, t2, s2], numeric="adam", lr=0.05, objective=objective(w2, t2, s2))
     opt2.load_state_dict(saved)
-    train(w1, t1, opt1, 5)
-    train(w2, t2, opt2, 5)
-    assert torch.allclose(w1.data, w2.data) and t1.data == t2.data
+    train(w1, t1, s1, opt1, 5)
+    train(w2, t2, s2, opt2, 5)
+    assert torch.allclose(w1.data, w2.data) and t1.data == t2.data and torch.equal(s1.data, s2.data)
 
 
-def test_spsa_on_a_python_float_through_tk_optimizer():
-    temperature = tk.param(0.2, name="temperature", bounds=(0.0, 2.0))
-    beams = tk.param(1, name="beams", bounds=(1, 8))  # an int: rounded, stays an int
+def test_spsa_on_tensors_without_a_gradient_path_through_tk_optimizer():
+    """Tensors read outside torch go to SPSA (Python numbers go to Bayesian search)."""
+    temperature = tk.param(torch.tensor([0.2], dtype=torch.float64), name="temperature",
+                           bounds=(0.0, 2.0))
+    beams = tk.param(torch.tensor([1]), name="beams", bounds=(1, 8))  # integer dtype: rounded
 
     @tk.bundle()
     def run_api(temperature, beams):
         """A black box: only the score comes back (a Python number)."""
-        return (temperature - 1.3) ** 2 + 0.05 * (beams - 5) ** 2
+        t, b = temperature[0].item(), int(beams[0].item())
+        return (t - 1.3) ** 2 + 0.05 * (b - 5) ** 2
 
     evals = []
 
@@ -233,27 +246,28 @@ def test_spsa_on_a_python_float_through_tk_optimizer():
         before = len(evals)
         report = opt.step()
         assert len(evals) - before == (4 if step == 0 else 3)  # the documented budget
-    assert report["temperature"].solver == "zeroth_order"
-    assert isinstance(beams.data, int) and isinstance(temperature.data, float)
-    assert abs(temperature.data - 1.3) < 0.15 and beams.data in (4, 5, 6)
+    assert report["temperature"].solver == report["beams"].solver == "zeroth_order"
+    assert beams.data.dtype == torch.int64 and temperature.data.dtype == torch.float64
+    assert abs(temperature.data[0].item() - 1.3) < 0.15 and beams.data[0].item() in (4, 5, 6)
     assert report["temperature"].info["total_evals"] == len(evals)
 
 
 def test_objective_receiving_values_and_budget_limit():
-    t = tk.param(0.0, name="t", bounds=(-5.0, 5.0))
+    t = tk.param(torch.zeros(1), name="t", bounds=(-5.0, 5.0))  # a tensor, no gradient: SPSA
     seen = []
 
     def objective(values):
         seen.append(values["t"])
-        return (values["t"] - 2.0) ** 2
+        return float((values["t"][0] - 2.0) ** 2)
 
     opt = tk.Optimizer([t], objective=objective, spsa_max_evals=10, spsa_a=0.5)
     for _ in range(6):
         opt.zero_feedback()
         opt.backward(t + 0.0, 1.0)
         report = opt.step()
+    assert report["t"].solver == "zeroth_order"
     assert len(seen) <= 10 and "budget exhausted" in report["t"].reason
-    assert t.data == 0.0 or abs(t.data - 2.0) < 2.0
+    assert t.data[0].item() == 0.0 or abs(t.data[0].item() - 2.0) < 2.0
 
 
 def test_solver_state_is_json_and_checks_names():

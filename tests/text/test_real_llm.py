@@ -74,7 +74,11 @@ def test_every_reply_is_a_new_valid_text_value(real_llm):
         # every candidate is a new valid value, unless the model's replies were refused as
         # unusable (a message of the trace pasted as a "keyword", a sentence for a word list)
         unusable = [p for p in info["reply_problems"] if p.endswith("instead of a new value for the variable")]
-        assert info["candidates"] >= 3 and (info["valid_candidates"] >= 3 or unusable), info["reply_problems"]
+        # or the current words with other punctuation ("hello, thanks."): the grammar leaves
+        # out the exact value, not every spelling of it; the reply check refuses those
+        same_words = [p for p in info["reply_problems"] if "the same words as" in p]
+        assert info["candidates"] >= 3 and (info["valid_candidates"] >= 3 or unusable or same_words), \
+            info["reply_problems"]
         # what the pattern guarantees: no call is spent on a copy or a blank value
         # (a rare other problem, e.g. a reply cut at the token cap, may still be re-asked)
         assert not [p for p in info["reply_problems"] if "equals the current" in p or "empty" in p], info

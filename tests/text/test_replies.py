@@ -381,7 +381,16 @@ def test_hostile_replies_corrupt_no_parameter_through_the_optimizer():
     params, parse = _tracekit_setup()
     x, rate, op, keywords, code = params
     replies = hostile_replies()
-    llm = Scripted(replies)
+    scripted = Scripted(replies)
+
+    def llm(messages, **kwargs):
+        # the numbers' "larger or smaller?" questions: the first option in both orders, which
+        # is no signal, so the numbers stay with the text route and see every hostile reply
+        content = messages[-1]["content"]
+        if "Answer with one of:" in content:
+            return json.dumps({"answer": content.rsplit("Answer with one of:", 1)[1].split(",")[0].strip()})
+        return scripted(messages, **kwargs)
+
     opt = tk.Optimizer(params, llm=llm, max_reasks=0)
     changed = 0
     for i in range(len(replies)):
@@ -397,7 +406,7 @@ def test_hostile_replies_corrupt_no_parameter_through_the_optimizer():
         # restore the start so that every reply is judged from the same values
         for p, v in zip(params, before.values()):
             p._data = v
-    assert len(llm.prompts) == len(replies)
+    assert len(scripted.prompts) == len(replies)
     # the parser still salvaged the valid single fields (e.g. op "MUL"-like or numeric strings)
     assert changed < 5 * len(replies) // 4
 

@@ -223,13 +223,30 @@ def test_code_parameter_updated_and_used():
     assert report.changed == ["parse"] and parse("value: 12").data == "12"
 
 
-def test_numeric_without_gradient_goes_to_text_and_stays_in_bounds():
+def test_numeric_without_gradient_or_signal_goes_to_text_and_stays_in_bounds():
+    """Text feedback with no target and no direction, and a model that names the first option
+    of every question (no signal): the number goes to the text route, as before."""
+    def llm(messages, **kwargs):
+        content = messages[-1]["content"]
+        if "Answer with one of:" in content:
+            return json.dumps({"answer": content.rsplit("Answer with one of:", 1)[1].split(",")[0].strip()})
+        return scripted(messages, **kwargs)
+
+    scripted = Scripted([reply({"x": 40}), reply({"x": 4})])
     x = tk.param(3, name="x", bounds=(0, 10))
-    opt = tk.Optimizer([x], llm=Scripted([reply({"x": 40}), reply({"x": 4})]))
+    opt = tk.Optimizer([x], llm=llm)
     opt.zero_feedback()
-    opt.backward(x * x, "should be 16")
+    opt.backward(x * x, "not good")
     report = opt.step()
     assert x.data == 4 and type(x.data) is int and report["x"].solver == "text"
+
+
+def test_numeric_with_a_target_in_the_text_goes_to_the_bracket_route():
+    x = tk.param(3, name="x", bounds=(0, 10))
+    opt = tk.Optimizer([x], llm=Scripted([reply({"x": 40})]))
+    opt.backward(x * x, "should be 16")
+    report = opt.step()
+    assert report["x"].solver == "bracket" and type(x.data) is int and 3 < x.data <= 10
 
 
 def test_exception_node_feedback_reaches_the_prompt():

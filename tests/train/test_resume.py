@@ -28,7 +28,7 @@ registry._factories.clear(); registry._BUILTIN.clear()
 # only when the optimizer state was restored
 lists = ["good", "good, great", "bad", "good, great, nice", "awful", "good, great, nice, lovely"]
 register_plan("text", {"keywords": [lists[k % len(lists)] for k in range(100)]})
-register_plan("zeroth_order", {"threshold": [round(0.3 + 0.05 * (k % 5), 2) for k in range(100)]})
+register_plan("bayesian", {"threshold": [round(0.3 + 0.05 * (k % 5), 2) for k in range(100)]})
 delay = float(sys.argv[2])
 executor = sys.argv[3]
 

@@ -358,10 +358,12 @@ def test_pool_of_mixed_parameters_shares_unchanged_tensors_and_resumes(empty_reg
     tensor object when the step left the tensor alone, and the pool survives a resume."""
     from tests.train.helpers import DATA as WORDS
 
-    register_plan("text", {"keywords": ["good, great", "good, great, nice", "bad", "good, great, nice, lovely"],
-                           "mode": ["strict", "loose", "strict", "loose"]})
-    register_plan("zeroth_order", {"threshold": [0.4, 0.3, 0.2, 0.1],
-                                   "w": [None, torch.tensor([2.0, 0.0]), None, None]})
+    register_plan("text", {"keywords": ["good, great", "good, great, nice", "bad", "good, great, nice, lovely"]})
+    # with the Trainer's objective: the float and the categorical -> "bayesian", the tensor
+    # read through float() -> "zeroth_order"
+    register_plan("bayesian", {"threshold": [0.4, 0.3, 0.2, 0.1],
+                               "mode": ["strict", "loose", "strict", "loose"]})
+    register_plan("zeroth_order", {"w": [None, torch.tensor([2.0, 0.0]), None, None]})
 
     @tk.bundle()
     def run(text, keywords, threshold, mode, w):

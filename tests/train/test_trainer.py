@@ -20,11 +20,11 @@ def make_trainer(model, opt, **kw):
 
 
 def test_mixed_parameters_are_dispatched_to_their_solvers_in_one_step(empty_registry):
-    """Text and categorical -> "text"; a tensor with a gradient -> "gradient"; a float
-    without one -> "zeroth_order" (the Trainer gives the optimizer an objective)."""
+    """Text -> "text"; a tensor with a gradient -> "gradient"; a float and a categorical
+    -> "bayesian" (the Trainer gives the optimizer an objective)."""
     built = []
-    register_plan("text", {"keywords": ["good, great, nice, lovely"], "mode": ["strict"]}, built)
-    register_plan("zeroth_order", {"threshold": [0.4]}, built)
+    register_plan("text", {"keywords": ["good, great, nice, lovely"]}, built)
+    register_plan("bayesian", {"threshold": [0.4], "mode": ["strict"]}, built)
     register_plan("gradient", {}, built)
 
     @bundle()
@@ -55,8 +55,8 @@ def test_mixed_parameters_are_dispatched_to_their_solvers_in_one_step(empty_regi
     result = trainer.fit()
     step = result.history[1]
     solvers = {c["name"]: c["solver"] for c in step["changes"]}
-    assert solvers == {"keywords": "scripted-text", "mode": "scripted-text",
-                       "threshold": "scripted-zeroth_order", "w": "scripted-gradient"}
+    assert solvers == {"keywords": "scripted-text", "mode": "scripted-bayesian",
+                       "threshold": "scripted-bayesian", "w": "scripted-gradient"}
     changed = {c["name"] for c in step["changes"] if c["changed"]}
     assert changed == {"keywords", "mode", "threshold"}
     assert result.best_score == 1.0 and model.keywords.data == "good, great, nice, lovely"

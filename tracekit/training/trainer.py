@@ -365,8 +365,8 @@ class Trainer:
       batch_objective: when the optimizer has no `objective`, give it one during `fit`:
         True or "batch": the current minibatch's loss (mean of -score, untraced);
         "train": the whole training set's loss (steadier; for cheap workflows). With it
-        the zeroth-order solver tunes numbers and the text solver tests its candidates.
-        False leaves the optimizer as is (numbers then go to the LLM).
+        Bayesian search tunes numbers, the demo solver compares demo subsets and the
+        text solver tests its candidates. False leaves the optimizer as is.
       feedback_chars: bound on the aggregated text feedback of a minibatch.
       trace_examples: how many outputs (worst first) carry the trace to the optimizer
         (None: all); the text feedback and the loss always cover the whole minibatch.
@@ -821,14 +821,14 @@ class Trainer:
         if not traced:
             return None
         text = aggregate_feedback(train.results, examples, self.feedback_chars, self.higher_is_better)
-        losses = [r.loss if r.loss is not None else
-                  (None if r.score is None else (-r.score if self.higher_is_better else r.score))
-                  for r in train.results]
+        losses = [_loss_of(r, self.higher_is_better) for r in train.results]
         losses = [x for x in losses if x is not None]
         loss = sum(losses[1:], losses[0]) / len(losses) if losses else None
         opt.zero_feedback()
         if run is None:
-            opt.backward([results[i].output for i in traced], Feedback(loss=loss, text=text))
+            each = [_loss_of(results[i], self.higher_is_better) for i in traced]
+            per_output = [x if x is not None else math.inf for x in each] if loss is not None else None
+            opt.backward([results[i].output for i in traced], Feedback(loss=loss, text=text, losses=per_output))
         else:
             self._remote.backward(run, traced, Feedback(loss=loss, text=text), len(losses))
         report = opt.step()
@@ -942,3 +942,12 @@ def _usage(report: Any) -> dict[str, Any]:
             seen.add(c.solver)
             usage = usage + spent
     return usage.report_fields()
+
+
+def _loss_of(result: Any, higher_is_better: bool) -> float | None:
+    """One example's loss (lower is better): its metric's loss, else its score turned round."""
+    if result.loss is not None:
+        return result.loss
+    if result.score is None:
+        return None
+    return -result.score if higher_is_better else result.score

@@ -1,0 +1,152 @@
+"""Few-shot demos without generation: a pool of scored examples, and subsets chosen by score.
+
+A demo is a dict of fields (an example's inputs and its output). `DemoPool` keeps the
+candidates: demos bootstrapped from calls whose output the metric scored well, and labelled
+examples the user gave. `DemoSelector` proposes subsets (which demos, in which order) and,
+with an objective, keeps the best one found; it never asks a model to write anything, so it
+works with a model too small to write a useful prompt (the demos do the teaching).
+
+Proposals per step, at most `trials`: the newest bootstrapped demos first (what the model
+got right on this very data), then random subsets of the pool in random order, never a
+subset already tried. The state (pool, tried subsets, random state) is plain JSON data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Demo = dict[str, Any]
+MAX_POOL = 200  # candidates kept (the oldest bootstrapped ones are forgotten first)
+MAX_TRIED = 500
+
+
+def demo_key(demo: Demo, fields: Sequence[str] | None = None) -> str:
+    """A demo's identity: its input fields (two demos for the same input are one)."""
+    keys = sorted(demo) if fields is None else list(fields)
+    return json.dumps([demo.get(k) for k in keys], sort_keys=True, default=str)
+
+
+@dataclass
+class DemoPool:
+    """Candidate demos, each with where it came from ("bootstrap" or "labelled")."""
+
+    inputs: list[str]
+    demos: list[Demo] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def add(self, demo: Demo, source: str) -> bool:
+        """Add `demo` unless one for the same input is there (a labelled one is replaced by a
+        bootstrapped one: the model's own correct answer teaches its format). True if added."""
+        key = demo_key(demo, self.inputs)
+        for i, old in enumerate(self.demos):
+            if demo_key(old, self.inputs) == key:
+                if source == "bootstrap" and self.sources[i] != "bootstrap":
+                    self.demos[i], self.sources[i] = dict(demo), source
+                    return True
+                return False
+        self.demos.append(dict(demo))
+        self.sources.append(source)
+        while len(self.demos) > MAX_POOL:
+            drop = next((i for i, s in enumerate(self.sources) if s == "bootstrap"), 0)
+            del self.demos[drop], self.sources[drop]
+        return True
+
+    def bootstrapped(self) -> list[Demo]:
+        return [d for d, s in zip(self.demos, self.sources) if s == "bootstrap"]
+
+
+@dataclass
+class DemoSelector:
+    """Subsets of a `DemoPool` as proposals, and the best of them by an objective."""
+
+    pool: DemoPool
+    k: int
+    trials: int = 4
+    seed: int | None = 0
+    tried: list[str] = field(default_factory=list)
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def proposals(self, current: list[Demo]) -> list[list[Demo]]:
+        """Up to `trials` new subsets of at most `k` demos (see the module doc)."""
+        seen = set(self.tried) | {self._key(current)}
+        out: list[list[Demo]] = []
+
+        def offer(subset: list[Demo]) -> None:
+            key = self._key(subset)
+            if subset and key not in seen and len(out) < self.trials:
+                seen.add(key)
+                out.append(subset)
+
+        if self.k == 0 or not self.pool.demos:
+            return out
+        offer(self.pool.bootstrapped()[-self.k:][::-1])  # newest first
+        for _ in range(20 * self.trials):
+            if len(out) >= self.trials:
+                break
+            size = self._rng.randint(1, min(self.k, len(self.pool.demos)))
+            offer(self._rng.sample(self.pool.demos, size))
+        return out
+
+    def choose(self, current: list[Demo], objective: Callable[[list[Demo]], float] | None
+               ) -> tuple[list[Demo] | None, dict[str, Any]]:
+        """The subset to use next, or None to keep `current`, and what was done. Without an
+        objective the first proposal is taken; with one, the best proposal that beats the
+        current demos' loss (each evaluation is one call of `objective`)."""
+        proposals = self.proposals(current)
+        for p in proposals:
+            self._remember(p)
+        info: dict[str, Any] = {"pool": len(self.pool.demos), "bootstrapped": len(self.pool.bootstrapped()),
+                                "proposals": len(proposals)}
+        if not proposals:
+            return None, info
+        if objective is None:
+            return proposals[0], info
+        baseline = _safe(objective, current)
+        losses = [_safe(objective, p) for p in proposals]
+        info.update(baseline_loss=baseline, losses=losses)
+        best = min(range(len(proposals)), key=lambda i: (losses[i], i))
+        if losses[best] < baseline or (math.isinf(baseline) and math.isfinite(losses[best])):
+            return proposals[best], info
+        return None, info
+
+    def _key(self, subset: list[Demo]) -> str:
+        return json.dumps([demo_key(d, self.pool.inputs) for d in subset])
+
+    def _remember(self, subset: list[Demo]) -> None:
+        self.tried.append(self._key(subset))
+        del self.tried[:-MAX_TRIED]
+
+    # --- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The pool, the subsets tried and the random state, as JSON data."""
+        version, internal, gauss = self._rng.getstate()
+        return {"demos": self.pool.demos, "sources": self.pool.sources, "tried": list(self.tried),
+                "rng": [version, list(internal), gauss]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load `state_dict()`'s output (raises on a malformed state, changing nothing)."""
+        demos = [dict(d) for d in state["demos"]]
+        sources = [str(s) for s in state["sources"]]
+        if len(demos) != len(sources):
+            raise ValueError("a demo pool state needs one source per demo")
+        tried = [str(t) for t in state["tried"]]
+        version, internal, gauss = state["rng"]
+        rng = random.Random()
+        rng.setstate((int(version), tuple(int(x) for x in internal), gauss))
+        self.pool.demos, self.pool.sources, self.tried, self._rng = demos, sources, tried, rng
+
+
+def _safe(objective: Callable[[list[Demo]], float], subset: list[Demo]) -> float:
+    try:
+        loss = float(objective(subset))
+    except Exception:  # a failed evaluation counts as the worst, never as a crash
+        return math.inf
+    return loss if math.isfinite(loss) else math.inf

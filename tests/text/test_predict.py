@@ -1,0 +1,206 @@
+"""`tk.Predict` (an LLM call in a workflow) and its demos parameter with the demo solver."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import pytest
+from pydantic import BaseModel
+
+import tracekit as tk
+from solvers.text.demos import DemoPool, DemoSelector
+
+ROWS = [{"ticket": "The site is down", "label": "urgent"},
+        {"ticket": "How do I change my email?", "label": "routine"},
+        {"ticket": "Payment failed twice, fix now", "label": "urgent"},
+        {"ticket": "Feature request: tags", "label": "routine"},
+        {"ticket": "Server crashed, all blocked", "label": "urgent"},
+        {"ticket": "What are your support hours?", "label": "routine"}]
+Label = Literal["urgent", "routine"]
+
+
+def replying(text):
+    calls = []
+
+    def llm(messages, **kwargs):
+        calls.append(messages[-1]["content"])
+        return text(messages[-1]["content"]) if callable(text) else text
+
+    llm.calls = calls
+    return llm
+
+
+def make(llm, **kw):
+    return tk.Predict("ticket -> label", instruction="Urgent or routine?", output=Label, llm=llm, **kw)
+
+
+# --- the call -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reply, read", [('{"label": "routine"}', "routine"), ("Urgent.", "urgent"),
+                                         ("The answer is: routine", "routine")])
+def test_answers_are_read_leniently(reply, read):
+    out = make(replying(reply))(ticket="hello")
+    assert out.data == read and f"read as {read!r}" in out.op.call_detail()
+
+
+@pytest.mark.parametrize("reply, why", [("urgent or routine", "names 2 of the choices"),
+                                        ("I cannot tell", "names none of the choices")])
+def test_an_unreadable_answer_is_none_with_the_reason_not_an_exception(reply, why):
+    out = make(replying(reply))(ticket="hello")
+    assert out.data is None and why in out.op.call_detail()
+    assert "Ticket: hello" in out.op.call_detail() and reply in out.op.call_detail()
+
+
+def test_a_failing_call_is_an_unread_answer():
+    def broken(messages, **kwargs):
+        raise ConnectionError("server gone")
+
+    out = make(broken)(ticket="hello")
+    assert out.data is None and "server gone" in out.op.call_detail()
+
+
+def test_the_prompt_holds_instruction_demos_and_inputs_in_order():
+    llm = replying('{"label": "urgent"}')
+    triage = make(llm, demos=ROWS[:2])
+    out = triage("Disk full")
+    prompt = llm.calls[-1]
+    assert prompt.index("Urgent or routine?") < prompt.index("Ticket: The site is down\nLabel: urgent") \
+        < prompt.index("Ticket: Disk full\nLabel:")
+    names = {p.name for p in triage.parameters()}
+    assert names == {"label_instruction", "label_demos", "label_temperature"}
+    assert set(out.parents) >= set(triage.parameters())
+
+
+def test_typed_outputs_int_and_pydantic():
+    class Verdict(BaseModel):
+        label: Label
+        confidence: float
+
+    count = tk.Predict("text -> n", instruction="How many words?", output=int, llm=replying('{"n": 3}'))
+    assert count(text="a b c").data == 3
+    verdict = tk.Predict("ticket -> verdict", instruction="Judge.", output=Verdict,
+                         llm=replying('{"label": "urgent", "confidence": 0.9}'))
+    v = verdict(ticket="down").data
+    assert isinstance(v, Verdict) and v.label == "urgent"
+    bad = tk.Predict("ticket -> verdict", instruction="Judge.", output=Verdict, llm=replying("no idea"))(ticket="x")
+    assert bad.data is None and "not a valid Verdict" in bad.op.call_detail()
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="signature"):
+        tk.Predict("ticket label", instruction="x")
+    with pytest.raises(ValueError, match="example 0"):
+        tk.Predict("ticket -> label", instruction="x", examples=[{"ticket": "t"}])
+    triage = make(replying("urgent"))
+    with pytest.raises(TypeError, match="missing input"):
+        triage()
+    with pytest.raises(tk.InvalidValueError, match="at most 4"):
+        triage.demos.data = ROWS[:5]
+    with pytest.raises(tk.InvalidValueError, match="lacks the fields"):
+        triage.demos.data = [{"ticket": "t"}]
+    with pytest.raises(tk.InvalidValueError, match="list of demos"):
+        triage.demos.data = 3
+
+
+def test_the_optimizer_sees_prompt_answer_and_reading():
+    """The text solver's prompt shows the rendered prompt, the raw answer and the reading."""
+    seen = []
+
+    def llm(messages, **kwargs):
+        content = messages[-1]["content"]
+        if content.startswith("You are improving"):
+            seen.append(content)
+            return json.dumps({"reasoning": "r", "suggestion": {"label_instruction": "Reply urgent or routine."}})
+        return "urgent or routine"
+
+    triage = make(llm)
+    opt = tk.Optimizer([triage.instruction], llm=llm)
+    out = triage(ticket="The site is down")
+    opt.backward(out, "the answer could not be read; expected urgent")
+    opt.step()
+    assert seen and "Ticket: The site is down" in seen[0] and "not read: the answer names 2" in seen[0]
+    assert triage.instruction.data == "Reply urgent or routine."
+
+
+# --- demos ---------------------------------------------------------------------------------------
+def test_the_selector_proposes_new_subsets_and_keeps_the_best():
+    pool = DemoPool(["ticket"])
+    for row in ROWS:
+        pool.add(row, "labelled")
+    selector = DemoSelector(pool, k=3, trials=4, seed=1)
+    chosen, info = selector.choose([], lambda demos: -sum(d["label"] == "routine" for d in demos))
+    assert chosen is not None and info["proposals"] == 4 and min(info["losses"]) < info["baseline_loss"]
+    assert all(len(chosen) <= 3 for _ in [0])
+    kept, _ = selector.choose(chosen, lambda demos: 0.0 if demos == chosen else 1.0)
+    assert kept is None  # nothing beats the current demos: kept
+    state = json.loads(json.dumps(selector.state_dict()))
+    again = DemoSelector(DemoPool(["ticket"]), k=3, trials=4)
+    again.load_state_dict(state)
+    assert again.proposals(chosen) == selector.proposals(chosen)
+
+
+def test_a_bootstrapped_demo_replaces_a_labelled_one_for_the_same_input():
+    pool = DemoPool(["ticket"])
+    assert pool.add(ROWS[0], "labelled") and not pool.add(ROWS[0], "labelled")
+    assert pool.add({"ticket": "The site is down", "label": "urgent"}, "bootstrap")
+    assert pool.sources == ["bootstrap"]
+
+
+def test_the_demo_route_chooses_demos_by_the_objective_and_never_worse():
+    triage = make(replying('{"label": "urgent"}'), examples=ROWS)
+    objective_calls = []
+
+    def objective():
+        objective_calls.append(list(triage.demos.data))
+        return -sum(d["label"] == "routine" for d in triage.demos.data)  # routine demos help here
+
+    opt = tk.Optimizer([triage.demos], objective=objective)
+    opt.backward(triage(ticket="Disk full"), tk.Feedback(loss=1.0, text="wrong"))
+    report = opt.step()
+    row = report["label_demos"]
+    assert row.solver == "demos" and row.changed
+    assert any(d["label"] == "routine" for d in triage.demos.data) and len(triage.demos.data) <= 4
+    assert triage.demos.data in objective_calls[1:]  # the chosen subset was evaluated
+    # a later step whose proposals are all worse keeps the demos
+    best = list(triage.demos.data)
+    opt.objective = lambda: 0.0 if triage.demos.data == best else 5.0
+    opt.zero_feedback()
+    opt.backward(triage(ticket="Disk full"), tk.Feedback(loss=1.0, text="wrong"))
+    assert not opt.step()["label_demos"].changed and triage.demos.data == best
+
+
+def test_calls_scored_best_become_bootstrapped_demos_and_the_state_resumes():
+    triage = make(replying(lambda prompt: '{"label": "urgent"}' if "down" in prompt else '{"label": "routine"}'))
+    opt = tk.Optimizer([triage.demos])
+    outs = [triage(ticket=t) for t in ("The site is down", "Refund please, money lost")]
+    # the first answer was right (loss -1), the second wrong (loss 0): one bootstrapped demo
+    opt.backward(outs, tk.Feedback(loss=-0.5, text="1 of 2 right", losses=[-1.0, 0.0]))
+    report = opt.step()
+    assert report["label_demos"].changed
+    assert triage.demos.data == [{"ticket": "The site is down", "label": "urgent"}]
+    state = json.loads(json.dumps(opt.state_dict()))
+    opt2 = tk.Optimizer([triage.demos])
+    opt2.load_state_dict(state)
+    assert opt2.state_dict() == state
+    with pytest.raises(tk.StateDictError):
+        opt2.load_state_dict({"solvers": {"0:demos": {"label_demos": {"demos": [], "sources": ["x"]}}}})
+
+
+@pytest.mark.real_llm
+def test_predict_with_the_embedded_model_and_a_short_training_run(embedded_llm_nocache):
+    """The real embedded model over the real openai client: typed answers through its
+    grammar, and a Trainer run that trains instruction, demos and temperature together."""
+    triage = tk.Predict("ticket -> label", instruction="Is this support ticket urgent or routine?",
+                        output=Label, examples=ROWS, llm=embedded_llm_nocache)
+    out = triage(ticket="The checkout page is broken and we lose orders")
+    assert out.data in ("urgent", "routine") and "read as" in out.op.call_detail()
+    examples = [{"text": r["ticket"], "label": r["label"]} for r in ROWS]
+    opt = tk.Optimizer(triage.parameters(), llm=embedded_llm_nocache)
+    trainer = tk.Trainer(triage, opt, lambda pred, ex: float(pred == ex["label"]), train=examples, val=examples,
+                         call=lambda wf, ex: wf(ticket=ex["text"]), batch_size=3, max_steps=1,
+                         progress=False, max_metric_calls=80)
+    result = trainer.fit()
+    assert result.steps >= 1
+    assert all(row.keys() >= {"ticket", "label"} for row in triage.demos.data)
+    solvers = {c.solver for r in opt.history for c in r.changes}
+    assert "demos" in solvers
