@@ -149,6 +149,10 @@ class Backend:
             weakref.WeakKeyDictionary()
         )
         self._mode_lock = threading.Lock()
+        # held while the structured-output mode is probed: one probe per backend, the other
+        # threads wait for its outcome instead of each sending (and losing) its own
+        self._probe_lock = threading.Lock()
+        self._async_probe: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Backend:
         """A backend is a shared service (a connection or a model server, its cache, its
@@ -331,14 +335,23 @@ class Backend:
         return probing and exc.status_code in _UNSUPPORTED_FORMAT_STATUS
 
     def _structured_call(self, attempts: StructuredAttempts[Any], kwargs: dict[str, Any]) -> str:
+        if self.structured_mode == "auto":
+            with self._probe_lock:  # one probe per backend (see __init__)
+                if self.structured_mode == "auto":
+                    return self._try_formats(attempts, kwargs)
+        return self._try_formats(attempts, kwargs)
+
+    def _try_formats(self, attempts: StructuredAttempts[Any], kwargs: dict[str, Any]) -> str:
+        refused = False
         for mode, extra, probing in self._format_trials(attempts):
             try:
                 reply = self(attempts.messages, **kwargs, **extra, _probe=probing)
             except LLMRequestError as exc:
                 if self._refused_probe(exc, probing):
+                    refused = True
                     continue
                 raise
-            if probing:
+            if probing or refused:  # the last mode, reached after refusals, is settled too
                 self._settle_mode(mode)
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
@@ -346,17 +359,45 @@ class Backend:
     async def _astructured_call(
         self, attempts: StructuredAttempts[Any], kwargs: dict[str, Any]
     ) -> str:
+        if self.structured_mode == "auto":
+            loop = asyncio.get_running_loop()
+            lock = self._async_probe.get(loop)
+            if lock is None:
+                lock = self._async_probe[loop] = asyncio.Lock()
+            async with lock:  # one probe per backend and event loop
+                if self.structured_mode == "auto":
+                    return await self._atry_formats(attempts, kwargs)
+        return await self._atry_formats(attempts, kwargs)
+
+    async def _atry_formats(self, attempts: StructuredAttempts[Any], kwargs: dict[str, Any]) -> str:
+        refused = False
         for mode, extra, probing in self._format_trials(attempts):
             try:
                 reply = await self.acall(attempts.messages, **kwargs, **extra, _probe=probing)
             except LLMRequestError as exc:
                 if self._refused_probe(exc, probing):
+                    refused = True
                     continue
                 raise
-            if probing:
+            if probing or refused:
                 self._settle_mode(mode)
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def probe_structured(self) -> str:
+        """The structured-output mode this backend's server takes, found with one tiny
+        request when it is not known yet ("auto"), then kept: how callers tell a grammar
+        server (llama.cpp: "json_object_schema") from others without a class name."""
+        if self.structured_mode == "auto":
+            from pydantic import create_model
+
+            probe = create_model("Probe", ok=(bool, ...))
+            try:
+                self.structured(normalize_messages("Reply with JSON: is 2 larger than 1?"), probe,
+                                max_reasks=0, max_tokens=16, cache=False)
+            except Exception:  # a reply that did not validate still settled the mode
+                pass
+        return str(self.structured_mode)
 
     # -- pipeline steps --------------------------------------------------------------------
     def _prepare(self, messages: Messages, kwargs: dict[str, Any]) -> tuple[Request, bool]:

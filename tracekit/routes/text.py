@@ -6,10 +6,10 @@
 numbers without a gradient path when no objective is given.
 
 Options (passed to `tk.Optimizer(..., **options)` or in a param group):
-`budget` (prompt tokens, default 4000; 900 for the embedded model), `n_candidates` (default 1; 4 when an objective
+`budget` (prompt tokens, default 4000; 900 for a grammar server such as llama.cpp's), `n_candidates` (default 1; 4 when an objective
 is given), `temperatures`, `seed`, `max_reasks` (default 2), `memory_size` (default 5),
 `max_workers`, `max_tokens`, `max_text_chars`, `min_improvement`, `instruction`,
-`constrain_code` and `constrain_text` (default: on for the embedded model), `avoid_tried`
+`constrain_code` and `constrain_text` (default: on for grammar servers), `avoid_tried`
 and `explore` (default on: values tried are not proposed again; a stuck step explores),
 `objective` (overrides the Optimizer's).
 
@@ -71,8 +71,10 @@ class TextSolver:
             self._backend = llm_layer.as_backend(raw)  # None -> the configured default model
             options = dict(self.options)
             options.setdefault("n_candidates", 4 if has_objective else 1)
-            # tiny local models write function-shaped code only when the schema insists
-            grammar_server = type(self._backend).__name__ == "EmbeddedLLM"
+            # tiny local models write function-shaped code only when the schema insists: the
+            # small-model defaults apply to any grammar server (llama.cpp, found by probing
+            # its structured output once), the embedded model or one the user points at
+            grammar_server = small_model_server(self._backend)
             options.setdefault("constrain_code", grammar_server)
             options.setdefault("constrain_text", grammar_server)
             # a prompt token costs the embedded model ~8 ms on a core; a shorter prompt
@@ -149,6 +151,16 @@ class TextSolver:
         self._state = dict(state)
         if self._optimizer is not None:
             self._optimizer.load_state_dict(self._state)
+
+
+def small_model_server(backend: Any) -> bool:
+    """True for a backend whose server constrains replies by a grammar (llama.cpp's
+    `json_object` + schema): the local small-model servers, however they were started."""
+    from tracekit.llm.structured import ENFORCED_MODES
+
+    probe = getattr(backend, "probe_structured", None)
+    mode = probe() if callable(probe) else getattr(backend, "structured_mode", "prompt")
+    return mode in ENFORCED_MODES
 
 
 # --- the trace as a plain Problem --------------------------------------------------------------
