@@ -95,6 +95,7 @@ class Predict(Module):
         self.temperature = param(float(temperature), name=f"{self.name}_temperature", bounds=(0.0, 2.0),
                                  description=f"sampling temperature of the LLM call {self.name}")
         self._backend: Any = None
+        self._reply_model: Any = False  # False: not built yet (None: plain text answers)
 
     # --- checks -----------------------------------------------------------------------------------
     def _check_row(self, row: Any, i: int, fields: list[str]) -> dict[str, Any]:
@@ -124,8 +125,7 @@ class Predict(Module):
         missing = [n for n in self.inputs if n not in given]
         if missing:
             raise TypeError(f"{self.name}: missing input(s) {missing}")
-        nodes = [v if isinstance(v, Node) else Node(v, name=n) for n, v in given.items()]
-        order = [nodes[list(given).index(n)] for n in self.inputs]
+        order = [v if isinstance(v, Node) else Node(v, name=n) for n, v in ((n, given[n]) for n in self.inputs)]
         parents = (self.instruction, self.demos, self.temperature, *order)
         argnames = ("instruction", "demos", "temperature", *self.inputs)
         op = PredictOp(self)
@@ -179,14 +179,18 @@ class Predict(Module):
             return self.read(raw)
 
     def _schema(self) -> Any:
-        """The reply's pydantic model (None for plain text answers)."""
-        from pydantic import BaseModel, create_model
+        """The reply's pydantic model (None for plain text answers), built once."""
+        if self._reply_model is False:
+            from pydantic import BaseModel, create_model
 
-        if isinstance(self.output_type, type) and issubclass(self.output_type, BaseModel):
-            return self.output_type
-        if self.output_type is str:
-            return None
-        return create_model("Answer", **{self.output_name: (self.output_type, ...)})  # type: ignore[call-overload]
+            if isinstance(self.output_type, type) and issubclass(self.output_type, BaseModel):
+                self._reply_model = self.output_type
+            elif self.output_type is str:
+                self._reply_model = None
+            else:
+                self._reply_model = create_model(  # type: ignore[call-overload]
+                    "Answer", **{self.output_name: (self.output_type, ...)})
+        return self._reply_model
 
     def _read(self, instance: Any, raw: str) -> Reading:
         from pydantic import BaseModel

@@ -61,6 +61,7 @@ class Bracket:
     expansions: int = 0  # steps away without a sign change
     turned: bool = False  # the search turned around once (directions only)
     _stale: int = 0  # Illinois: how many times in a row the same end was kept
+    _stale_end: str = "low"  # ... and which end that is
 
     # --- telling and asking ---------------------------------------------------------------------
     def tell(self, x: float, sign: int, size: float | None = None) -> None:
@@ -157,8 +158,6 @@ class Bracket:
             if x <= low.x or x >= high.x:
                 x = float(math.floor(low.x + width / 2))
         return x
-
-    _stale_end: str = "low"
 
     def _shrink(self, obs: Observation) -> None:
         low, high = self.low, self.high
