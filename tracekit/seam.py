@@ -108,6 +108,35 @@ def takes_argument(fn: Callable[..., Any]) -> bool:
                for p in parameters)
 
 
+def values_objective(objective: Callable[..., Any], params: dict[str, ParameterNode], *,
+                     lock: Any = None, no_grad: bool = False) -> Callable[[dict[str, Any]], float]:
+    """`loss(values)` for a solver that compares candidates (`values` = {name: value}): the
+    user's objective called as `objective(values)` when it takes an argument, else as
+    `objective()` with the named parameters holding the values (restored after, also on
+    errors), under `lock` when given (candidates share the parameters) and without an
+    autograd graph when `no_grad` (and torch is in use). The one place this is decided."""
+    import contextlib
+    import sys
+
+    from tracekit.feedback import loss_to_float
+
+    if takes_argument(objective):
+        return lambda values: loss_to_float(objective(dict(values)))
+
+    def loss(values: dict[str, Any]) -> float:
+        with contextlib.ExitStack() as held:
+            if lock is not None:
+                held.enter_context(lock)
+            for name, value in values.items():
+                held.enter_context(params[name].trial(value))
+            torch = sys.modules.get("torch")
+            if no_grad and torch is not None:
+                held.enter_context(torch.no_grad())
+            return loss_to_float(objective())
+
+    return loss
+
+
 @dataclass
 class StepContext:
     """What a solver gets besides its parameters."""

@@ -79,8 +79,9 @@ def _decimals(x: float) -> int:
 def has_signal(text: str, output: float | None, known: Sequence[float] = ()) -> bool:
     """True when `text` alone gives a signal, or candidate targets for the model to pick from
     (no model is asked here: a cheap test for routing)."""
-    return (read_signal(text, output, known) is not None
-            or (output is not None and len(_targets(text, output, known)) > 1))
+    if output is not None and _targets(text, output, known):
+        return True  # one target is a signal; several are choices for the model
+    return bool(_UP.search(text)) != bool(_DOWN.search(text)) or says_right(text)
 
 
 def _targets(text: str, output: float, known: Sequence[float]) -> list[float]:

@@ -16,17 +16,14 @@ A NaN/inf loss is told as a failed trial and the values are kept.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from solvers.search import BayesianSearch, Categorical, Float, Int, check_state
-from tracekit.feedback import loss_to_float
 from tracekit.nodes import ParameterNode
 from tracekit.options import SEARCH_DEFAULTS  # sampler="tpe", trials_per_step=4, search_seed=0
-from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, takes_argument
+from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, values_objective
 
 
 class BayesianSolver:
@@ -224,18 +221,5 @@ def _fmt(loss: float | None) -> str:
 def _evaluator(params: list[ParameterNode], names: list[str],
                objective: Callable) -> Callable[[dict[str, Any]], float]:
     """loss(values): the objective with the parameters holding `values` (then restored),
-    or `objective(values)` when it takes an argument."""
-    by_values = takes_argument(objective)
-
-    def loss(values: dict[str, Any]) -> float:
-        if by_values:
-            return loss_to_float(objective(dict(values)))
-        with contextlib.ExitStack() as held:  # each value held, then restored (also on errors)
-            for p, name in zip(params, names):
-                held.enter_context(p.trial(values[name]))
-            torch = sys.modules.get("torch")  # no autograd graph for trial runs, if torch is in use
-            if torch is not None:
-                held.enter_context(torch.no_grad())
-            return loss_to_float(objective())
-
-    return loss
+    or `objective(values)` when it takes an argument; no autograd graph for trial runs."""
+    return values_objective(objective, dict(zip(names, params)), no_grad=True)

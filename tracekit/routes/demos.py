@@ -12,7 +12,6 @@ Options: `demo_trials` (subsets evaluated per step, default 4), `seed`.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ from solvers.text.demos import DemoPool, DemoSelector
 from solvers.text.signal import says_right
 from tracekit.feedback import loss_to_float
 from tracekit.nodes import MessageNode, ParameterNode
-from tracekit.seam import ParamUpdate, StepContext, takes_argument
+from tracekit.seam import ParamUpdate, StepContext, values_objective
 
 DEFAULT_TRIALS = 4
 
@@ -91,15 +90,8 @@ class DemoSolver:
                    ) -> Callable[[list[dict[str, Any]]], float] | None:
         if objective is None:
             return None
-        if takes_argument(objective):
-            return lambda demos: loss_to_float(objective({name: demos}))
-
-        def evaluate(demos: list[dict[str, Any]]) -> float:
-            with contextlib.ExitStack() as held:
-                held.enter_context(p.trial(demos))
-                return loss_to_float(objective())
-
-        return evaluate
+        loss = values_objective(objective, {name: p})
+        return lambda demos: loss({name: demos})
 
     # --- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

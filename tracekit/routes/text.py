@@ -22,16 +22,14 @@ then candidates are evaluated in parallel.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from solvers.text import Call, Problem, TextOptimizer, Value, Variable
-from tracekit.feedback import loss_to_float
 from tracekit.nodes import MessageNode, ParameterNode, _is_tensor
 from tracekit.options import TEXT_OPTIONS
-from tracekit.seam import UNCHANGED, ParamUpdate, PromptNames, StepContext, takes_argument
+from tracekit.seam import UNCHANGED, ParamUpdate, PromptNames, StepContext, values_objective
 
 EMBEDDED_BUDGET = 900  # the prompt budget (tokens) for the embedded model, by measurement
 
@@ -128,17 +126,8 @@ class TextSolver:
 
     def _wrap(self, objective: Callable[..., Any], params: list[ParameterNode],
               names: dict[int, str]) -> Callable[[dict[str, Any]], float]:
-        by_name = {names[id(p)]: p for p in params}
-        if takes_argument(objective):
-            return lambda values: loss_to_float(objective(values))
-
-        def evaluate(values: dict[str, Any]) -> float:
-            with self._eval_lock, contextlib.ExitStack() as trials:  # shared parameters: one at a time
-                for name, value in values.items():
-                    trials.enter_context(by_name[name].trial(value))
-                return loss_to_float(objective())
-
-        return evaluate
+        # shared parameters: candidates are evaluated one at a time
+        return values_objective(objective, {names[id(p)]: p for p in params}, lock=self._eval_lock)
 
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -5,7 +5,6 @@ path) trained by SPSA, re-running the workflow through the `objective=` callable
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,10 +12,9 @@ import numpy as np
 import torch
 
 from solvers.gradient import SPSA
-from tracekit.feedback import loss_to_float
 from tracekit.nodes import ParameterNode
 from tracekit.options import SPSA_OPTIONS  # tk.Optimizer(..., spsa_a=0.1, spsa_samples=1, ...)
-from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, takes_argument
+from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, values_objective
 
 
 class ZerothOrderSolver:
@@ -119,17 +117,11 @@ def _unflat(p: ParameterNode, values: np.ndarray) -> Any:
 def _evaluator(params: list[ParameterNode], names: list[str], sizes: list[int],
                objective: Callable) -> Callable[[np.ndarray], float]:
     """f(x) for SPSA: run the objective with the parameters at x, then restore them."""
-    by_values = takes_argument(objective)
+    loss = values_objective(objective, dict(zip(names, params)), no_grad=True)
     offsets = np.cumsum([0] + sizes)
 
     def f(x: np.ndarray) -> float:
-        values = [_unflat(p, x[offsets[j]:offsets[j + 1]]) for j, p in enumerate(params)]
-        if by_values:
-            return loss_to_float(objective(dict(zip(names, values))))
-        with contextlib.ExitStack() as held:  # each value held, then restored (also on errors)
-            for p, v in zip(params, values):
-                held.enter_context(p.trial(v))
-            with torch.no_grad():
-                return loss_to_float(objective())
+        return loss({name: _unflat(p, x[offsets[j]:offsets[j + 1]])
+                     for j, (name, p) in enumerate(zip(names, params))})
 
     return f
