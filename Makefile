@@ -9,9 +9,12 @@ demo: setup
 	.venv/bin/python examples/quickstart.py
 
 # The setup installs the embedded model, so its tests must run, never skip.
-# The import contracts (pyproject's [tool.importlinter]) are checked first.
+# The import contracts (pyproject's [tool.importlinter]) are checked first, then the types
+# (mypy, pyproject's [tool.mypy]; examples/ as a user's code; cold about a minute, cached
+# in .mypy_cache after that).
 test: setup
 	.venv/bin/lint-imports --no-cache
+	.venv/bin/mypy tracekit solvers examples
 	TRACEKIT_REQUIRE_REAL_LLM=1 .venv/bin/python -m pytest -q -ra
 
 docs: setup

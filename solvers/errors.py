@@ -43,7 +43,7 @@ def describe(exc: BaseException, *, limit: int = MESSAGE_CHARS, causes: bool = F
     if not causes:
         return text
     seen = {id(exc)}
-    current: BaseException | None = exc
+    current: BaseException = exc
     for _ in range(CAUSE_DEPTH):
         try:
             nxt = current.__cause__ or (None if current.__suppress_context__ else current.__context__)

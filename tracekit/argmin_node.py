@@ -21,6 +21,7 @@ import inspect
 import math
 import sys
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ DESCRIPTION_CHARS = 1500
 UNBOUNDED = 1e20
 _WARM_SITES = 256
 _warm: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
-_layers: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+_layers: OrderedDict[tuple, tuple[Any, Any, bool]] = OrderedDict()  # (problem, layer, with duals)
 
 
 @dataclass
@@ -179,7 +180,9 @@ def argmin(objective: Any, y0: Any = None, *inputs: Any, constraints: Any = None
 
 
 # --- callable objectives ------------------------------------------------------------------------
-def _callable_argmin(objective, y0, inputs, constraints, bounds, method, tol, name, site, batched, options):
+def _callable_argmin(objective: Callable[..., Any], y0: Any, inputs: tuple[Any, ...], constraints: list[Any],
+                     bounds: Any, method: str, tol: float | None, name: str | None, site: tuple,
+                     batched: bool, options: dict[str, Any] | None) -> Any:  # a Node; plain inside a bundle
     import torch
 
     from solvers.constrained.constraints import Eq, Ineq, ProblemError
@@ -480,7 +483,7 @@ CVXPY_TOL = 1e-9
 
 
 def _cvxpy_argmin(problem: Any, parameters: dict | None, variables: Any, name: str | None, site: tuple,
-                  tol: float | None = None) -> Node:
+                  tol: float | None = None) -> Any:  # a Node; the plain solution inside a bundle
     import cvxpy as cp
     import torch
 
@@ -500,8 +503,8 @@ def _cvxpy_argmin(problem: Any, parameters: dict | None, variables: Any, name: s
     argnames = tuple(p.name() for p in params)
     op = ArgminOp("problem", "cvxpy problem:\n" + _cut(str(problem), 900),
                   ", variables=[" + ", ".join(v.name() for v in variables) + "]")
-    op.code_line = lambda names, labels: (  # type: ignore[method-assign]
-        "argmin(problem, " + ", ".join(f"{a}={b}" for a, b in zip(names, labels)) + op.call_args + ")")
+    op.code_line = lambda argnames, labels: (  # type: ignore[method-assign]
+        "argmin(problem, " + ", ".join(f"{a}={b}" for a, b in zip(argnames, labels)) + op.call_args + ")")
     outer = used_nodes.get()
     if outer is None and any(p.is_error for p in parents):
         return _propagate_error(op, parents, argnames)

@@ -11,11 +11,11 @@ import functools
 import inspect
 import linecache
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast, overload
 
 from tracekit import arguments
 from tracekit.codeparam import CodeVersions, source_of
-from tracekit.context import used_nodes
+from tracekit.context import _Discard, used_nodes
 from tracekit.errors import SandboxError, message_of, type_name
 from tracekit.nodes import (
     ExceptionNode,
@@ -63,7 +63,11 @@ class BundledFunction:
     def __set_name__(self, owner: type, attr: str) -> None:
         self.is_method = True
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> BundledFunction: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> BoundBundle: ...
+    def __get__(self, instance: Any, owner: type | None = None) -> BundledFunction | BoundBundle:
         if instance is None:
             return self
         return BoundBundle(self, instance)
@@ -126,7 +130,7 @@ class BundledFunction:
     def _resolve(self, instance: Any) -> tuple[ParameterNode | None, Callable]:
         """The code parameter (if trainable) and the function version to run."""
         if self.trainable:
-            code_param = self.code_param_for(instance)
+            code_param = cast(ParameterNode, self.code_param_for(instance))  # trainable: one
             return code_param, self.versions.function_for(code_param.raw)
         return None, self.fn
 
@@ -174,7 +178,7 @@ class BundledFunction:
         return self._record(result, parents, argnames, collected)
 
     def _plain_call(self, fn: Callable, instance: Any, args: tuple, kwargs: dict,
-                    code_param: ParameterNode | None, outer: list | None) -> Any:
+                    code_param: ParameterNode | None, outer: list | _Discard | None) -> Any:
         """Untraced call (nested in another bundle, or under no_trace): plain values."""
         if outer is not None and code_param is not None:
             outer.append(code_param)
@@ -318,9 +322,17 @@ def _safe_signature(fn: Callable) -> inspect.Signature | None:
         return None
 
 
-def bundle(fn: Callable | None = None, *, trainable: bool = False, description: str | None = None,
+@overload
+def bundle(fn: Callable[..., Any], *, trainable: bool = ..., description: str | None = ...,
+           catch_errors: bool = ..., name: str | None = ...,
+           sandbox: bool | Limits = ...) -> BundledFunction: ...
+@overload
+def bundle(fn: None = None, *, trainable: bool = ..., description: str | None = ...,
+           catch_errors: bool = ..., name: str | None = ...,
+           sandbox: bool | Limits = ...) -> Callable[[Callable[..., Any]], BundledFunction]: ...
+def bundle(fn: Callable[..., Any] | None = None, *, trainable: bool = False, description: str | None = None,
            catch_errors: bool = True, name: str | None = None,
-           sandbox: bool | Limits = True) -> Any:
+           sandbox: bool | Limits = True) -> BundledFunction | Callable[[Callable[..., Any]], BundledFunction]:
     """Decorator: record calls of `fn` in the graph.
 
     `trainable=True` makes the function's source a parameter of kind "code"; a new value

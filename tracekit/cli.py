@@ -22,7 +22,7 @@ import inspect
 import json
 import runpy
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,7 @@ def _build_trainer(config: dict[str, Any], path: Path, resume: bool, run_dir: st
         options["run_dir"] = run_dir if run_dir is not None else config["run_dir"]
     if resume or config.get("resume"):
         options["resume"] = True
+    accepted: Mapping[str, inspect.Parameter]
     try:
         accepted = inspect.signature(factory).parameters
         takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
@@ -253,7 +254,7 @@ def search_from_log(records: list[dict[str, Any]]) -> dict[str, Any]:
     if not lineages:
         return {}
     scored = [c for c in lineages.values() if isinstance(c.get("score"), (int, float))]
-    last = next((r for r in reversed(records) if isinstance(r.get("front"), list)), {})
+    last: dict[str, Any] = next((r for r in reversed(records) if isinstance(r.get("front"), list)), {})
     front = [lineages[i] for i in last.get("front", []) if i in lineages]
     out: dict[str, Any] = {"strategy": records[-1].get("strategy"),
                            "metric_calls": records[-1].get("spent_metric_calls", 0), "budget_left": {},

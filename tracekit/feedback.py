@@ -10,7 +10,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from tracekit.errors import FeedbackError
 from tracekit.graph import Subgraph, subgraph
@@ -133,7 +133,8 @@ def backward(output: Node | Sequence[Node], feedback: Any,
     differentiable path get `.grad`. A NaN/inf loss is recorded but not back-propagated.
     Returns the subgraph linking the parameters to the output.
     """
-    outputs = [output] if isinstance(output, Node) else list(output) if isinstance(output, (list, tuple)) else [output]
+    outputs: list[Any] = (  # checked to be nodes just below
+        [output] if isinstance(output, Node) else list(output) if isinstance(output, (list, tuple)) else [output])
     for o in outputs:
         if not isinstance(o, Node):
             raise FeedbackError(
@@ -147,7 +148,7 @@ def backward(output: Node | Sequence[Node], feedback: Any,
     graph = subgraph(outputs, params)
     finite = True
     if fb.loss is not None:
-        finite = math.isfinite(fb.loss_value)
+        finite = math.isfinite(cast(float, fb.loss_value))  # a float when there is a loss
         if finite and _is_tensor(fb.loss) and fb.loss.requires_grad:
             fb.loss.backward(retain_graph=retain_graph)
     record = FeedbackRecord(outputs[0], fb, graph, finite, tuple(outputs))

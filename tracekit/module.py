@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from tracekit import storage
 from tracekit.bundled import BundledFunction
 from tracekit.errors import StateDictError
 from tracekit.nodes import ParameterNode, _is_tensor
+
+_C = TypeVar("_C")
 
 STATE_FORMAT = "tracekit.state/2"
 #: Files of the first format (tensors as nested JSON lists) still load.
@@ -133,7 +135,7 @@ def _walk(obj: Any, prefix: str, visiting: set[int]) -> Iterator[tuple[str, Para
         for cls in type(obj).__mro__:
             for attr, value in vars(cls).items():
                 if isinstance(value, BundledFunction) and value.trainable:
-                    yield join(attr), value.code_param_for(obj)
+                    yield join(attr), cast(ParameterNode, value.code_param_for(obj))  # trainable: one
         for attr, value in vars(obj).items():
             if attr.startswith("_tracekit"):
                 continue
@@ -153,16 +155,19 @@ def _is_model_instance(obj: Any) -> bool:
     return getattr(type(obj), "_tracekit_model_of", None) is not None
 
 
-def model(cls: type) -> type:
-    """Class decorator: make a plain class a `tk.Module` (Trace's `@model`)."""
+def model(cls: type[_C]) -> type[_C]:
+    """Class decorator: make a plain class a `tk.Module` (Trace's `@model`).
+
+    The class then has `Module`'s methods, which type checkers do not see (a decorator
+    cannot add a base class for them): typed code subclasses `tk.Module` instead."""
     return model_of(cls, Module)
 
 
-def model_of(cls: type, base: type[Module]) -> type:
+def model_of(cls: type[_C], base: type[Module]) -> type[_C]:
     """`cls` made a subclass of `base` (a `Module` class) that keeps its name and docs;
     `cls` itself when it already is a `Module`."""
     if issubclass(cls, Module):
         return cls
     namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
                  "__doc__": cls.__doc__, "_tracekit_model_of": cls}
-    return type(cls.__name__, (cls, base), namespace)
+    return cast("type[_C]", type(cls.__name__, (cls, base), namespace))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from tracekit.errors import InvalidOptionError, MissingSolverError, SolveError, describe, message_of
 from tracekit.feedback import Feedback, as_feedback, backward
@@ -29,6 +29,7 @@ from tracekit.seam import (
     UNCHANGED,
     GroupUpdate,
     ParamUpdate,
+    SolverFactory,
     StepContext,
     expected_failure,
     nonfinite_loss,
@@ -197,7 +198,7 @@ class Optimizer:
         import torch
 
         with torch.no_grad():
-            lines = self._penalty.describe(*self._values())
+            lines = self._penalty.describe(*self._values())  # type: ignore[union-attr]  # step() checked
         if not lines:
             return
         text = "Constraints violated by the current values: " + "; ".join(lines)
@@ -224,7 +225,7 @@ class Optimizer:
                 parts.extend(rows)
         for p in idle:
             preview = _Preview(p.raw)
-            parts.append(ParamChange(self.names[id(p)], p.kind, "-", preview, preview, False,  # type: ignore[arg-type]
+            parts.append(ParamChange(self.names[id(p)], p.kind, "-", preview, preview, False,
                                      "no feedback reached it"))
         usage = _llm_usage(self.llm)
         report = StepReport(parts, seconds=time.perf_counter() - start,
@@ -298,11 +299,12 @@ class Optimizer:
         key = (group_index, route)
         if key not in self._solvers:
             options = {k: v for k, v in group.items() if k != "params"}
-            self._solvers[key] = solver_factory(route)(group["params"], llm=self.llm, **options)
+            factory = cast(SolverFactory, solver_factory(route))  # the plan has known routes only
+            self._solvers[key] = factory(group["params"], llm=self.llm, **options)
         return self._solvers[key]
 
     def _run_solver(self, group_index: int, group: dict[str, Any], route: str,
-                    params: list[ParameterNode]) -> list[ParamChange]:
+                    params: list[ParameterNode]) -> list[ParamChange] | GroupRows:
         """Run one solver on its parameters. A failing solver changes nothing: its parameters
         are rolled back; an expected failure (`seam.expected_failure`) becomes the reason in
         the report, any other exception (a bug: TypeError, AttributeError, ...) propagates.

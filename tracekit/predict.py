@@ -9,7 +9,12 @@ Parameters (`triage.parameters()`), each trained by the solver of its kind:
   answer and how it was read (`call_detail`);
 - `demos` (kind "demos"): the demo solver, which bootstraps demos from calls that scored well
   and from the labelled `examples`, and chooses subsets and their order (no generation);
-- `temperature` (a number in [0, 2], no gradient): Bayesian search with a loss or objective.
+- `temperature` (a number in [0, 1], no gradient; up to 2 when it starts above 1) and `demo_selection` ("fixed": the demos
+  parameter; "nearest": per call, the `max_demos` labelled examples most like the inputs, by
+  BM25): Bayesian search with a loss or objective.
+
+Demos are shown as earlier turns of the chat (the inputs as a user message, the answer as
+the assistant's reply), so even a 135M model answers in their pattern.
 
 The output type is `str`, a `Literal[...]` of choices, `bool`, `int`, `float` or a pydantic
 model. Typed outputs are asked for through the backend's structured output (a grammar on
@@ -27,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from solvers.text.nearest import NearestDemos
 from tracekit.context import tracing_disabled
 from tracekit.errors import InvalidValueError
 from tracekit.module import Module
@@ -35,6 +41,7 @@ from tracekit.nodes import MessageNode, Node, ParameterNode, _propagate_error, p
 DETAIL_CHARS = 1500  # the detail shown to the LLM optimizer under this call's line
 ANSWER_TOKENS = 256  # the reply cap for a plain text or small typed answer
 DEFAULT_MAX_DEMOS = 4  # small models have short contexts; more demos rarely help them
+SELECTIONS = ("fixed", "nearest")  # where a call's demos come from (the demo_selection choices)
 
 
 @dataclass
@@ -66,15 +73,16 @@ class Predict(Module):
     `signature`: "input, ... -> output" field names. `instruction`: what the model is asked.
     `output`: the answer's type. `examples`: labelled rows (dicts holding the input fields and
     the output field) the demo solver may use as demos. `demos`: the starting demos.
-    `max_demos`: at most this many demos in the prompt. `llm`: a backend or callable (the
+    `demo_selection`: "fixed" (the demos parameter) or "nearest" (the labelled examples most
+    like each call's inputs). `max_demos`: at most this many demos in the prompt. `llm`: a backend or callable (the
     configured default when None). `name`: prefix of the parameters' names.
     """
 
     def __init__(self, signature: str = "question -> answer", *, instruction: str,
                  output: Any = str, examples: Sequence[dict[str, Any]] = (),
                  demos: Sequence[dict[str, Any]] = (), temperature: float = 0.0,
-                 max_demos: int = DEFAULT_MAX_DEMOS, llm: Any = None, name: str | None = None,
-                 max_tokens: int | None = None) -> None:
+                 demo_selection: str = "fixed", max_demos: int = DEFAULT_MAX_DEMOS, llm: Any = None,
+                 name: str | None = None, max_tokens: int | None = None) -> None:
         self.inputs, self.output_name = parse_signature(signature)
         self.output_type = output
         self.choices = _choices(output)
@@ -92,8 +100,14 @@ class Predict(Module):
         self.demos = ParameterNode(list(demos), name=f"{self.name}_demos", kind="demos",
                                    description=f"worked examples shown to the LLM call {self.name}",
                                    validator=self._check_demos)
-        self.temperature = param(float(temperature), name=f"{self.name}_temperature", bounds=(0.0, 2.0),
+        self.temperature = param(float(temperature), name=f"{self.name}_temperature", bounds=(0.0, max(1.0, min(float(temperature), 2.0))),
                                  description=f"sampling temperature of the LLM call {self.name}")
+        if demo_selection not in SELECTIONS:
+            raise ValueError(f"demo_selection must be one of {list(SELECTIONS)}, got {demo_selection!r}")
+        self.demo_selection = param(demo_selection, name=f"{self.name}_demo_selection", choices=list(SELECTIONS),
+                                    description=f"how the LLM call {self.name} gets its demos: the fixed "
+                                                f"demos, or the labelled examples nearest to its inputs")
+        self._nearest: NearestDemos | None = None
         self._backend: Any = None
         self._reply_model: Any = False  # False: not built yet (None: plain text answers)
 
@@ -126,8 +140,8 @@ class Predict(Module):
         if missing:
             raise TypeError(f"{self.name}: missing input(s) {missing}")
         order = [v if isinstance(v, Node) else Node(v, name=n) for n, v in ((n, given[n]) for n in self.inputs)]
-        parents = (self.instruction, self.demos, self.temperature, *order)
-        argnames = ("instruction", "demos", "temperature", *self.inputs)
+        parents = (self.instruction, self.demos, self.temperature, self.demo_selection, *order)
+        argnames = ("instruction", "demos", "temperature", "demo_selection", *self.inputs)
         op = PredictOp(self)
         if not tracing_disabled() and any(p.is_error for p in parents):
             return _propagate_error(op, parents, argnames)
@@ -140,18 +154,41 @@ class Predict(Module):
         return MessageNode(reading.value, parents, argnames, op)
 
     def render(self, values: dict[str, Any]) -> list[dict[str, str]]:
-        """The chat messages for one call: instruction, demos, then the input fields (one user
-        message: small local models ignore system prompts)."""
-        parts = [str(self.instruction._data).strip()]
-        for demo in self.demos._data:
-            parts.append(self._fields(demo, with_output=True))
-        parts.append(self._fields(values, with_output=False))
-        return [{"role": "user", "content": "\n\n".join(parts)}]
+        """The chat messages for one call: the instruction opens the first user message; each
+        demo is a user turn (its inputs) and an assistant turn (its answer); the call's inputs
+        are the last user turn (no system prompt: small local models ignore it)."""
+        instruction = str(self.instruction._data).strip()
+        messages: list[dict[str, str]] = []
+        for demo in self.demos_for(values):
+            messages.append({"role": "user", "content": self._fields(demo)})
+            messages.append({"role": "assistant", "content": self.answer_text(demo[self.output_name])})
+        messages.append({"role": "user", "content": self._fields(values)})
+        messages[0]["content"] = f"{instruction}\n\n{messages[0]['content']}"
+        return messages
 
-    def _fields(self, row: dict[str, Any], with_output: bool) -> str:
-        lines = [f"{_title(n)}: {_show(row[n])}" for n in self.inputs]
-        lines.append(f"{_title(self.output_name)}:" + (f" {_show(row[self.output_name])}" if with_output else ""))
-        return "\n".join(lines)
+    def demos_for(self, values: dict[str, Any]) -> list[dict[str, Any]]:
+        """The demos of one call: the demos parameter, or the nearest labelled examples."""
+        if self.demo_selection._data != "nearest":
+            return list(self.demos._data)
+        if self._nearest is None:
+            self._nearest = NearestDemos(self.examples, self.inputs)
+        return self._nearest.pick(values, self.max_demos)
+
+    def answer_text(self, value: Any) -> str:
+        """An answer as the model is asked to write it: JSON for typed outputs, else text."""
+        schema = self._schema()
+        if schema is None:
+            return _show(value)
+        from pydantic import BaseModel
+
+        if isinstance(value, BaseModel):
+            return value.model_dump_json()
+        if isinstance(self.output_type, type) and issubclass(self.output_type, BaseModel):
+            return json.dumps(value, default=str)
+        return json.dumps({self.output_name: value}, default=str)
+
+    def _fields(self, row: dict[str, Any]) -> str:
+        return "\n".join(f"{_title(n)}: {_show(row[n])}" for n in self.inputs)
 
     def _ask(self, messages: list[dict[str, str]]) -> Reading:
         from tracekit import llm as llm_layer
@@ -257,7 +294,7 @@ class PredictOp:
         """The rendered prompt, the raw answer and how it was read (bounded)."""
         if self.reading is None:
             return ""
-        prompt = self.messages[-1]["content"] if self.messages else ""
+        prompt = "\n".join(f"[{m['role']}] {m['content']}" for m in self.messages)
         reading = (f"read as {self.reading.value!r}" if self.reading.problem == ""
                    else f"not read: {self.reading.problem}")
         tail = f"answer: {self.reading.raw.strip()[:300]!r}\n{reading}"

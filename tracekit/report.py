@@ -7,18 +7,27 @@ read: a solver that updates a group of tensors in place returns one `GroupUpdate
 `ParamChange` rows are built on first access (`report.changes`, `report["w"]`,
 `str(report)`). Value previews (`short_repr`, 40 characters) are rendered when first read
 too; what a later step could change is pinned during the step (see `Snapshot`).
+
+Printed, a report is one headline and one line per parameter (`change_line`):
+`name: old -> new (solver) — short reason`, the values shortened and the reason cut to its
+first clause (`short_reason`); `report.format(full=True)` gives the whole reasons and the
+diffs of code parameters, and `report.changes[i].reason` keeps the whole reason.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekit.nodes import _is_tensor, short_repr
 
 DIFF_LINES = 40
+LINE_WIDTH = 120  # a printed report line (`change_line`): at most this many characters
+VALUE_CHARS = 30  # each of the old and new values on that line
+REASON_CHARS = 64  # the reason on that line, at most (less when the line is full)
 _IMMUTABLE = (str, int, float, bool, complex, bytes, type(None))
 _IMMUTABLE_TYPES = frozenset(_IMMUTABLE)
 
@@ -37,6 +46,11 @@ class ParamChange:
     reason: str = ""
     info: dict[str, Any] = field(default_factory=dict)
 
+    if TYPE_CHECKING:  # `old` and `new` are given as text or as a `_Preview`, read as text
+        def __init__(self, name: str, kind: str, solver: str, old: str | _Preview,
+                     new: str | _Preview, changed: bool, reason: str = "",
+                     info: dict[str, Any] = ...) -> None: ...
+
     @property
     def diff(self) -> str:
         """A unified diff of the whole old and new value of a changed text or code parameter
@@ -53,6 +67,13 @@ class ParamChange:
             lines = lines[:DIFF_LINES] + [f"... ({len(lines) - DIFF_LINES} more diff lines)"]
         return "\n".join(lines)
 
+    def line(self, width: int = LINE_WIDTH) -> str:
+        """This row as one line of at most about `width` characters:
+        `name: old -> new (solver) — short reason` (see `change_line`)."""
+        return change_line(self.name, _brief(self.__dict__.get("_old", "")),
+                           _brief(self.__dict__.get("_new", "")), self.solver, self.changed,
+                           self.reason, width)
+
 
 class _Preview:
     """`short_repr(value, 40)`, rendered on first read: most reports are never printed.
@@ -63,13 +84,14 @@ class _Preview:
     `_Preview.lazy(tensor)` keeps a parameter's own tensor instead (see `Snapshot`).
     """
 
-    __slots__ = ("value", "shape", "dtype", "text")
+    __slots__ = ("value", "shape", "dtype", "text", "plain")
 
     def __init__(self, value: Any) -> None:
-        self.value = self.shape = self.dtype = self.text = None
+        self.value = self.shape = self.dtype = self.text = self.plain = None
         if _is_tensor(value):
-            if value.numel() <= 8:
-                self.text = short_repr(value, 40)
+            if value.numel() <= 8:  # short_repr shows its values: the same text from a list
+                self.plain = value.detach().cpu().tolist()
+                self.text = short_repr(self.plain, 40)
             else:
                 self.shape, self.dtype = value.shape, value.dtype
         elif isinstance(value, _IMMUTABLE):
@@ -82,7 +104,7 @@ class _Preview:
         """A preview of `value` as it will be when read (for a tensor of more than 8 entries
         updated in place, whose preview shows only its shape and dtype, or for a copy)."""
         preview = cls.__new__(cls)
-        preview.value, preview.shape, preview.dtype, preview.text = value, None, None, None
+        preview.value, preview.shape, preview.dtype, preview.text, preview.plain = value, None, None, None, None
         return preview
 
     def render(self) -> str:
@@ -91,10 +113,117 @@ class _Preview:
                 text = f"tensor(shape={tuple(self.shape)}, dtype={str(self.dtype).replace('torch.', '')})"
                 self.text = text if len(text) <= 40 else text[:28] + f"...[+{len(text) - 28} chars]"
             else:
-                self.text = short_repr(self.value, 40)
+                value: Any = self.value
+                if _is_tensor(value) and value.numel() <= 8:
+                    value = value.detach().cpu().tolist()  # short_repr shows the same
+                if isinstance(value, (int, float, list)):
+                    self.plain = value  # numbers for `brief`
+                self.text = short_repr(value, 40)
                 if not isinstance(self.value, str):
                     self.value = None  # rendered: let a tensor or a copy go
         return self.text
+
+    def brief(self) -> str:
+        """The value for a one-line report: numbers to 4 significant digits, a string's
+        repr in full (the line shortens it), anything else as `render` shows it."""
+        text = self.render()
+        if isinstance(self.value, str):
+            return repr(self.value[:400])
+        return (_numbers(self.plain) if self.plain is not None else None) or text
+
+
+def _brief(preview: Any) -> str:
+    return preview.brief() if isinstance(preview, _Preview) else str(preview)
+
+
+def _numbers(value: Any) -> str | None:
+    """A number, or a tensor / list / tuple of at most 8 numbers, at 4 significant digits;
+    None for anything else."""
+    if _is_tensor(value):
+        if value.numel() > 8:
+            return None
+        value = value.detach().cpu().tolist()
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple)) and len(value) <= 8:
+        parts = [_numbers(v) for v in value]
+        if all(p is not None for p in parts):
+            text = ", ".join(p for p in parts if p is not None)
+            return f"[{text}]" if isinstance(value, list) else f"({text}{',' if len(parts) == 1 else ''})"
+    return None
+
+
+# --- one line per parameter ----------------------------------------------------------------
+_PARENS = re.compile(r"\s*\([^()]*\)")
+_CLAUSE_END = re.compile(r";\s|,?\s+because\b|\.\s")
+_CUT_MARK = re.compile(r"\.\.\.\[\+\d+ chars\]$")  # how `short_repr` marks a cut
+
+
+def short_reason(reason: str, limit: int = REASON_CHARS) -> str:
+    """The first clause of a step report's reason, for one line: asides in parentheses
+    (nested ones too) dropped, cut before the first "; ", ", because" or sentence end, and
+    at most `limit` characters (cut at a word, marked with "…"). The whole reason stays in
+    `ParamChange.reason` and in the run log."""
+    text = " ".join(reason.split())
+    previous = None
+    while previous != text:  # innermost parentheses first, until none are left
+        previous, text = text, _PARENS.sub("", text)
+    text = text.split("(")[0] if "(" in text else text  # an unclosed aside
+    match = _CLAUSE_END.search(text)
+    if match:
+        text = text[: match.start()]
+    text = " ".join(text.split()).rstrip(" ,;:.")
+    if not text:  # the reason was an aside only: show its start
+        text = " ".join(reason.split()).strip("()")
+    return _clip(text, limit, at_word=True)
+
+
+def _clip(text: str, limit: int, at_word: bool = False) -> str:
+    """`text` in at most `limit` characters, "…" marking a cut."""
+    text = text.replace("\n", "\\n")
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 1)]
+    if at_word and " " in cut[limit // 2:]:
+        cut = cut[: cut.rindex(" ")].rstrip(" ,;:")
+    if len(cut) > 2 and cut[0] in "'\"" and not at_word:
+        return cut[:-1] + "…" + cut[0]  # a string's repr keeps its closing quote
+    return cut + "…"
+
+
+def _value(text: str) -> str:
+    """A value preview cut to `VALUE_CHARS` ("…" for `short_repr`'s longer cut mark), a
+    number to 4 significant digits."""
+    text = str(text)
+    marked = _CUT_MARK.search(text)
+    if marked:
+        text = text[: marked.start()]
+        quote = text[0] if text[:1] in ("'", '"') else ""
+        return text[: VALUE_CHARS - 1 - len(quote)] + "…" + quote
+    if text[:1] not in ("'", '"', "[", "(", "{"):
+        try:
+            return f"{float(text):.4g}"  # a number as a run log's preview has it
+        except ValueError:
+            pass
+    return _clip(text, VALUE_CHARS)
+
+
+def change_line(name: str, old: str, new: str, solver: str, changed: bool, reason: str = "",
+                width: int = LINE_WIDTH) -> str:
+    """One report line: `name: old -> new (solver) — short reason` for a changed parameter,
+    `name: kept old (solver) — short reason` for a kept one. Old and new are cut to
+    `VALUE_CHARS` each, the reason to its first clause in what is left of `width`."""
+    old, new = _value(old), _value(new)
+    head = f"  {name}: {old} -> {new} ({solver})" if changed else f"  {name}: kept {old} ({solver})"
+    if not reason:
+        return head
+    room = max(min(REASON_CHARS, width - len(head) - 3), 24)
+    why = short_reason(reason, room)
+    if not changed:  # the line says "kept" already
+        why = re.sub(r"^kept\b[:,]?\s*", "", why) or why
+    return f"{head} — {why}" if why else head
 
 
 def _preview_property(slot: str) -> property:
@@ -181,7 +310,7 @@ class GroupRows(Sequence):
                 reason, info = update.details(i)
                 before = old.preview(i)
                 after = self.new_pinned.get(i) or (before if p.raw is old.values[i] else _Preview(p.raw))
-                rows.append(ParamChange(names[id(p)], p.kind, update.solver, before, after,  # type: ignore[arg-type]
+                rows.append(ParamChange(names[id(p)], p.kind, update.solver, before, after,
                                         applied, reason, info))
             self._rows = rows
         return self._rows
@@ -260,16 +389,33 @@ class StepReport:
         return (f"StepReport({len(self.changed)}/{self._count()} changed, seconds={self.seconds:.4f}, "
                 f"llm_calls={self.llm_calls}, tokens={self.tokens})")
 
-    def __str__(self) -> str:
-        lines = [f"step: {len(self.changed)}/{len(self.changes)} parameters changed in "
-                 f"{self.seconds:.3f}s; LLM calls {self.llm_calls}, tokens {self.tokens}, cost {self.cost:.4g}"]
+    def headline(self) -> str:
+        """The report's first line without its "step: " prefix: how many parameters changed,
+        in how long, and the LLM calls, tokens and cost of the step."""
+        return (f"{len(self.changed)}/{len(self.changes)} parameters changed in {self.seconds:.3f}s; "
+                f"LLM calls {self.llm_calls}, tokens {self.tokens}, cost {self.cost:.4g}")
+
+    def format(self, width: int = LINE_WIDTH, full: bool = False, head: bool = True) -> str:
+        """The report as text. By default (this is `str(report)`): the headline, then one line
+        per parameter, `name: old -> new (solver) — short reason` (`change_line`), of at most
+        about `width` characters. `full=True`: per parameter its kind, solver, old and new
+        previews and whole reason, and the diff of a changed code parameter. `head=False`
+        leaves the headline out (print your own with `headline()`)."""
+        lines = ["step: " + self.headline()] if head else []
         if self.max_violation is not None:
-            lines.append(f" constraints: max violation {self.max_violation:.3g}")
+            lines.append(f"  constraints: max violation {self.max_violation:.3g}")
         for c in self.changes:
+            if not full:
+                lines.append(c.line(width))
+                continue
             mark = "*" if c.changed else " "
             detail = f"{c.old} -> {c.new}" if c.changed else f"kept {c.old}"
-            why = f"  ({c.reason})" if c.reason else ""
-            lines.append(f" {mark} {c.name} [{c.kind}, {c.solver}]: {detail}{why}")
+            lines.append(f" {mark} {c.name} [{c.kind}, {c.solver}]: {detail}")
+            if c.reason:
+                lines.append(f"     reason: {c.reason}")
             if c.kind == "code" and c.changed:  # code reads better as a diff than a preview
                 lines.extend("     " + line for line in c.diff.splitlines())
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()

@@ -226,7 +226,7 @@ def bilevel(
     def objective(x: torch.Tensor) -> torch.Tensor:
         return _Hyper.apply(x)
 
-    objective.autograd_hessian = False  # the hypergradient is not differentiated again
+    objective.autograd_hessian = False  # type: ignore[attr-defined]  # the hypergradient is not differentiated again
     res = minimize(objective, x0, constraints=constraints, bounds=bounds, method=method,
                    tol=tol, feas_tol=feas_tol, kkt_tol=kkt_tol, max_iter=max_iter)
     final = solve_at(res.x)

@@ -42,7 +42,7 @@ def is_cvxpy_object(obj: Any) -> bool:
 
 @dataclass
 class ConvexOutput:
-    values: dict[str, np.ndarray]
+    values: dict[str, np.ndarray | None]  # None: the variable has no value (not solved)
     fun: float
     status: str
     cvxpy_status: str

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -262,7 +262,7 @@ def minimize(
         return _minimize_cvxpy_callables(prob, X0, solver, options, feas_tol, kkt_tol, t0)
     ev = Evaluator(prob, X0)
     B = X0.shape[0]
-    lo, hi = prob.lower, prob.upper
+    lo, hi = _bounds(prob)
     lam_in, mu_in = _read_multipliers0(multipliers0)
     lam0 = _stack_multipliers(lam_in, ev, "ineq", B, X0)
     mu0 = _stack_multipliers(mu_in, ev, "eq", B, X0)
@@ -433,7 +433,7 @@ def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float)
             if bool(m.finite[b]) and float(m.violation[b]) > feas_tol and c.status[b] != "nan"]
     if not rows:
         return c
-    lo, hi = prob.lower, prob.upper
+    lo, hi = _bounds(prob)
     R = least_violation(ev, c.X, rows, lo, hi)
     mr = measures(ev, R, c.lam, c.mu, lo.expand_as(R), hi.expand_as(R))
     X = c.X.detach().clone()
@@ -467,6 +467,11 @@ def _build_result(prob: Problem, ev: Evaluator, c: _Graded, solver: str, feas_to
     z = c.m.bound_multipliers
     z = z.reshape(x.shape)
     mult = Multipliers(ineq=ev.split(c.lam, "ineq"), eq=ev.split(c.mu, "eq"), bounds=z)
+    fun: torch.Tensor | float
+    succ: torch.Tensor | bool
+    viol: torch.Tensor | float
+    kkt: torch.Tensor | float
+    st: list[str] | str
     if batched:
         n_ok = int(success.sum())
         message = f"{n_ok}/{len(status)} instances solved"
@@ -522,6 +527,11 @@ def _minimize_cvxpy_object(obj: Any, constraints: Any, solver: str | None, optio
     )
 
 
+def _bounds(prob: Problem) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat bounds of `prob` (`Problem.build` fills both in)."""
+    return cast(torch.Tensor, prob.lower), cast(torch.Tensor, prob.upper)
+
+
 def _t(v: Any) -> Any:
     return None if v is None else torch.as_tensor(np.asarray(v, dtype=float))
 
@@ -530,8 +540,9 @@ def _minimize_cvxpy_callables(prob: Problem, X0: torch.Tensor, solver: str | Non
                               feas_tol: float, kkt_tol: float, t0: float) -> OptimizeResult:
     if prob.batch is not None:
         raise ProblemError("method='cvxpy' does not batch; use method='auglag' for batched=True.")
-    lo = prob.lower.cpu().numpy()
-    hi = prob.upper.cpu().numpy()
+    lo_t, hi_t = _bounds(prob)
+    lo = lo_t.cpu().numpy()
+    hi = hi_t.cpu().numpy()
     cp_prob, var, nI, nE = build_problem(prob.objective, [c.fn for c in prob.ineq], [c.fn for c in prob.eq],
                                          prob.shape, lo, hi)
     out = solve_problem(cp_prob, solver=solver, **(options or {}))
@@ -550,7 +561,7 @@ def _minimize_cvxpy_callables(prob: Problem, X0: torch.Tensor, solver: str | Non
             lam = torch.cat([d.reshape(1, -1) for d in ineq], 1) if ineq else x.new_zeros(1, ev.m_ineq)
             mu = torch.cat([d.reshape(1, -1) for d in eq], 1) if eq else x.new_zeros(1, ev.m_eq)
             m = measures(ev, x.reshape(1, -1).to(prob.dtype), lam.to(prob.dtype), mu.to(prob.dtype),
-                         prob.lower, prob.upper)
+                         lo_t, hi_t)
             kkt, viol, fun, deriv = float(m.kkt[0]), float(m.violation[0]), float(m.f[0]), ev.derivatives
         except Exception:  # noqa: BLE001 - functions may only speak cvxpy
             pass
@@ -560,9 +571,9 @@ def _minimize_cvxpy_callables(prob: Problem, X0: torch.Tensor, solver: str | Non
     if status == "infeasible":  # measured like every method: the least-violation point from x0
         try:
             ev = Evaluator(prob, X0)
-            R = least_violation(ev, X0, [0], prob.lower, prob.upper)
+            R = least_violation(ev, X0, [0], lo_t, hi_t)
             mr = measures(ev, R, R.new_zeros(1, ev.m_ineq), R.new_zeros(1, ev.m_eq),
-                          prob.lower.expand_as(R), prob.upper.expand_as(R))
+                          lo_t.expand_as(R), hi_t.expand_as(R))
             x, viol, fun, kkt = R.reshape(prob.shape), float(mr.violation[0]), float(mr.f[0]), float(mr.kkt[0])
             deriv = ev.derivatives
             message = infeasible_message(viol, f"cvxpy ({out.solver}) status {out.cvxpy_status}")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -305,4 +305,4 @@ def solve_argmin(spec: ArgminSpec, y0: Any, inputs: Sequence[Any]) -> tuple[torc
     slots = tuple(_TENSOR if torch.is_tensor(v) and v.is_floating_point() else v for v in inputs)
     tensors = [v for v in inputs if torch.is_tensor(v) and v.is_floating_point()]
     y = _Argmin.apply(spec, y0t, slots, *tensors)
-    return y, spec.result
+    return y, cast(OptimizeResult, spec.result)  # set by the forward pass that just ran

@@ -32,7 +32,8 @@ def least_violation(ev: Evaluator, X: torch.Tensor, rows: list[int], lo: torch.T
     idx = torch.as_tensor(rows, dtype=torch.long, device=X.device)
     lov = lo.expand_as(X)[idx].detach().cpu().numpy().ravel()
     hiv = hi.expand_as(X)[idx].detach().cpu().numpy().ravel()
-    bounds = list(zip(np.where(np.isfinite(lov), lov, None), np.where(np.isfinite(hiv), hiv, None)))
+    bounds = list(zip(np.where(np.isfinite(lov), lov, None),  # type: ignore[call-overload]  # None: unbounded
+                      np.where(np.isfinite(hiv), hiv, None)))  # type: ignore[call-overload]
     start = np.clip(X[idx].cpu().numpy().ravel(), lov, hiv)
 
     def phi(z: np.ndarray) -> tuple[float, np.ndarray]:

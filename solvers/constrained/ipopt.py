@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -114,8 +114,8 @@ def _captured_nlp(prob: Problem, ev: Evaluator, X0: torch.Tensor) -> dict | None
     if bool((x0 == 0).any()) or not same_x0:
         gen = torch.Generator().manual_seed(0)
         x1 = x0 + 0.1 * (1 + x0.abs()) * torch.rand(x0.shape, generator=gen, dtype=torch.float64)
-        points.append((torch.minimum(torch.maximum(x1, prob.lower.cpu().double()), prob.upper.cpu().double()),
-                       None))
+        lower, upper = cast(torch.Tensor, prob.lower), cast(torch.Tensor, prob.upper)  # filled in by now
+        points.append((torch.minimum(torch.maximum(x1, lower.cpu().double()), upper.cpu().double()), None))
     rtol = max(1e-9, 100 * torch.finfo(X0.dtype).eps)  # float32 functions round at 1e-7
     for pt, tv in points:
         if tv is None:
@@ -135,7 +135,7 @@ def _captured_nlp(prob: Problem, ev: Evaluator, X0: torch.Tensor) -> dict | None
 def _callback_nlp(oracle: TorchOracle, n: int, m: int, exact: bool) -> tuple[dict, dict, list]:
     """CasADi Callbacks over the torch oracle: the NLP, the derivative options, and the
     callback objects (which must outlive the solver)."""
-    ca = _casadi()
+    ca: Any = _casadi()
     dense = ca.Sparsity.dense
     none = dense(0, 1)
 

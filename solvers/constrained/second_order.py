@@ -149,12 +149,12 @@ def cancellation(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Te
                                     y.detach().cpu().double().numpy(), False)
             sn = s.cpu().double().numpy()
             if not Js.shape[0]:
-                rows = np.zeros(0)
+                row_max = np.zeros(0)
             elif Js.shape[0] * Js.shape[1] <= 1_000_000:  # small: dense numpy is faster than sparse
-                rows = np.abs(Js.toarray() * sn).max(axis=1)
+                row_max = np.abs(Js.toarray() * sn).max(axis=1)
             else:
-                rows = (abs(Js) @ _diag(sn)).max(axis=1).toarray().ravel()
-            total = float((y.cpu().double().numpy() * rows).sum())
+                row_max = (abs(Js) @ _diag(sn)).max(axis=1).toarray().ravel()
+            total = float((y.cpu().double().numpy() * row_max).sum())
             gf = torch.as_tensor(gf_np, dtype=X.dtype, device=X.device)
         else:
             gf, J, _ = _at(ev, X, lam, mu, b, False, None)

@@ -356,7 +356,7 @@ LION(lion_f32, float)
 LION(lion_f64, double)
 """
 
-_FLAGS = (["-march=native", "-fopenmp"], ["-fopenmp"], [])
+_FLAGS: tuple[list[str], ...] = (["-march=native", "-fopenmp"], ["-fopenmp"], [])
 _BASE = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-std=c99"]
 
 _lock = threading.Lock()

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -71,6 +72,9 @@ class KernelOptimizer:
     _flags_slot = 0  # where the first-step flags go in ia (0: not used)
     backend = "auto"
     last_backend = ""  # "ckernel" or "torch": what the last step ran
+    if TYPE_CHECKING:  # given by the torch optimizer this is mixed into
+        state: defaultdict[torch.Tensor, Any]
+        param_groups: list[dict[str, Any]]
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _set_backend(self, backend: str) -> None:
@@ -93,7 +97,7 @@ class KernelOptimizer:
         self._invalidate()
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()  # type: ignore[misc]
+        state = cast(dict[str, Any], super().__getstate__())  # torch.optim.Optimizer's
         state["backend"] = self.backend
         return state
 

@@ -24,11 +24,11 @@ import math
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from solvers.gradient.fused import FusedAdam, FusedAdamW, FusedSGD
+from solvers.gradient.fused import FusedAdam, FusedAdamW, FusedSGD, KernelOptimizer
 from solvers.gradient.lion import Lion
 from solvers.gradient.schedules import Schedule, make_schedule
 from solvers.gradient.state import from_jsonable
@@ -83,6 +83,7 @@ def build_torch_optimizer(algorithm: str, groups: list[dict[str, Any]], lr: floa
     algorithm = algorithm.lower()
     all_params = [p for g in groups for p in g["params"]]
     use_fused = _fused_ok(all_params) if fused is None else fused
+    opt: torch.optim.Optimizer
     if algorithm == "sgd":
         wd = 0.0 if weight_decay is None else weight_decay
         decoupled = True if decoupled_weight_decay is None else decoupled_weight_decay
@@ -202,13 +203,13 @@ class GradientOptimizer:
             # check and update in one pass (the C kernel); None: not applicable, nothing done
             fused_guard = False
             lr = self._apply_schedule()
-            sums = self.optimizer.guarded_sums(self._decay)
+            sums = cast(KernelOptimizer, self.optimizer).guarded_sums(self._decay)
             if sums is not None:
                 return self._fused_stats(lr, params, sums)
         allowed = None if only is None else {id(t) for t in only}
         grad_norm: list[float | None] = [None] * len(params)
         skipped: dict[int, str] = {}
-        hidden: dict[int, torch.Tensor] = {}
+        hidden: dict[int, torch.Tensor | None] = {}
         active: list[int] = []
         for i, p in enumerate(params):
             if p.grad is None:
@@ -222,7 +223,7 @@ class GradientOptimizer:
                 params[i].grad = None
             try:
                 lr = self._apply_schedule()
-                sums = self.optimizer.guarded_sums(self._decay)
+                sums = cast(KernelOptimizer, self.optimizer).guarded_sums(self._decay)
             finally:
                 for i, grad in hidden.items():
                     params[i].grad = grad
@@ -231,18 +232,18 @@ class GradientOptimizer:
         with torch.no_grad():
             return self._checked_step(params, active, hidden, grad_norm, skipped)
 
-    def _checked_step(self, params: list[torch.Tensor], active: list[int], hidden: dict[int, torch.Tensor],
+    def _checked_step(self, params: list[torch.Tensor], active: list[int], hidden: dict[int, torch.Tensor | None],
                       grad_norm: list[float | None], skipped: dict[int, str]) -> StepStats:
         """The step with torch ops: norms (the NaN guard), clipping, decay, the inner step."""
         if self.check_finite and active:
-            values = _to_floats(torch._foreach_norm([params[i].grad for i in active]))
+            values = _to_floats(torch._foreach_norm(_grads(params, active)))
             for i, v in zip(active, values):
                 grad_norm[i] = v
                 if not math.isfinite(v):
                     skipped[i] = _SKIPPED
                     hidden[i] = params[i].grad
         kept = [i for i in active if i not in skipped]
-        total = math.sqrt(sum(grad_norm[i] ** 2 for i in kept if grad_norm[i] is not None))
+        total = math.sqrt(sum(v ** 2 for v in (grad_norm[i] for i in kept) if v is not None))
         for i in hidden:
             params[i].grad = None
         try:
@@ -266,7 +267,7 @@ class GradientOptimizer:
         skipped by the kernel), then projection onto the bounds."""
         updated = [s is not None and s <= _MAX for s in sums]  # False for NaN and inf
         grad_norm = [None if s is None else math.sqrt(s) for s in sums]
-        total = math.sqrt(sum([s for s, u in zip(sums, updated) if u]))
+        total = math.sqrt(sum([s for s, u in zip(sums, updated) if u and s is not None]))
         skipped = {} if all(updated) else {i: _SKIPPED for i, (s, u) in enumerate(zip(sums, updated))
                                            if s is not None and not u}
         bound_active = self._project([i for i, u in enumerate(updated) if u], params)
@@ -282,7 +283,7 @@ class GradientOptimizer:
 
     def _clip(self, params: list[torch.Tensor], kept: list[int], total: float) -> bool:
         clipped = False
-        grads = [params[i].grad for i in kept]
+        grads = _grads(params, kept)
         if not grads:
             return False
         if self.clip_grad_value is not None:
@@ -374,7 +375,12 @@ def _as_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
     return [{"params": items}]
 
 
-def _to_floats(norms: list[torch.Tensor]) -> list[float]:
+def _grads(params: list[torch.Tensor], indices: list[int]) -> list[torch.Tensor]:
+    """The gradients of `params[i]` for `indices` (each of them has one)."""
+    return cast(list[torch.Tensor], [params[i].grad for i in indices])
+
+
+def _to_floats(norms: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[float]:
     """Scalar tensors -> floats with one host transfer when they share a device and dtype."""
     if not norms:
         return []

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -80,25 +80,26 @@ class SPSA:
         first = self.guarded and self.f_current is None
         return 2 * self.samples + (1 if self.guarded else 0) + (1 if first else 0)
 
-    def step(self, f: Callable[[np.ndarray], float], x: Sequence[float], *,
-             lower: Sequence[float] | None = None, upper: Sequence[float] | None = None,
-             integer: Sequence[bool] | None = None) -> SPSAResult:
+    def step(self, f: Callable[[np.ndarray], float], x: Sequence[float] | np.ndarray, *,
+             lower: Sequence[float] | np.ndarray | None = None,
+             upper: Sequence[float] | np.ndarray | None = None,
+             integer: Sequence[bool] | np.ndarray | None = None) -> SPSAResult:
         """One step from `x` (or from the kept continuous value when it rounds to `x`)."""
-        x = np.asarray(x, dtype=np.float64).ravel()
-        n = x.size
+        x_flat = np.asarray(x, dtype=np.float64).ravel()
+        n = x_flat.size
         lo = np.full(n, -np.inf) if lower is None else np.asarray(lower, dtype=np.float64).ravel()
         hi = np.full(n, np.inf) if upper is None else np.asarray(upper, dtype=np.float64).ravel()
         is_int = np.zeros(n, bool) if integer is None else np.asarray(integer, dtype=bool).ravel()
         if self.max_evals is not None and self.evals + self.evals_for_next_step() > self.max_evals:
-            return SPSAResult(x.copy(), self.f_current, 0, False,
+            return SPSAResult(x_flat.copy(), self.f_current, 0, False,
                               f"evaluation budget exhausted ({self.evals}/{self.max_evals})")
         if self.theta is None or self.theta.size != n or not np.allclose(
-                self._round(self.theta, is_int, lo, hi), x, rtol=1e-6, atol=1e-12):
-            self.theta = x.copy()  # start, or the value was changed from outside: restart there
+                self._round(self.theta, is_int, lo, hi), x_flat, rtol=1e-6, atol=1e-12):
+            self.theta = x_flat.copy()  # start, or the value was changed from outside: restart there
             self.f_current = None
         if self.scale is None or self.scale.size != n:
             finite = np.isfinite(lo) & np.isfinite(hi) & (hi > lo)
-            self.scale = np.where(finite, hi - lo, np.maximum(np.abs(x), 1.0))
+            self.scale = np.where(finite, hi - lo, np.maximum(np.abs(x_flat), 1.0))
         evals = 0
 
         def call(point: np.ndarray) -> float:
@@ -145,7 +146,7 @@ class SPSA:
         candidate = self._round(theta_new, is_int, lo, hi)
         if self.guarded:
             f_new = call(candidate)
-            if f_new <= self.f_current:
+            if f_new <= cast(float, self.f_current):  # set above when guarded
                 self.theta, self.f_current = theta_new, f_new
                 return SPSAResult(candidate, f_new, evals, True, "", grad)
             # integer coordinates whose rounded value did not change keep their sub-integer

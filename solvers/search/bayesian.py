@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from solvers.search.backend import load_optuna, no_experimental_warnings
 from solvers.search.interval import covering, first_interval, widened
@@ -114,12 +114,13 @@ class BayesianSearch:
         (an open-ended interval stretches to cover them). Returns the trial told."""
         value = _finite(loss)
         state = load_optuna().trial.TrialState
+        number: int | None
         if isinstance(trial, int) and not isinstance(trial, bool):
             number = trial
             if not 0 <= number < self.n_trials or self.trial(number).state != "RUNNING":
                 raise ValueError(f"trial {number} is not a pending trial of this search")
         else:
-            params = self._encode(trial)
+            params = self._encode(cast(Mapping[str, Any], trial))
             pending = self._latest(params, "RUNNING")
             number = None if pending is None else pending.number
         if number is not None:
@@ -166,7 +167,9 @@ class BayesianSearch:
         return make_sampler(self.sampler, self.seed, n_trials)
 
     def _distributions(self) -> dict[str, Any]:
-        return {name: dim.distribution(self.intervals.get(name)) for name, dim in self.space.items()}
+        # every numeric dimension has an interval; a categorical one takes None
+        return {name: dim.distribution(self.intervals.get(name))  # type: ignore[arg-type]
+                for name, dim in self.space.items()}
 
     def _describe(self) -> dict[str, Any]:
         return {name: dim.describe() for name, dim in self.space.items()}

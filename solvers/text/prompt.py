@@ -343,7 +343,7 @@ def _memory(entries: list[MemoryEntry], room: int, problem: Problem | None = Non
     for v in problem.variables if problem is not None else []:
         if v.kind != "categorical":
             continue
-        tried = [e.values[v.name] for e in problem.memory if v.name in e.values]
+        tried = [e.values[v.name] for e in problem.memory if v.name in e.values]  # type: ignore[union-attr]
         untried = [c for c in v.choices or [] if not _equal(c, v.value) and not any(_equal(c, t) for t in tried)]
         if untried:
             lines.append(_cut(f"Not tried yet: {v.name} = " + " or ".join(
@@ -524,9 +524,9 @@ def _graph_once(problem: Problem, room: int, value_chars: int, collapse: bool) -
         sections.append("# Documentation\n" + "\n".join(documented.values()))
     groups: dict[str, list[str]] = {"input": [], "other": [], "output": []}
     for v in problem.values:  # execution order
-        text = shown_values.get(v.name)
-        if text is not None:
-            groups[v.role if v.role in groups else "other"].append(text)
+        shown = shown_values.get(v.name)
+        if shown is not None:
+            groups[v.role if v.role in groups else "other"].append(shown)
     titles = {"input": "# Inputs", "other": "# Intermediate values", "output": "# Outputs"}
     for role in ("input", "other", "output"):
         if groups[role]:

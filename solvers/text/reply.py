@@ -70,12 +70,12 @@ def _field_type(v: Variable, exclude: list[Any] | None = None, constrain_code: b
                 and v.bounds[1] - v.bounds[0] <= SMALL_INT_RANGE):
             values = keep(tuple(range(math.ceil(v.bounds[0]), math.floor(v.bounds[1]) + 1)))
             if values:
-                return Literal[values], {}  # type: ignore[valid-type]
+                return Literal[values], {}
         bounds = {"ge": v.bounds[0], "le": v.bounds[1]} if v.bounds else {}
         return (int if v.value_type == "int" else float), bounds
     if v.kind == "categorical":
         choices = tuple(c if isinstance(c, (str, int, float, bool)) else str(c) for c in v.choices or [])
-        return Literal[keep(choices)], {}  # type: ignore[valid-type]
+        return Literal[keep(choices)], {}
     if v.value_type == "dict":
         return dict[str, Any], {}
     if v.value_type in ("list", "tuple"):
@@ -141,7 +141,7 @@ def reply_model(variables: list[Variable], exclude_current: bool = False,
         typ, options = _field_type(v, left_out if (exclude_current or left_out) else None,
                                    constrain_code, constrain_text)
         fields[f"v{i}"] = (typ, Field(..., alias=v.name, description=_describe(v), **options))
-    suggestion = create_model(  # type: ignore[call-overload]
+    suggestion = create_model(
         "Suggestion",
         # extra names are read (and reported), but the schema asks for exactly these names
         # strict: the schema shapes generation but converts nothing (True is not 1.0, 42 not

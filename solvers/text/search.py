@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal, cast
 
 from ..errors import describe, message_of
 from .exclude import normal_form
@@ -65,7 +65,7 @@ REASK_RESERVE = 160  # prompt tokens kept free for the note a re-ask adds
 MAX_REPLY_TOKENS = 8192  # a re-ask after a cut-off reply doubles max_tokens up to this
 
 
-def _accepted(fn: Callable[..., Any]) -> bool | frozenset[str]:
+def _accepted(fn: Callable[..., Any]) -> Literal[True] | frozenset[str]:
     """True when `fn` takes **kwargs, else the keyword names it accepts."""
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -432,6 +432,7 @@ class TextOptimizer:
                 reasons[v.name] = "kept: " + ("; ".join(per) if per else why)[:400]
             return None, None, reasons
         baseline: float | None = None
+        chosen: Candidate | None
         if objective is None:
             chosen = valid[0]
         else:
@@ -476,7 +477,8 @@ class TextOptimizer:
             self.memory.record(current, self.steps, f"failed ({c.eval_error})" if c.eval_error else "",
                                loss=c.loss)
         best = min(valid, key=lambda c: (c.loss, c.index))  # ties: the earliest (coolest) one
-        if best.loss < baseline - self.min_improvement or (math.isinf(baseline) and math.isfinite(best.loss)):
+        best_loss = cast(float, best.loss)  # every valid candidate was scored above
+        if best_loss < baseline - self.min_improvement or (math.isinf(baseline) and math.isfinite(best_loss)):
             return baseline, best
         return baseline, None
 

@@ -171,7 +171,8 @@ def test_step_report_shows_a_diff_for_changed_code():
     assert change.changed and change.kind == "code"
     assert "-        return parts[0]" not in change.diff  # the diff keeps the source's indentation
     assert "-    return parts[0]" in change.diff and "+    return int(parts[1])" in change.diff
-    assert "+    return int(parts[1])" in str(report)
+    assert "+    return int(parts[1])" in report.format(full=True)  # the full report shows the diff
+    assert len(str(report).splitlines()) == 2  # printed: the headline and one line for the parameter
     assert change.old.startswith("'def parse(text)")  # the short preview is unchanged
     assert ParamChange("t", "text", "text", "'a'", "'a'", False).diff == ""  # nothing changed
 

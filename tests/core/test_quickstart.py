@@ -55,7 +55,15 @@ def test_the_demo_script_runs_and_names_its_pictures(embedded_llm, tmp_path):
                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "features(text=" in out.stdout and "classify(x=" in out.stdout
-    assert "positive_words [text, text]" in out.stdout and "weights [numeric, gradient]" in out.stdout
+    # each step: one line, then one line per parameter (name: old -> new (solver) — reason)
+    lines = out.stdout.splitlines()
+    steps = [i for i, line in enumerate(lines) if re.match(r"step \d: accuracy before it", line)]
+    assert len(steps) == 2, out.stdout[-3000:]
+    for i in steps:
+        assert lines[i + 1].startswith("  positive_words: ") and "(text)" in lines[i + 1]
+        assert lines[i + 2].startswith("  weights: ") and "(gradient)" in lines[i + 2]
+        assert not lines[i + 3].startswith("  ")  # no more lines for the step
+    assert all(len(line) <= 120 for line in lines if "picture of" not in line)
     assert "training" in out.stderr  # the progress bar
     for label, name in (("picture of the graph", "graph.svg"), ("picture of the run", "run.png")):
         match = re.search(rf"{label}: (\S+)", out.stdout)

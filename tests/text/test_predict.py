@@ -59,16 +59,50 @@ def test_a_failing_call_is_an_unread_answer():
     assert out.data is None and "server gone" in out.op.call_detail()
 
 
-def test_the_prompt_holds_instruction_demos_and_inputs_in_order():
-    llm = replying('{"label": "urgent"}')
+def test_demos_are_earlier_chat_turns_after_the_instruction():
+    seen = []
+
+    def llm(messages, **kwargs):
+        seen.append(messages)
+        return '{"label": "urgent"}'
+
     triage = make(llm, demos=ROWS[:2])
     out = triage("Disk full")
-    prompt = llm.calls[-1]
-    assert prompt.index("Urgent or routine?") < prompt.index("Ticket: The site is down\nLabel: urgent") \
-        < prompt.index("Ticket: Disk full\nLabel:")
+    assert seen[-1][:4] == [
+        {"role": "user", "content": "Urgent or routine?\n\nTicket: The site is down"},
+        {"role": "assistant", "content": '{"label": "urgent"}'},
+        {"role": "user", "content": "Ticket: How do I change my email?"},
+        {"role": "assistant", "content": '{"label": "routine"}'}]
+    assert seen[-1][4]["role"] == "user" and seen[-1][4]["content"].startswith("Ticket: Disk full")
     names = {p.name for p in triage.parameters()}
-    assert names == {"label_instruction", "label_demos", "label_temperature"}
+    assert names == {"label_instruction", "label_demos", "label_temperature", "label_demo_selection"}
     assert set(out.parents) >= set(triage.parameters())
+    assert "[assistant] {\"label\": \"routine\"}" in out.op.call_detail()
+    plain = tk.Predict("question -> answer", instruction="Answer.", llm=llm,
+                       demos=[{"question": "2+2?", "answer": "4"}])
+    plain("3+3?")
+    assert seen[-1][1] == {"role": "assistant", "content": "4"}  # str answers stay plain text
+
+
+def test_nearest_selection_shows_the_most_similar_examples_but_never_the_input_itself():
+    seen = []
+
+    def llm(messages, **kwargs):
+        seen.append(messages)
+        return '{"label": "urgent"}'
+
+    triage = make(llm, examples=ROWS, demo_selection="nearest", max_demos=2)
+    triage("The payment failed, fix it now")
+    users = [m["content"] for m in seen[-1] if m["role"] == "user"]
+    assert users[-2].endswith("Payment failed twice, fix now")  # the most similar, next to the question
+    assert len(seen[-1]) == 5
+    triage(ROWS[4]["ticket"])  # a training example is never its own demo
+    assert all(ROWS[4]["ticket"] not in m["content"] for m in seen[-1][:-1])
+    triage.demo_selection.data = "fixed"  # back to the (empty) demos parameter
+    triage("The payment failed, fix it now")
+    assert len(seen[-1]) == 1 and seen[-1][0]["content"].startswith("Urgent or routine?\n\nTicket: The payment")
+    with pytest.raises(ValueError, match="demo_selection must be one of"):
+        make(llm, demo_selection="random")
 
 
 def test_typed_outputs_int_and_pydantic():
@@ -204,3 +238,27 @@ def test_predict_with_the_embedded_model_and_a_short_training_run(embedded_llm_n
     assert all(row.keys() >= {"ticket", "label"} for row in triage.demos.data)
     solvers = {c.solver for r in opt.history for c in r.changes}
     assert "demos" in solvers
+
+
+@pytest.mark.real_llm
+def test_demos_as_chat_turns_make_the_embedded_model_follow_them(embedded_llm_nocache):
+    """The real embedded model: asked plainly it answers the first choice for every ticket; with
+    the nearest labelled tickets shown as earlier turns it answers in their pattern."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "examples" / "data" / "tickets.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    train = [{"ticket": r["text"], "label": r["label"]} for r in rows if r["split"] == "train"][:30]
+    val = [r for r in rows if r["split"] == "val"][:12]
+    triage = tk.Predict("ticket -> label", instruction="Is this support ticket urgent or routine?",
+                        output=Label, examples=train, llm=embedded_llm_nocache)
+
+    def accuracy():
+        with tk.no_trace():
+            answers = [triage(ticket=r["text"]).data for r in val]
+        return sum(a == r["label"] for a, r in zip(answers, val)) / len(val), set(answers)
+
+    plain, plain_answers = accuracy()
+    triage.demo_selection.data = "nearest"
+    nearest, nearest_answers = accuracy()
+    assert nearest_answers == {"urgent", "routine"} and nearest >= plain + 0.15, (plain, nearest)

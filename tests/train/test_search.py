@@ -320,7 +320,10 @@ def test_greedy_stays_the_default_and_its_log_is_unchanged(empty_registry):
     result = trainer.fit()
     assert trainer.strategy.name == "greedy" and result.strategy == "greedy"
     assert result.best_candidate is None and "candidate" not in result.history[1]
-    assert [r["spent_metric_calls"] for r in result.history] == [20, 44, 68]
+    # the second step changed nothing: it is not validated again (its record shows the best score)
+    assert [r["spent_metric_calls"] for r in result.history] == [20, 44, 48]
+    assert result.history[2]["screen"] == {"skipped": "the step changed nothing"}
+    assert result.history[2]["val_score"] == result.history[1]["val_score"]
 
 
 # --- show and plot -------------------------------------------------------------------------
@@ -421,11 +424,14 @@ def test_budget_found_exhausted_inside_the_objective_ends_the_step_even_if_swall
         def step(self, params, context):
             from tracekit.seam import ParamUpdate
 
-            for _ in range(50):
+            first = params[0].data
+            for i in range(50):  # each objective call on new values (equal ones are memoized)
+                params[0].data = f"{i:05d}"
                 try:
                     context.objective()
                 except Exception:
                     pass
+            params[0].data = first
             return [ParamUpdate(context.name_of(p), self.name, new_value="11111") for p in params[:1]]
 
     def counting(prediction, example):

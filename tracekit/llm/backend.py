@@ -319,11 +319,12 @@ class Backend:
                 logger.info("%s: structured output uses %s", self.name, mode)
                 self.structured_mode = mode
 
-    def _format_trials(self, attempts: StructuredAttempts[Any]) -> list[tuple[str, dict[str, Any], bool]]:
+    def _format_trials(self, attempts: StructuredAttempts[Any]
+                       ) -> list[tuple[StructuredMode, dict[str, Any], bool]]:
         """(mode, extra request arguments, probing?) for each structured-output mode to try:
         every mode but the last is a probe that may be refused by the server."""
         modes = self._structured_modes()
-        trials = []
+        trials: list[tuple[StructuredMode, dict[str, Any], bool]] = []
         for index, mode in enumerate(modes):
             fmt = response_format(mode, attempts.schema)
             trials.append((mode, {"response_format": fmt} if fmt is not None else {}, index < len(modes) - 1))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from .accounting import Budget, estimate_tokens
 from .backend import Backend, Completion, Request
@@ -18,7 +18,7 @@ from .cache import Cache
 from .errors import LLMError
 
 
-def _accepted_kwargs(fn: Callable[..., Any]) -> bool | frozenset[str]:
+def _accepted_kwargs(fn: Callable[..., Any]) -> Literal[True] | frozenset[str]:
     """True if `fn` takes **kwargs; else the keyword names it takes besides `messages`."""
     try:
         signature = inspect.signature(fn)

@@ -259,7 +259,8 @@ def _render_matplotlib(g: Any, path: Path, fmt: str, dpi: int, value_chars: int,
         to_data = ax.transData.inverted()
         extent = {}
         for n, t in texts.items():
-            (x_lo, y_lo), (x_hi, y_hi) = to_data.transform(t.get_bbox_patch().get_window_extent())
+            box = t.get_bbox_patch()  # every label here was drawn with a bbox
+            (x_lo, y_lo), (x_hi, y_hi) = to_data.transform(box.get_window_extent())  # type: ignore[union-attr]
             extent[n] = (x_lo, x_hi)
         for u, v, a in g.edges(data=True):
             start = (extent[u][1], pos[u][1])

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from solvers.search import BayesianSearch, Categorical, Float, Int, check_state
+from solvers.search import BayesianSearch, Categorical, Float, Int, TrialResult, check_state
 from tracekit.nodes import ParameterNode
 from tracekit.options import SEARCH_DEFAULTS  # sampler="tpe", trials_per_step=4, search_seed=0
 from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, values_objective
@@ -106,7 +106,7 @@ class BayesianSolver:
         if best is None:
             return self._report(params, names, search, updates, None,
                                 f"{search.label}: no trial has a finite loss yet, value kept", info)
-        if best.values == current or (was is not None and best.loss >= was):
+        if best.values == current or (was is not None and best.loss >= was):  # type: ignore[operator]
             reason = (f"{search.label}: {self.trials_per_step} new trials, none better than the "
                       f"current values (loss {_fmt(was)})")
             return self._report(params, names, search, updates, None, reason,
@@ -118,7 +118,7 @@ class BayesianSolver:
     def _step_feedback(self, params: list[ParameterNode], names: list[str], search: BayesianSearch,
                        context: StepContext, updates: dict[int, ParamUpdate]) -> None:
         current = _values(params, names)
-        losses = [r.feedback.loss_value for r in context.records(params)]
+        losses = [cast(float, r.feedback.loss_value) for r in context.records(params)]  # routed: a loss
         loss = sum(losses) / len(losses)
         if not math.isfinite(loss):
             told = search.tell(current, None)
@@ -128,7 +128,7 @@ class BayesianSolver:
                                  "skipped": "non-finite loss"})
         told = search.tell(current, loss)
         proposal = search.ask()
-        best = search.best
+        best = cast(TrialResult, search.best)  # a finite loss was just told
         reason = f"{search.label} trial {told.number}: loss {_fmt(loss)} (best {_fmt(best.loss)})"
         self._report(params, names, search, updates, proposal, reason,
                      {"mode": "feedback", "trial": told.number, "loss": loss,

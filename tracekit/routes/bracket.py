@@ -89,7 +89,8 @@ class BracketSolver:
             if "backend" not in state:
                 state["backend"] = llm_layer.as_backend(self.llm if self.llm is not None else context.llm)
             backend = state["backend"]
-            model = create_model("Answer", answer=(Literal[tuple(options)], ...))  # type: ignore[call-overload]
+            answer: Any = Literal[tuple(options)]  # built at run time: typed Any
+            model = create_model("Answer", answer=(answer, ...))
             messages = [{"role": "user", "content": f"{question}\nAnswer with one of: {', '.join(options)}."}]
             try:
                 reply = backend.structured(messages, model, max_reasks=0, temperature=0.0,
@@ -129,7 +130,7 @@ def combine(signals: list[Signal | None]) -> Signal | None:
     sign = 1 if total > 0 else -1
     same = [s for s in read if s.sign == sign]
     sizes = [s.size for s in same]
-    size = sum(sizes) / len(sizes) if all(x is not None for x in sizes) else None  # type: ignore[misc]
+    size = sum(sizes) / len(sizes) if all(x is not None for x in sizes) else None  # type: ignore[arg-type]
     how = same[0].how + (f" ({len(same)} of {len(read)} outputs)" if len(read) > 1 else "")
     return Signal(sign, size, how)
 

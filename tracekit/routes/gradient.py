@@ -79,7 +79,7 @@ class GradientSolver:
                 return reason, dict(info)
             assert stats is not None
             i = positions[k]
-            info: dict[str, Any] = {"algorithm": algorithm, "step": stats.step, "lr": stats.lr,
+            info = {"algorithm": algorithm, "step": stats.step, "lr": stats.lr,
                                     "grad_norm": stats.grad_norm[i], "differentiable": True}
             if stats.clipped:
                 info["clipped"] = True

@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 # Syscalls refused with EPERM (default: allowed; files are Landlock's job).
 _DENIED = (
@@ -135,7 +136,7 @@ def _allow(ruleset: object, path: str, rights: int) -> None:
         pass  # a path we may not open is simply not granted
 
 
-def _seccomp_filter() -> object:
+def _seccomp_filter() -> Any:  # a pyseccomp.SyscallFilter (pyseccomp is untyped)
     import pyseccomp as sc
 
     flt = sc.SyscallFilter(sc.ALLOW)

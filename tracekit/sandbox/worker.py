@@ -96,7 +96,7 @@ class Worker:
     def send(self, reply: dict[str, Any], values: dict[str, Any] | None = None) -> None:
         reply["cpu"] = time.process_time()
         try:
-            frame = wire.encode_parts(reply, values, self.arena)
+            frame: bytes | list[Any] = wire.encode_parts(reply, values, self.arena)
         except wire.NotPlainData as exc:
             frame = wire.encode({"ok": False, "type": "NotPlainData", "message":
                                  f"the function returned a value that cannot leave the sandbox: {exc}",

@@ -18,7 +18,7 @@ import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tracekit.bundled import BoundBundle, BundledFunction
 from tracekit.errors import InvalidOptionError, TracekitError
@@ -107,7 +107,7 @@ def _decorated_source(fn: Callable) -> dict[str, Any]:
             target = decorator.func if isinstance(decorator, ast.Call) else decorator
             name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
             if name == "bundle":
-                skip = decorator.end_lineno  # the lines up to the end of the bundle decorator
+                skip = cast(int, decorator.end_lineno)  # the lines up to the end of the bundle decorator
     body = text.splitlines()[skip:]
     return {"source": "\n".join(body).rstrip("\n"), "line_number": start + skip}
 

@@ -18,6 +18,7 @@ class LLM:
 
     def __init__(self, model: str | None = None, reset_freq: int | None = None, cache: bool = True,
                  llm: Any = None) -> None:
+        self.backend: llm_layer.Backend | None
         if llm is not None:
             self.backend = llm_layer.as_backend(llm)
         elif model is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from tracekit import module as core_module
 from tracekit.bundled import BundledFunction
@@ -35,6 +35,9 @@ def _attribute(obj: Any, name: str) -> Any:
     return None
 
 
-def model(cls: type) -> type:
+_C = TypeVar("_C")
+
+
+def model(cls: type[_C]) -> type[_C]:
     """Class decorator: make a plain class a `Module` (Trace's `@model`, as `tk.model`)."""
     return core_module.model_of(cls, Module)

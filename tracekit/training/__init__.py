@@ -3,6 +3,7 @@ budgets, executors, checkpoints and run logs.
 
     from tracekit.training import Trainer       # also `tk.Trainer`
     result = Trainer(agent, opt, metric, train=train, val=val, run_dir="runs/a").fit()
+    Trainer(..., callbacks=[StepPrinter(), MLflowCallback("exp")])   # tracekit.integrations.mlflow
 
 See docs/training.md.
 """
@@ -10,6 +11,7 @@ See docs/training.md.
 from __future__ import annotations
 
 from tracekit.training.budget import RunBudget
+from tracekit.training.callbacks import Callback, CallbackWarning, StepPrinter
 from tracekit.training.checkpoint import load_checkpoint, read_log
 from tracekit.training.executors import (
     AsyncExecutor,
@@ -36,7 +38,10 @@ from tracekit.training.trainer import (
 __all__ = [
     "AsyncExecutor",
     "Beam",
+    "Callback",
+    "CallbackWarning",
     "RunBudget",
+    "StepPrinter",
     "Candidate",
     "Greedy",
     "Pareto",

@@ -14,14 +14,15 @@ A run directory holds:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import random
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tracekit import storage
 from tracekit.errors import StateDictError
@@ -96,7 +97,15 @@ def restore(params: Iterable[tuple[str, ParameterNode]], values: dict[str, Any])
         p.write(value)  # validated by stage()
 
 
-def plain_values(params: Iterable[tuple[str, ParameterNode]], max_tensor: int = 64) -> dict[str, Any]:
+class HasRaw(Protocol):
+    """What `plain_values` reads of a parameter: its value, `.raw` (a `ParameterNode`, or a
+    stand-in holding a candidate's value)."""
+
+    @property
+    def raw(self) -> Any: ...
+
+
+def plain_values(params: Iterable[tuple[str, HasRaw]], max_tensor: int = 64) -> dict[str, Any]:
     """Parameter values for a log record: small tensors as lists, large ones summarized."""
     out: dict[str, Any] = {}
     for name, p in params:
@@ -134,26 +143,26 @@ def stage_rng_state(rng: random.Random, state: Any) -> list[Any]:
     a malformed state raises StateDictError and sets nothing."""
     if not isinstance(state, dict) or "trainer" not in state:
         raise StateDictError("checkpoint 'rng' entry is malformed: expected a dict with a 'trainer' state")
-    setters = []
+    setters: list[Callable[[], object]] = []
     try:
         for key, target in (("trainer", rng), ("python", random)):
             if key in state:
-                value = _py_tuple(state[key])
-                random.Random().setstate(value)
-                setters.append(lambda t=target, v=value: t.setstate(v))
+                py_state = _py_tuple(state[key])
+                random.Random().setstate(py_state)
+                setters.append(functools.partial(target.setstate, py_state))
         if "numpy" in state:
             import numpy as np
 
             kind, keys, pos, has_gauss, gauss = state["numpy"]
-            value = (kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(gauss))
-            np.random.RandomState().set_state(value)
-            setters.append(lambda v=value: np.random.set_state(v))
+            np_state = (kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(gauss))
+            np.random.RandomState().set_state(np_state)
+            setters.append(functools.partial(np.random.set_state, np_state))
         if "torch" in state:
             import torch
 
-            value = torch.as_tensor(state["torch"], dtype=torch.uint8)
-            torch.Generator().set_state(value)
-            setters.append(lambda v=value: torch.set_rng_state(v))
+            torch_state = torch.as_tensor(state["torch"], dtype=torch.uint8)
+            torch.Generator().set_state(torch_state)
+            setters.append(functools.partial(torch.set_rng_state, torch_state))
     except StateDictError:
         raise
     except Exception as exc:

@@ -10,7 +10,7 @@ and merges compare.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +99,7 @@ class Pool:
     def __len__(self) -> int:
         return len(self.candidates)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Candidate]:
         return iter(self.candidates)
 
     def get(self, cid: int) -> Candidate:
@@ -137,7 +137,7 @@ class Pool:
 
     def ranked(self) -> list[Candidate]:
         """Validated candidates, best mean score first (older first on ties)."""
-        return sorted(self.scored(), key=lambda c: (-c.score, c.id))
+        return sorted(self.scored(), key=lambda c: (-validated_score(c), c.id))
 
     def front(self) -> list[Candidate]:
         """The Pareto front over per-example scores: candidates that are best on at least one
@@ -148,8 +148,8 @@ class Pool:
         """On how many examples this candidate reaches the pool's best score."""
         scored = self.scored()
         n = len(candidate.scores or [])
-        tops = [max(c.scores[i] for c in scored) for i in range(n)]
-        return sum(1 for i in range(n) if candidate.scores[i] >= tops[i])
+        tops = [max(validated_scores(c)[i] for c in scored) for i in range(n)]
+        return sum(1 for i in range(n) if validated_scores(candidate)[i] >= tops[i])
 
     def state_dict(self) -> dict[str, Any]:
         """The pool as checkpoint data."""
@@ -173,6 +173,19 @@ class Pool:
         return pool
 
 
+def validated_scores(candidate: Candidate) -> list[float]:
+    """The per-example scores of a validated candidate (the ones `Pool.scored()` returns)."""
+    assert candidate.scores is not None, f"candidate {candidate.id} has not been validated"
+    return candidate.scores
+
+
+def validated_score(candidate: Candidate) -> float:
+    """The mean score of a validated candidate (the ones `Pool.scored()` returns)."""
+    score = candidate.score
+    assert score is not None, f"candidate {candidate.id} has not been validated"
+    return score
+
+
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     """Whether scores `a` are >= `b` everywhere and > somewhere (higher is better)."""
     return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
@@ -184,13 +197,13 @@ def pareto_front(candidates: Sequence[Candidate]) -> list[Candidate]:
     if not candidates:
         return []
     n = len(candidates[0].scores or [])
-    tops = [max(c.scores[i] for c in candidates) for i in range(n)]
-    winners = [c for c in candidates if any(c.scores[i] >= tops[i] for i in range(n))]
+    tops = [max(validated_scores(c)[i] for c in candidates) for i in range(n)]
+    winners = [c for c in candidates if any(validated_scores(c)[i] >= tops[i] for i in range(n))]
     front: list[Candidate] = []
-    seen: set[tuple] = set()
+    seen: set[tuple[float, ...]] = set()
     for c in sorted(winners, key=lambda c: c.id):
-        key = tuple(c.scores)
-        if key in seen or any(dominates(o.scores, c.scores) for o in winners if o is not c):
+        key = tuple(validated_scores(c))
+        if key in seen or any(dominates(validated_scores(o), validated_scores(c)) for o in winners if o is not c):
             continue
         seen.add(key)
         front.append(c)

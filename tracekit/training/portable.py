@@ -40,6 +40,9 @@ from tracekit.seam import PromptNames
 MAX_VALUE_BYTES = 32_000
 VALUE_CHARS = 16_000  # the most a prompt of the default budget can show of one value
 _PROCESS = uuid.uuid4().hex  # node keys of nodes made in this process
+#: A node's identity across processes: ("param", optimizer name), ("driver", counter) or
+#: (a process's `_PROCESS`, counter).
+NodeKey = tuple[str, str | int]
 
 
 class Shown:
@@ -123,7 +126,7 @@ class TracePiece:
     the trained parameters the example reached.
     """
 
-    nodes: list[tuple[tuple[str, int], str]] = field(default_factory=list)
+    nodes: list[tuple[NodeKey, str]] = field(default_factory=list)
     calls: list[CallPiece] = field(default_factory=list)
     output: tuple[int, Any, str] | None = None
     params: list[str] = field(default_factory=list)
@@ -161,6 +164,7 @@ def trace_piece(output: Node, params: Sequence[ParameterNode], names: dict[int, 
     def ref(n: Node) -> int:
         i = index.get(id(n))
         if i is None:
+            key: NodeKey
             if id(n) in names:
                 key = ("param", names[id(n)])
             else:
@@ -179,8 +183,9 @@ def trace_piece(output: Node, params: Sequence[ParameterNode], names: dict[int, 
         order = [ref(p) for p in n.parents]
         call = _call(n, label, {})
         order.append(ref(n))
-        values = [(ref(p), value_of(p), "other" if id(p) in on_path else "input", _type_name(p.raw))
-                  for p in n.parents]
+        values: list[tuple[int, Any, str | None, str]] = [
+            (ref(p), value_of(p), "other" if id(p) in on_path else "input", _type_name(p.raw))
+            for p in n.parents]
         values.append((ref(n), portable_value(n), None, _type_name(n.raw)))
         piece.calls.append(CallPiece(ref(n), call, order, values))
     piece.output = (ref(output), portable_value(output), _type_name(output.raw))
@@ -211,8 +216,8 @@ def merge_problem(pieces: Sequence[TracePiece], first: TracePiece, names: Collec
 
     output_keys = {p.nodes[p.output[0]][0] for p in pieces if p.output is not None}
     calls: list[Call] = []
-    values: dict[tuple[str, int], Value] = {}
-    seen_calls: set[tuple[str, int]] = set()
+    values: dict[NodeKey, Value] = {}
+    seen_calls: set[NodeKey] = set()
     for piece in pieces:
         for cp in piece.calls:
             key = piece.nodes[cp.node][0]

@@ -303,7 +303,8 @@ class RemoteRunner:
         first) given to the parameters they reached. Call after `zero_feedback()`."""
         t = self.trainer
         opt = t.optimizer
-        finite = feedback.loss is None or math.isfinite(feedback.loss_value)
+        loss = feedback.loss_value  # None when the feedback has no loss
+        finite = loss is None or math.isfinite(loss)
         by_name = dict(t.named_params)
         if finite and run.grads:
             for name, g in run.grads.items():
@@ -312,9 +313,15 @@ class RemoteRunner:
             penalty = getattr(opt, "_penalty", None)
             if penalty is not None:  # what Optimizer.backward adds to a tensor loss
                 penalty.term(*[p.raw for p in opt.params]).backward()
-        first = run.pieces[traced[0]]
-        in_order = [run.pieces[i] for i in sorted(traced)]
-        reached = {name for i in traced for name in run.pieces[i].params}
+
+        def piece(i: int) -> portable.TracePiece:
+            found = run.pieces[i]
+            assert found is not None, f"example {i} of the minibatch was not traced"
+            return found
+
+        first = piece(traced[0])
+        in_order = [piece(i) for i in sorted(traced)]
+        reached = {name for i in traced for name in piece(i).params}
         params = [p for name, p in t.named_params if name in reached]
         record = portable.PortableRecord(feedback, params, in_order, first, finite,
                                          run.results[traced[0]].prediction)

@@ -22,7 +22,8 @@ from tracekit.training import checkpoint as ckpt
 from tracekit.training.pool import Candidate, Pool, child_values, merge_values, same_value
 
 #: the trainer's types, named in annotations only (this module never imports the trainer)
-Trainer = EvalResult = Any
+Trainer = Any
+EvalResult = Any
 
 
 class PoolSearch:
@@ -148,6 +149,7 @@ class PoolSearch:
         ckpt.restore(t.named_params, parent.values)
         t._batch = list(batch)
         train = t._run_batch(batch)
+        t.objective_knows(train)
         report = t._optimize(train, [ex for _, ex in batch])
         usage = t.usage_of(report)
         changes = [] if report is None else [

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from tracekit.training.pool import Candidate, Pool
+from tracekit.training.pool import Candidate, Pool, validated_score, validated_scores
 
 STRATEGIES = ("greedy", "pareto", "beam", "priority")
 
@@ -111,7 +111,7 @@ class Beam(_Base):
     def select(self, pool: Pool, rng: random.Random) -> Candidate:
         """The beam member expanded least often (the better one on ties)."""
         beam = pool.ranked()[: self.width]
-        return min(beam, key=lambda c: (c.expansions, -c.score, c.id))
+        return min(beam, key=lambda c: (c.expansions, -validated_score(c), c.id))
 
     def admit(self, pool: Pool, child: Candidate) -> list[int]:
         """Drop everything below the `width` best."""
@@ -137,7 +137,7 @@ class Priority(_Base):
         """The candidate of highest priority."""
         scored = pool.scored()
         total = sum(c.expansions for c in scored)
-        return max(scored, key=lambda c: (c.score + self.exploration *
+        return max(scored, key=lambda c: (validated_score(c) + self.exploration *
                                           math.sqrt(math.log(total + 1) / (c.expansions + 1)), -c.id))
 
 
@@ -146,7 +146,8 @@ def complementary_pair(pool: Pool, rng: random.Random) -> tuple[Candidate, Candi
     gain), chosen at random among such pairs; None when there is none."""
     front = pool.front()
     pairs = [(a, b) for i, a in enumerate(front) for b in front[i + 1:]
-             if any(x > y for x, y in zip(a.scores, b.scores)) and any(y > x for x, y in zip(a.scores, b.scores))]
+             if any(x > y for x, y in zip(validated_scores(a), validated_scores(b)))
+             and any(y > x for x, y in zip(validated_scores(a), validated_scores(b)))]
     return rng.choice(pairs) if pairs else None
 
 

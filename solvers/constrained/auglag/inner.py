@@ -6,6 +6,7 @@ See ``solvers.constrained.auglag`` for the method as a whole."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 
@@ -17,10 +18,14 @@ from .options import AugLagOptions
 class AugmentedLagrangian:
     """The scaled augmented Lagrangian of a batch, with value, gradient and Hessian."""
 
+    lam: torch.Tensor  # the multipliers and penalties: set per outer iteration, before use
+    mu: torch.Tensor
+    rho: torch.Tensor
+
     def __init__(self, ev: Evaluator, sf: torch.Tensor, sg: torch.Tensor, sh: torch.Tensor) -> None:
         self.ev, self.sf, self.sg, self.sh = ev, sf, sg, sh
         self.hess_mode = "autograd-batched" if ev.exact_hessian else "fd"
-        self.lam = self.mu = self.rho = None  # set per outer iteration
+        self.lam = self.mu = self.rho = None  # type: ignore[assignment]  # set per outer iteration
         self.cg_limited = False  # truncated CG ran out of iterations on this function
 
     def value(self, X: torch.Tensor) -> torch.Tensor:
@@ -181,7 +186,7 @@ def _model_step(G: torch.Tensor, free: torch.Tensor, todo: torch.Tensor, delta: 
     if dense:  # eigendecompositions only for the rows still iterating
         idx = torch.nonzero(todo).flatten()
         fr, Gs = free[idx], Gf[idx]
-        Hm = H[idx] * fr[:, :, None] * fr[:, None, :] + torch.diag_embed(1.0 - fr)
+        Hm = cast(torch.Tensor, H)[idx] * fr[:, :, None] * fr[:, None, :] + torch.diag_embed(1.0 - fr)
         e, V = torch.linalg.eigh(Hm)
         a = (V.transpose(1, 2) @ Gs[:, :, None])[:, :, 0]
         floor = 1e-10 * e.abs().amax(1).clamp(min=1.0)
@@ -230,11 +235,11 @@ def _model_step(G: torch.Tensor, free: torch.Tensor, todo: torch.Tensor, delta: 
     S_cg = torch.where(big[:, None], S_cg * (cap / lens.clamp(min=1e-300))[:, None], S_cg)
     delta = torch.where(torch.isinf(delta) & (info["negative_curvature"] | big), S_cg.norm(dim=1), delta)
 
-    def step(radius: torch.Tensor) -> torch.Tensor:
+    def step_cg(radius: torch.Tensor) -> torch.Tensor:
         ln = S_cg.norm(dim=1)
         f = torch.where(ln > radius, radius / ln.clamp(min=1e-300), torch.ones_like(ln))
         return S_cg * f[:, None]
-    return step, delta
+    return step_cg, delta
 
 
 def newton_solve(

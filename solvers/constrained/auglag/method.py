@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..constraints import Evaluator
-from ..kkt import measures
+from ..kkt import Measures, measures
 from .inner import AugmentedLagrangian, newton_solve, project
 from .options import AugLagOptions
 from .polish import Lagrangian, polish
@@ -175,7 +175,7 @@ def auglag(
     infeasible = torch.zeros(B, dtype=torch.bool, device=dev)
     nit = 0
     outer = 0
-    m = None
+    m: Measures | None = None
     for outer in range(1, opts.max_outer + 1):  # noqa: B007
         if not running.any():
             break

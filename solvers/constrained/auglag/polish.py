@@ -4,6 +4,8 @@ with a second-order check so that saddles and maxima are not returned."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from ..constraints import Evaluator
@@ -118,7 +120,8 @@ def polish(
     # objective, linear constraints) are kept instead of recomputed: a frozen Hessian or
     # Jacobian only changes the Newton direction, never what is accepted, since every point
     # is graded by its KKT residual and the second-order check below recomputes both.
-    H = J = None
+    H: torch.Tensor | None = None
+    J: torch.Tensor | None = None
     frozen_H = frozen_J = False
     for it in range(max_iter):
         lag.newton_steps += 1
@@ -168,7 +171,7 @@ def polish(
         a = act.to(dt)
         # the KKT solve only for the rows still iterating (the rest of the batch is done)
         idx = torch.nonzero(rows).flatten()
-        K = kkt_matrix(H[idx], J[idx], free[idx], a[idx])
+        K = kkt_matrix(cast(torch.Tensor, H)[idx], cast(torch.Tensor, J)[idx], free[idx], a[idx])  # set above
         rhs = -torch.cat([G[idx] * free[idx], c[idx] * a[idx] + y[idx] * (1.0 - a[idx])], 1)
         reg = 1e-12 * K.abs().amax((1, 2)).clamp(min=1.0)
         D = torch.cat([free[idx], -a[idx]], 1) * reg[:, None]

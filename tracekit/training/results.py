@@ -1,0 +1,117 @@
+"""What evaluations and runs return: `EvalResult` (a dataset's scores) and `TrainResult`
+(a run's summary, also `summary.json`), and the LLM usage of a step report as run-log
+fields. Used by `tracekit.training.trainer.Trainer` (and re-exported there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracekit.llm.accounting import REPORT_FIELDS, Usage
+from tracekit.nodes import short_repr
+from tracekit.training import checkpoint as ckpt
+from tracekit.training.scoring import ExampleResult
+
+
+@dataclass
+class EvalResult:
+    """Scores of a dataset: the mean score and one `ExampleResult` per example, in order."""
+
+    score: float | None
+    results: list[ExampleResult]
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for r in self.results if r.error)
+
+
+@dataclass
+class TrainResult:
+    """The summary of a run (also written to `summary.json` in the run directory)."""
+
+    initial_score: float | None
+    best_score: float | None
+    final_score: float | None
+    best_step: int
+    steps: int
+    stop_reason: str
+    best_params: dict[str, Any]
+    history: list[dict[str, Any]] = field(repr=False)
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+    higher_is_better: bool = True
+    run_dir: str | None = None
+    strategy: str = "greedy"
+    #: what was spent (metric_calls, llm_cost, seconds) and what is left of each set budget
+    budget: dict[str, Any] = field(default_factory=dict)
+    #: pool searches: the best candidate's lineage and the Pareto front (lineages)
+    best_candidate: dict[str, Any] | None = None
+    front: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data (history left out: it is the run log)."""
+        return {k: ckpt.jsonable(v) for k, v in self.__dict__.items() if k != "history"}
+
+    def __str__(self) -> str:
+        direction = "higher is better" if self.higher_is_better else "lower is better"
+        lines = [
+            f"training: {self.steps} steps, stopped: {self.stop_reason}",
+            f"  validation score ({direction}): {_fmt(self.initial_score)} before -> "
+            f"{_fmt(self.best_score)} best (step {self.best_step}); last step {_fmt(self.final_score)}",
+            f"  LLM: {self.llm_calls} calls, {self.prompt_tokens + self.completion_tokens} tokens "
+            f"({self.prompt_tokens} prompt + {self.completion_tokens} completion), cost {self.cost:.4g}",
+            f"  time: {self.seconds:.1f}s" + (f"; run directory {self.run_dir}" if self.run_dir else ""),
+        ]
+        if self.budget:
+            spent = self.budget.get("spent", {})
+            lines.append(f"  budget: {spent.get('metric_calls', 0)} metric calls spent"
+                         + "".join(f"; {k} left {v:.4g}" for k, v in self.budget.get("left", {}).items()))
+        if self.best_candidate is not None:
+            lines.append(f"  search ({self.strategy}): best candidate {self.best_candidate['id']} "
+                         f"(parents {self.best_candidate['parents']}); Pareto front "
+                         f"{[c['id'] for c in self.front]}")
+        lines.append("  best parameters:")
+        for name, value in self.best_params.items():
+            lines.append(f"    {name} = {short_repr(value, 100)}")
+        return "\n".join(lines)
+
+
+def _fmt(score: float | None) -> str:
+    return "n/a" if score is None else f"{score:.4g}"
+
+
+def _usage(report: Any) -> dict[str, Any]:
+    """LLM calls, tokens and cost of a step report, as run-log fields. When the optimizer's
+    `llm` has no accounting (a plain callable), the text solvers' own per-step usage (the
+    `llm_usage` of their report info) is used."""
+    if report is None:
+        return Usage().report_fields()
+    usage = Usage.from_report(report)
+    if usage.calls or usage.prompt_tokens:
+        return usage.report_fields()
+    seen: set[str] = set()
+    for c in report.changes:
+        spent = (c.info or {}).get("llm_usage")
+        if isinstance(spent, Usage) and c.solver not in seen:
+            seen.add(c.solver)
+            usage = usage + spent
+    return usage.report_fields()
+
+
+def step_usage(report: Any, scope: Usage | None) -> dict[str, Any]:
+    """LLM calls, tokens and cost of a step so far, as run-log fields: every backend call
+    this process made during the step (`scope`: the optimizer's and those of workflows run
+    in-process, each counted once even when they share a backend), plus the calls the
+    report counted outside any backend (see `_usage`). Without a scope: the report's."""
+    if scope is None:
+        return _usage(report)
+    reported = Usage.from_report(report) if report is not None else Usage()
+    extra = Usage()
+    if report is not None and not (reported.calls or reported.prompt_tokens):
+        fields = _usage(report)  # a plain callable's usage, which no backend recorded
+        extra = Usage(**{key: fields[name] for key, name in REPORT_FIELDS.items()})
+    return (scope + extra).report_fields()
