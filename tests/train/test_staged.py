@@ -9,7 +9,7 @@ import tracekit as tk
 from tests.train.helpers import ModulesModel, register_plan, solved_metric
 from tracekit.training import Trainer, load_checkpoint
 from tracekit.training.objective import StepObjective, values_key
-from tracekit.training.staged import order, rungs, run
+from tracekit.training.staged import order, run, rungs
 
 DATA = list(range(20))
 
