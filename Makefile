@@ -7,6 +7,7 @@ setup:
 
 demo: setup
 	.venv/bin/python examples/quickstart.py
+	.venv/bin/python examples/prompt_program.py --quick
 
 # The setup installs the embedded model, so its tests must run, never skip.
 # The import contracts (pyproject's [tool.importlinter]) are checked first, then the types

@@ -15,7 +15,7 @@ One `tk.Optimizer` sends each parameter to its solver and one `tk.Trainer` runs 
 validates, reverts worse steps and stops within `max_metric_calls`, all at their defaults.
 
     .venv/bin/python examples/prompt_program.py            # 30 train / 30 val, 300 metric calls
-    .venv/bin/python examples/prompt_program.py --quick    # 16 / 16, 100 metric calls (make demo)
+    .venv/bin/python examples/prompt_program.py --quick    # 16 / 16, 160 metric calls (make demo)
 
 What to expect, measured on 2 CPU cores with the embedded SmolLM2-135M (cache off): the
 plain prompt answers "urgent" for every ticket (0.53-0.57 on validation, the majority
@@ -80,11 +80,11 @@ def accuracy(prediction: Any, example: dict[str, Any]) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="16/16 tickets, 100 metric calls")
+    parser.add_argument("--quick", action="store_true", help="16/16 tickets, 160 metric calls")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=None, help="checkpoints and the run log (tracekit show DIR)")
     args = parser.parse_args()
-    n, budget = (16, 100) if args.quick else (30, 300)
+    n, budget = (16, 160) if args.quick else (30, 300)
     train, val = tickets(n, n)
     workflow = Triage(train)
     opt = tk.Optimizer(workflow.parameters())

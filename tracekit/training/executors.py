@@ -409,6 +409,8 @@ class ProcessExecutor(Executor):
 
     def result_view(self, key: str) -> Any:
         """The tensor a worker wrote into block `key` (valid until the next call writes it)."""
+        if self._results is None:
+            raise KeyError(f"no result block {key!r}: result_blocks() was not called")
         return self._results.view(key, self._result_specs[key])
 
     def _get_pool(self) -> ProcessPoolExecutor:
