@@ -136,6 +136,8 @@ def test_values_key_tells_values_apart():
     assert key == values_key([("a", a), ("b", b)])
     a.data = torch.tensor([0.0, 0.0, 1.0])
     assert values_key([("a", a), ("b", b)]) != key
+    half = tk.param(torch.ones(2, dtype=torch.bfloat16), name="h")
+    assert values_key([("h", half)]) != values_key([("h", tk.param(torch.ones(2), name="h"))])
     calls = []
     objective = StepObjective(lambda: calls.append(1) or 2.0, lambda: [("b", b)])
     objective.start_step(5.0)

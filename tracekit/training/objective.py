@@ -31,7 +31,8 @@ def _value_bytes(value: Any) -> bytes:
 
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
-        return f"{t.dtype}{tuple(t.shape)}".encode() + t.numpy().tobytes()
+        raw = t.reshape(-1).view(torch.uint8)  # any dtype, bfloat16 included, as its bytes
+        return f"{t.dtype}{tuple(t.shape)}".encode() + raw.numpy().tobytes()
     try:
         return json.dumps(value, sort_keys=True, default=repr).encode()
     except (TypeError, ValueError):
