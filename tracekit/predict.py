@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import BaseModel, ValidationError, create_model
+
 from solvers.text.nearest import NearestDemos
 from tracekit.context import tracing_disabled
 from tracekit.errors import InvalidValueError
@@ -85,6 +87,7 @@ class Predict(Module):
                  name: str | None = None, max_tokens: int | None = None) -> None:
         self.inputs, self.output_name = parse_signature(signature)
         self.output_type = output
+        self.is_model = isinstance(output, type) and issubclass(output, BaseModel)  # answers are that model
         self.choices = _choices(output)
         if isinstance(max_demos, bool) or not isinstance(max_demos, int) or max_demos < 0:
             raise ValueError(f"max_demos must be an int >= 0, got {max_demos!r}")
@@ -176,14 +179,11 @@ class Predict(Module):
 
     def answer_text(self, value: Any) -> str:
         """An answer as the model is asked to write it: JSON for typed outputs, else text."""
-        schema = self._schema()
-        if schema is None:
+        if self._schema() is None:
             return _show(value)
-        from pydantic import BaseModel
-
         if isinstance(value, BaseModel):
             return value.model_dump_json()
-        if isinstance(self.output_type, type) and issubclass(self.output_type, BaseModel):
+        if self.is_model:
             return json.dumps(value, default=str)
         return json.dumps({self.output_name: value}, default=str)
 
@@ -218,9 +218,7 @@ class Predict(Module):
     def _schema(self) -> Any:
         """The reply's pydantic model (None for plain text answers), built once."""
         if self._reply_model is False:
-            from pydantic import BaseModel, create_model
-
-            if isinstance(self.output_type, type) and issubclass(self.output_type, BaseModel):
+            if self.is_model:
                 self._reply_model = self.output_type
             elif self.output_type is str:
                 self._reply_model = None
@@ -230,9 +228,7 @@ class Predict(Module):
         return self._reply_model
 
     def _read(self, instance: Any, raw: str) -> Reading:
-        from pydantic import BaseModel
-
-        if isinstance(self.output_type, type) and issubclass(self.output_type, BaseModel):
+        if self.is_model:
             return Reading(instance, raw)
         return Reading(getattr(instance, self.output_name), raw)
 
@@ -240,8 +236,6 @@ class Predict(Module):
         """An answer read leniently: JSON first, then for choices the one choice the text
         names (a text naming two, "urgent or routine", is not read), then the type's own
         conversion; a reading that fails says why."""
-        from pydantic import BaseModel, ValidationError
-
         from solvers.text.reply import extract_json
 
         schema = self._schema()
@@ -251,7 +245,7 @@ class Predict(Module):
                 return self._read(schema.model_validate(obj), raw)
             except ValidationError:
                 pass
-        if isinstance(self.output_type, type) and issubclass(self.output_type, BaseModel):
+        if self.is_model:
             return Reading(None, raw, f"not a valid {self.output_type.__name__}")
         text = str(obj.get(self.output_name, raw)) if isinstance(obj, dict) else raw
         if self.choices is not None:

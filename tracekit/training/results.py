@@ -14,6 +14,18 @@ from tracekit.training import checkpoint as ckpt
 from tracekit.training.scoring import ExampleResult
 
 
+def oriented(score: float | None, higher_is_better: bool, error_score: float) -> float:
+    """One example's score turned so that higher is better (no score: the error score)."""
+    value = score if score is not None else error_score
+    return value if higher_is_better else -value
+
+
+def oriented_scores(trainer: Any, result: EvalResult) -> list[float]:
+    """A result's per-example scores, higher is better: what the pool search ranks
+    candidates on and staged validation compares them on."""
+    return [oriented(r.score, trainer.higher_is_better, trainer.error_score) for r in result.results]
+
+
 @dataclass
 class EvalResult:
     """Scores of a dataset: the mean score and one `ExampleResult` per example, in order."""

@@ -15,7 +15,7 @@ from tracekit.errors import StateDictError
 from tracekit.llm.accounting import process_scope
 from tracekit.training import checkpoint as ckpt
 from tracekit.training.budget import RunBudget
-from tracekit.training.results import TrainResult
+from tracekit.training.results import TrainResult, oriented_scores
 
 #: the trainer's type, named in annotations only (this module never imports the trainer)
 Trainer = Any
@@ -116,13 +116,6 @@ def load(trainer: Trainer, saved: dict[str, Any]) -> dict[str, Any]:
         state["stop_reason"] = None  # a step, epoch or budget limit: the new limits decide
     trainer.budget.load_state_dict(budget.state_dict())
     return state
-
-
-def oriented_scores(trainer: Trainer, result: Any) -> list[float]:
-    """A validation's per-example scores, higher is better (an example without a score
-    counts as the error score): what staged validation compares candidates on."""
-    sign = 1.0 if trainer.higher_is_better else -1.0
-    return [sign * (r.score if r.score is not None else trainer.error_score) for r in result.results]
 
 
 def _best_val(saved: Any, trainer: Trainer) -> list[float] | None:

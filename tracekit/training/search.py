@@ -20,6 +20,7 @@ from typing import Any
 
 from tracekit.training import checkpoint as ckpt
 from tracekit.training.pool import Candidate, Pool, child_values, merge_values, same_value
+from tracekit.training.results import oriented_scores
 
 #: the trainer's types, named in annotations only (this module never imports the trainer)
 Trainer = Any
@@ -36,17 +37,10 @@ class PoolSearch:
         self.accepted_since_merge = 0
 
     # --- state ------------------------------------------------------------------------------
-    def oriented(self, result: EvalResult) -> list[float]:
-        """Per-example scores, higher is better (an example without a score counts as the
-        error score)."""
-        t = self.trainer
-        sign = 1.0 if t.higher_is_better else -1.0
-        return [sign * (r.score if r.score is not None else t.error_score) for r in result.results]
-
     def start(self, initial: EvalResult) -> None:
         """The pool of a fresh run: the initial parameters, validated."""
         self.pool = Pool()
-        first = self.pool.new(ckpt.snapshot(self.trainer.named_params), scores=self.oriented(initial))
+        first = self.pool.new(ckpt.snapshot(self.trainer.named_params), scores=oriented_scores(self.trainer, initial))
         self.pool.add(first)
         self.accepted_since_merge = 0
 
@@ -176,7 +170,7 @@ class PoolSearch:
     def _admit(self, state: dict[str, Any], child: Candidate, val: EvalResult, train: EvalResult | None,
                screen: dict[str, Any] | None, start: float) -> None:
         t = self.trainer
-        child.scores = self.oriented(val)
+        child.scores = oriented_scores(self.trainer, val)
         self.pool.add(child)
         dropped = self.strategy.admit(self.pool, child)
         self.pool.remove(dropped)

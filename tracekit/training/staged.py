@@ -96,8 +96,8 @@ def validate_step(trainer: Trainer, state: dict[str, Any], report: Any) -> tuple
     (the best parameters' score stands) or it lost a slice (see module doc)."""
     from tracekit.training.callbacks import notify
     from tracekit.training.pool import same_value
-    from tracekit.training.results import EvalResult
-    from tracekit.training.resume import oriented_scores
+    from tracekit.training.results import EvalResult, oriented
+    from tracekit.training.scoring import _mean
 
     changed = report is not None and any(c.changed for c in report.changes)
     best = state["best_params"]
@@ -112,7 +112,7 @@ def validate_step(trainer: Trainer, state: dict[str, Any], report: Any) -> tuple
         return trainer._evaluate_items([(i, data[i]) for i in indices]).results
 
     def score(result: Any) -> float:
-        return oriented_scores(trainer, EvalResult(None, [result]))[0]
+        return oriented(result.score, trainer.higher_is_better, trainer.error_score)
 
     staged = run(evaluate, best_val, order(len(data), trainer.seed), score)
     screen: dict[str, Any] = {"slices": staged.slices}
@@ -120,8 +120,7 @@ def validate_step(trainer: Trainer, state: dict[str, Any], report: Any) -> tuple
         screen["rejected"] = f"worse than the best on the first {staged.slices[-1]['examples']} examples"
         return None, screen
     results = [staged.results[i] for i in range(len(data))]
-    values = [r.score for r in results if r.score is not None]
-    result = EvalResult(sum(values) / len(values) if values else None, results)
+    result = EvalResult(_mean([r.score for r in results]), results)
     if result.score is None:
         return trainer._validate(), None  # text-only scores: the full validation says why
     notify(trainer, "on_validation", state["step"], result)

@@ -46,7 +46,7 @@ from tracekit.training.checks import check_arguments
 from tracekit.training.executors import Executor, ThreadExecutor, get_executor
 from tracekit.training.feedback_text import _input_of, _sort_key, aggregate_feedback
 from tracekit.training.objective import StepObjective
-from tracekit.training.results import EvalResult, TrainResult, _usage, step_usage
+from tracekit.training.results import EvalResult, TrainResult, _usage, oriented_scores, step_usage
 from tracekit.training.scoring import (
     Evaluate,
     ExampleResult,
@@ -429,7 +429,7 @@ class Trainer:
         elif improved:
             state["best_score"], state["best_step"], state["bad_steps"] = val.score, state["step"], 0
             state["best_params"] = ckpt.snapshot(self.named_params)
-            state["best_val"] = _resume.oriented_scores(self, val)
+            state["best_val"] = oriented_scores(self, val)
         else:
             state["bad_steps"] += 1
             if self.revert_on_worse and self._worse(val.score, state["best_score"]):
@@ -438,7 +438,7 @@ class Trainer:
             elif not self._worse(val.score, state["best_score"]):
                 # as good as the best: keep the new values as the best ones
                 state["best_params"] = ckpt.snapshot(self.named_params)
-                state["best_val"] = _resume.oriented_scores(self, val)
+                state["best_val"] = oriented_scores(self, val)
         if self.patience is not None and state["bad_steps"] >= self.patience:
             state["stop_reason"] = f"early stopping: no improvement in {self.patience} step(s)"
         usage = self.usage_of(report)
