@@ -4,18 +4,31 @@ Part 1 (`prompt`): prompt size and build time against graph size (a chain of bun
 and a fan-out where one parameter feeds every operator call), tracekit side by side with
 Trace's OptoPrime `summarize` + `construct_prompt` (run in the Trace venv as a subprocess).
 
-Part 2 (`tasks`): three tiny tasks on the embedded SmolLM2 model — make y = x*x reach 16
-from x = 3; pick the op among add/sub/mul so that op(6, 7) = 42; rewrite a keyword list
-that a spam filter (code) consumes — for tracekit (candidate search with an objective),
+Part 2 (`tasks`): tiny tasks on the embedded SmolLM2 model — make y = x*x reach 16
+from x = 3 (`square`: an int in [-10, 10]; `square_float`: a float 3.0 with no bounds, the
+feedback "y = 9.0, but y should be 16", solved when |x*x - 16| < 1e-2; `square_float_words`:
+the same float with only "the result 9.0 is too small" / "too large" / "correct", solved
+when |x| is within 1e-2 of 4); pick the op among add/sub/mul so that op(6, 7) = 42; rewrite
+a keyword list that a spam filter (code) consumes — for tracekit (candidate search with an objective),
 single-proposal (one LLM suggestion per step, taken as is, like OptoPrime) and a
 random-proposal baseline (same number of proposals as tracekit, best kept). Two methods run
 at the defaults a new user gets: `defaults` is `tk.Optimizer(params)` with text feedback only
 (no objective, no options but the seed) on the embedded model, and `random_defaults` the same
 optimizer fed random proposals instead of the model's.
 
+Each run row lists every value the optimizer applied (`applied`: step, solver, old -> new,
+how; for text values the step's model replies too) and counts `template_copies`: applied
+text values holding a `<...>` placeholder, `{` or `}` (JSON debris), an instructions'
+placeholder, or a piece of the optimizer prompt's fixed wording (its default instruction,
+reply request, titles and notes: `solvers.text.prompt.own_wording`), none of which the
+value held before; `prompt_copies` counts applied values holding a piece of the variable's
+description or a whole feedback line (a copy of the prompt's data, not of its template).
+
     .venv/bin/python benchmarks/text_optimizer.py                 # a few minutes
     .venv/bin/python benchmarks/text_optimizer.py --full          # 5 seeds x 8 steps
     .venv/bin/python benchmarks/text_optimizer.py --skip-llm --sizes 100,1000,10000
+    TRACEKIT_LLM_CACHE=0 .venv/bin/python benchmarks/text_optimizer.py --skip-prompt --seeds 5 --steps 8 \
+        --tasks square_float,square_float_words,keywords --methods defaults,random_defaults
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,6 +50,10 @@ sys.path.insert(0, str(ROOT))
 import tracekit as tk  # noqa: E402
 from benchmarks.baselines import RandomProposals  # noqa: E402
 from solvers.text import build_prompt  # noqa: E402
+from solvers.text.exclude import normal_form  # noqa: E402
+from solvers.text.problem import Problem  # noqa: E402
+from solvers.text.prompt import own_wording  # noqa: E402
+from solvers.text.reply import is_placeholder  # noqa: E402
 from tracekit.routes.text import build_problem  # noqa: E402
 
 TRACE_PYTHON = ROOT / ".bench-venv" / "trace" / "bin" / "python"
@@ -179,6 +197,30 @@ def task_square() -> dict[str, Any]:
             "solved": lambda: x.data * x.data == 16}
 
 
+def task_square_float() -> dict[str, Any]:
+    x = tk.param(3.0, name="x")  # a Python float, no bounds: what a user writes
+
+    def run() -> tuple[Any, list[tuple[Any, str]]]:
+        y = x * x
+        return y, [(y, f"y = {y.data}, but y should be 16")]
+
+    return {"params": [x], "run": run, "loss": lambda: abs(x.data * x.data - 16),
+            "solved": lambda: abs(x.data * x.data - 16) < 1e-2}
+
+
+def task_square_float_words() -> dict[str, Any]:
+    """The same float with other wording and no target: only "too small" / "too large"."""
+    x = tk.param(3.0, name="x")
+
+    def run() -> tuple[Any, list[tuple[Any, str]]]:
+        y = x * x
+        verdict = "correct" if abs(abs(x.data) - 4) < 1e-2 else "too small" if y.data < 16 else "too large"
+        return y, [(y, f"the result {y.data} is {verdict}")]
+
+    return {"params": [x], "run": run, "loss": lambda: abs(abs(x.data) - 4),
+            "solved": lambda: abs(abs(x.data) - 4) < 1e-2}
+
+
 def task_op() -> dict[str, Any]:
     op = tk.param("add", name="op", choices=["add", "sub", "mul"], description="the operation to apply")
 
@@ -222,18 +264,101 @@ def task_keywords() -> dict[str, Any]:
     return {"params": [keywords], "run": run, "loss": errors, "solved": lambda: errors() == 0}
 
 
-TASKS = {"square": task_square, "op": task_op, "keywords": task_keywords}
+TASKS = {"square": task_square, "square_float": task_square_float,
+         "square_float_words": task_square_float_words, "op": task_op, "keywords": task_keywords}
 DEFAULTS_OPTIONS: dict[str, Any] = {}  # --defaults-options: a variant of the defaults, to compare
+
+
+class Random(RandomProposals):
+    """`RandomProposals`, also for a number with no bounds (uniform within 10 times its
+    size around it) and for the multiple-choice questions of the bracket route (a random
+    option)."""
+
+    def __call__(self, messages: list[dict[str, str]], **kwargs: Any) -> str:
+        content = messages[-1]["content"]
+        if "Answer with one of:" in content:
+            options = [o.strip().rstrip(".") for o in content.rsplit("Answer with one of:", 1)[1].split(",")]
+            return json.dumps({"answer": self.rng.choice(options)})
+        saved = [(p, p.bounds) for p in self.params if p.kind == "numeric" and p.bounds is None]
+        try:
+            for p, _ in saved:
+                size = 10 * max(abs(float(p.raw)), 1.0)
+                p.bounds = (float(p.raw) - size, float(p.raw) + size)
+            return super().__call__(messages, **kwargs)
+        finally:
+            for p, bounds in saved:
+                p.bounds = bounds
+
+
+# --- what the optimizer applied: template copies -----------------------------------------------
+_ANGLE = re.compile(r"<[^<>\n]{1,80}>")
+FIXED_WORDING = own_wording(Problem(variables=[]))  # the default instruction, reply request, notes
+
+
+def template_copy(new: Any, old: Any) -> str:
+    """Why an applied text value copies the reply template or the prompt's fixed wording
+    ("" when it does not): what the value held before does not count."""
+    if not isinstance(new, str):
+        return ""
+    before = old if isinstance(old, str) else ""
+    if _ANGLE.search(new) and not _ANGLE.search(before):
+        return f"a <...> placeholder ({_ANGLE.search(new).group()})"  # type: ignore[union-attr]
+    if found := [ch for ch in "{}" if ch in new and ch not in before]:
+        return f"JSON debris ({' '.join(found)})"
+    if is_placeholder(new):
+        return "an instructions' placeholder"
+    text, now = normal_form(new), normal_form(before)
+    for piece in FIXED_WORDING:
+        form = normal_form(piece)
+        if form in text and form not in now:
+            return f"the prompt's fixed wording ({piece})"
+    return ""
+
+
+def prompt_copy(new: Any, old: Any, p: Any, feedback: list[str]) -> str:
+    """Why an applied text value copies the prompt's data: a piece (16+ characters) of the
+    variable's description, or a whole feedback line ("" when neither)."""
+    if not isinstance(new, str):
+        return ""
+    text, now = normal_form(new), normal_form(old if isinstance(old, str) else "")
+    pieces = [x.strip() for x in re.split(r"[.,;:()\[\]\"#\n]", p.description or "")]
+    for piece in [x for x in pieces if len(x) >= 16] + [f.strip() for f in feedback]:
+        form = normal_form(piece)
+        if form and form in text and form not in now:
+            return f"copies {shorten_text(piece)}"
+    return ""
+
+
+def shorten_text(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def reply_log(backend: Any) -> list[str]:
+    """The model's raw replies, in order: `_complete` of the backend instance, wrapped once
+    (the list grows with every call; a run reads what it added)."""
+    log: list[str] | None = getattr(backend, "_bench_replies", None)
+    if log is None:
+        log = []
+        complete = backend._complete
+
+        def logged(request: Any) -> Any:
+            completion = complete(request)
+            log.append(str(getattr(completion, "text", "")))
+            return completion
+
+        backend._bench_replies = log
+        backend._complete = logged
+    return log
 
 
 def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_candidates: int) -> dict[str, Any]:
     task = TASKS[task_name]()
     params = task["params"]
     if method == "random":
-        backend: Any = tk.llm.as_backend(RandomProposals(params, seed))
+        backend: Any = tk.llm.as_backend(Random(params, seed))
         options = {"n_candidates": n_candidates, "objective": task["loss"], "seed": seed}
     elif method == "random_defaults":  # random proposals, one a step, no objective
-        backend = tk.llm.as_backend(RandomProposals(params, seed))
+        backend = tk.llm.as_backend(Random(params, seed))
         options = {"seed": seed}
     elif method == "defaults":  # what a new user runs: text feedback, nothing else
         backend = llm
@@ -245,6 +370,10 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
         backend = llm
         options = {"n_candidates": 1, "temperatures": (0.7,), "seed": seed}
     opt = tk.Optimizer([{"params": params, **options}], llm=backend)
+    log = reply_log(backend)
+    by_name = {p.name: p for p in params}
+    applied: list[dict[str, Any]] = []
+    template_copies = prompt_copies = 0
     calls = prompt_tokens = completion_tokens = replies = valid = candidates = explored = 0
     problems: list[str] = []
     seconds = 0.0
@@ -258,11 +387,36 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
         opt.zero_feedback()
         for out, text in feedbacks:
             opt.backward(out, text)
+        before = {p.name: p.data for p in params}
+        replies_before = len(log)
         start = time.perf_counter()
         with backend.accounting.scope() as usage:
             report = opt.step()
         seconds += time.perf_counter() - start
         done_steps += 1
+        step_replies = log[replies_before:]
+        for change in report.changes:
+            if not change.changed:
+                continue
+            p = by_name.get(change.name)
+            old = before.get(change.name, change.old)
+            new = p.data if p is not None else change.new
+            copy = template_copy(new, old)
+            data_copy = prompt_copy(new, old, p, [t for _, t in feedbacks]) if p is not None else ""
+            template_copies += bool(copy)
+            prompt_copies += bool(data_copy)
+            entry: dict[str, Any] = {"step": step, "solver": change.solver, "old": old, "new": new,
+                                     "how": change.reason[:160]}
+            how_explored = change.info.get("explored", {}).get(change.name)
+            if how_explored:
+                entry["explored"] = how_explored
+            if copy:
+                entry["template_copy"] = copy
+            if data_copy:
+                entry["prompt_copy"] = data_copy
+            if isinstance(new, str):
+                entry["replies"] = [shorten_text(r, 400) for r in step_replies]
+            applied.append(entry)
         if not method.startswith("random"):
             calls += usage.calls
             prompt_tokens += usage.prompt_tokens
@@ -276,11 +430,24 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
     if solved_at is None and task["solved"]():
         solved_at = done_steps
     return {"task": task_name, "method": method, "seed": seed, "solved": solved_at is not None,
-            "steps": done_steps, "llm_calls": calls, "prompt_tokens": prompt_tokens,
+            "solved_at": solved_at, "template_copies": template_copies, "prompt_copies": prompt_copies,
+            "applied": applied, "steps": done_steps, "llm_calls": calls, "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens, "seconds": seconds, "replies": replies,
             "valid_replies": valid, "candidates": candidates, "explored_steps": explored,
             "reply_problems": problems,
             "final": {p.name: p.data for p in params}}
+
+
+def by_task(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One task's runs for one method: solved, steps to solve, time and calls a step, copies."""
+    steps = max(sum(r["steps"] for r in rows), 1)
+    return {"solved": f"{sum(r['solved'] for r in rows)}/{len(rows)}",
+            "steps_to_solve": [r["solved_at"] for r in rows],
+            "seconds_per_step": sum(r["seconds"] for r in rows) / steps,
+            "llm_calls_per_step": sum(r["llm_calls"] for r in rows) / steps,
+            "applied_values": sum(len(r["applied"]) for r in rows),
+            "template_copies": sum(r["template_copies"] for r in rows),
+            "prompt_copies": sum(r["prompt_copies"] for r in rows)}
 
 
 def part_tasks(seeds: int, steps: int, n_candidates: int, methods: list[str],
@@ -311,6 +478,8 @@ def part_tasks(seeds: int, steps: int, n_candidates: int, methods: list[str],
             "valid_reply_share": (sum(r["valid_replies"] for r in rows) / max(sum(r["replies"] for r in rows), 1)),
             "explored_steps": sum(r.get("explored_steps", 0) for r in rows),
             "steps": step_count,
+            "template_copies": sum(r["template_copies"] for r in rows),
+            "by_task": {t: by_task([r for r in rows if r["task"] == t]) for t in tasks},
         }
     return {"seeds": seeds, "steps": steps, "n_candidates": n_candidates, "summary": summary, "runs": runs}
 

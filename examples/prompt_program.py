@@ -27,6 +27,7 @@ printed; benchmarks/prompt_programs.py compares the same task with DSPy's optimi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import re
@@ -87,6 +88,7 @@ def main() -> None:
     n, budget = (16, 160) if args.quick else (30, 300)
     train, val = tickets(n, n)
     workflow = Triage(train)
+    initial = {id(p): copy.deepcopy(p.data) for p in workflow.parameters()}
     opt = tk.Optimizer(workflow.parameters())
     trainer = tk.Trainer(workflow, opt, accuracy, train=train, val=val,
                          call=lambda wf, ex: wf(ex["text"]), max_metric_calls=budget,
@@ -99,6 +101,36 @@ def main() -> None:
         verdict = "kept" if record["improved"] else ("reverted" if record["reverted"] else "not better")
         print(f"  step {record['step']}: val {record['val_score']}, {verdict}; changed: "
               f"{', '.join(changed) or 'nothing'}")
+    print("\nwhat each trained part is worth (validation with only that part set back to its start):")
+    for line in contributions(workflow, opt, initial, val, result):
+        print(f"  {line}")
+
+
+def contributions(workflow: Triage, opt: tk.Optimizer, initial: dict[int, Any], val: list[dict[str, Any]],
+                  result: tk.TrainResult) -> list[str]:
+    """An ablation of the trained workflow: for each parameter that changed, the validation
+    accuracy with that one parameter back at its starting value, so the gain each solver
+    made is seen apart from the others' (scored outside the training budget)."""
+    def score() -> float:
+        with tk.no_trace():
+            return sum(accuracy(workflow(ex["text"]).data, ex)[0] for ex in val) / len(val)
+
+    solvers = {c["name"]: c["solver"] for r in result.history[1:] for c in r["changes"] if c["changed"]}
+    full = score()  # scored again here: a temperature above 0 makes answers vary
+    lines = []
+    for p in workflow.parameters():
+        name = opt.names[id(p)]
+        if p.data == initial[id(p)]:
+            continue
+        trained = p.data
+        p.data = initial[id(p)]
+        try:
+            without = score()
+        finally:
+            p.data = trained
+        lines.append(f"{name} ({solvers.get(name, '?')} solver): {without:.3f} without it, "
+                     f"{full:.3f} with it ({full - without:+.3f})")
+    return lines or ["no parameter changed"]
 
 
 if __name__ == "__main__":

@@ -37,6 +37,11 @@ class NotPortableError(TracekitError, TypeError):
     pickled); the message names the object and how to make it shippable."""
 
 
+class TrialsSpent(TracekitError, RuntimeError):
+    """A step's share of trial evaluations (its part of `Trainer(max_metric_calls=...)`) is
+    spent: the solver keeps the best it has scored and the step goes on."""
+
+
 class InvalidOptionError(TracekitError, ValueError):
     """An argument of `tk.Optimizer` (an option, a parameter list, a param group) is refused
     when the optimizer is built; the message names the argument and what is accepted."""

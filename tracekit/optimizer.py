@@ -40,6 +40,8 @@ from tracekit.seam import (
 __all__ = ["Optimizer", "ParamChange", "ParamUpdate", "StepReport", "UNCHANGED", "route_of"]
 
 HISTORY = 100  # step reports kept in `Optimizer.history` by default (see `history_size`)
+#: routes whose solvers compare candidates with the objective (they share a capped one)
+COMPARING_ROUTES = ("text", "demos", "bayesian", "zeroth_order")
 
 
 def route_of(p: ParameterNode, has_objective: bool) -> str:
@@ -216,9 +218,16 @@ class Optimizer:
             self._resolve_llm()
         usage_before = _llm_usage(self.llm)
         parts: list[Any] = []  # ParamChange rows and GroupRows (built when read)
+        # a capped objective (a Trainer's under max_metric_calls) is shared fairly among the
+        # routes that compare candidates with it; a route leaves its unused part to the next
+        comparing = [key for key in plan if key[1] in COMPARING_ROUTES] \
+            if callable(getattr(self.objective, "share", None)) else []
         for (group_index, route), params in plan.items():
             group = self.param_groups[group_index]
-            rows = self._run_solver(group_index, group, route, params)
+            objective = self.objective
+            if (group_index, route) in comparing:
+                objective = self.objective.share(len(comparing) - comparing.index((group_index, route)))
+            rows = self._run_solver(group_index, group, route, params, objective)
             if isinstance(rows, GroupRows):
                 parts.append(rows)
             else:
@@ -304,14 +313,14 @@ class Optimizer:
         return self._solvers[key]
 
     def _run_solver(self, group_index: int, group: dict[str, Any], route: str,
-                    params: list[ParameterNode]) -> list[ParamChange] | GroupRows:
+                    params: list[ParameterNode], objective: Any) -> list[ParamChange] | GroupRows:
         """Run one solver on its parameters. A failing solver changes nothing: its parameters
         are rolled back; an expected failure (`seam.expected_failure`) becomes the reason in
         the report, any other exception (a bug: TypeError, AttributeError, ...) propagates.
 
         Values are saved for the rollback except on the gradient route, whose solver
         updates tensors in place after checking them (a copy would cost as much as the step)."""
-        context = StepContext(self.names, llm=self.llm, objective=self.objective,
+        context = StepContext(self.names, llm=self.llm, objective=objective,
                               constraints=self.constraints,
                               options={k: v for k, v in group.items() if k != "params"})
         old = Snapshot(params)

@@ -137,6 +137,14 @@ def values_objective(objective: Callable[..., Any], params: dict[str, ParameterN
     return loss
 
 
+def trials_left(objective: Any) -> int | None:
+    """How many fresh evaluations `objective` may still make this step (None: no cap). A
+    Trainer's objective under `max_metric_calls` is capped (`tracekit.training.objective`);
+    a solver asks no more trials than this, and stops at `TrialsSpent`."""
+    left = getattr(objective, "trials_left", None)
+    return left if isinstance(left, int) else None
+
+
 @dataclass
 class StepContext:
     """What a solver gets besides its parameters."""

@@ -95,16 +95,21 @@ class DemoSelector:
             offer(self._rng.sample(self.pool.demos, size))
         return out
 
-    def choose(self, current: list[Demo], objective: Callable[[list[Demo]], float] | None
-               ) -> tuple[list[Demo] | None, dict[str, Any]]:
+    def choose(self, current: list[Demo], objective: Callable[[list[Demo]], float] | None,
+               limit: int | None = None) -> tuple[list[Demo] | None, dict[str, Any]]:
         """The subset to use next, or None to keep `current`, and what was done. Without an
         objective the first proposal is taken; with one, the best proposal that beats the
-        current demos' loss (each evaluation is one call of `objective`)."""
+        current demos' loss (each evaluation is one call of `objective`). `limit` caps the
+        proposals evaluated (a step's share of a metric-call budget); the others are not
+        counted as tried."""
         proposals = self.proposals(current)
+        capped = objective is not None and limit is not None and limit < len(proposals)
+        if capped:
+            proposals = proposals[:max(0, limit or 0)]
         for p in proposals:
             self._remember(p)
         info: dict[str, Any] = {"pool": len(self.pool.demos), "bootstrapped": len(self.pool.bootstrapped()),
-                                "proposals": len(proposals)}
+                                "proposals": len(proposals), **({"capped_at": limit} if capped else {})}
         if not proposals:
             return None, info
         if objective is None:

@@ -180,8 +180,11 @@ class TextOptimizer:
         self._lock = threading.Lock()
 
     # --- public -----------------------------------------------------------------------------
-    def step(self, problem: Problem, objective: Objective | None = None) -> Result:
-        """One optimization step over `problem`; see the class docstring."""
+    def step(self, problem: Problem, objective: Objective | None = None, n_candidates: int | None = None
+             ) -> Result:
+        """One optimization step over `problem`; see the class docstring. `n_candidates`
+        overrides the option for this step (fewer trials when a budget is nearly spent)."""
+        n_candidates = self.n_candidates if n_candidates is None else max(1, n_candidates)
         start = time.perf_counter()
         self._calls = 0
         for v in problem.variables:
@@ -210,8 +213,8 @@ class TextOptimizer:
                               memory_size=self.memory_size, system=self.system)
         settings = [(self.temperatures[i % len(self.temperatures)],
                      None if self.seed is None else self.seed + 1000 * self.steps + i)
-                    for i in range(self.n_candidates)]
-        workers = min(self.max_workers, self.n_candidates)
+                    for i in range(n_candidates)]
+        workers = min(self.max_workers, n_candidates)
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
                 candidates = list(pool.map(

@@ -21,9 +21,17 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from solvers.search import BayesianSearch, Categorical, Float, Int, TrialResult, check_state
+from tracekit.errors import TrialsSpent
 from tracekit.nodes import ParameterNode
 from tracekit.options import SEARCH_DEFAULTS  # sampler="tpe", trials_per_step=4, search_seed=0
-from tracekit.seam import UNCHANGED, ParamUpdate, StepContext, nonfinite_loss, values_objective
+from tracekit.seam import (
+    UNCHANGED,
+    ParamUpdate,
+    StepContext,
+    nonfinite_loss,
+    trials_left,
+    values_objective,
+)
 
 
 class BayesianSolver:
@@ -85,9 +93,16 @@ class BayesianSolver:
         evals = 0
         scored = search.lookup(current)
         if scored is None:
-            scored = search.tell(current, evaluate(current))
+            try:
+                loss = evaluate(current)
+            except TrialsSpent as exc:
+                return self._report(params, names, search, updates, None, f"value kept: {exc}",
+                                    {"mode": "objective", "evals": 0, "skipped": "no trials left"})
+            scored = search.tell(current, loss)
             evals += 1
-        for _ in range(self.trials_per_step):
+        left = trials_left(objective)  # a step's share of max_metric_calls caps the trials
+        trials = self.trials_per_step if left is None else min(self.trials_per_step, left)
+        for _ in range(trials):
             values = search.ask()
             known = search.lookup(values)  # a point scored before: its loss, no objective call
             if known is not None:
@@ -95,6 +110,9 @@ class BayesianSolver:
                 continue
             try:
                 loss = evaluate(values)
+            except TrialsSpent:
+                search.tell(values, None)  # not scored: a failed trial, which TPE skips
+                break
             except BaseException:
                 search.tell(values, None)  # the trial failed; the error propagates
                 raise
@@ -107,7 +125,7 @@ class BayesianSolver:
             return self._report(params, names, search, updates, None,
                                 f"{search.label}: no trial has a finite loss yet, value kept", info)
         if best.values == current or (was is not None and best.loss >= was):  # type: ignore[operator]
-            reason = (f"{search.label}: {self.trials_per_step} new trials, none better than the "
+            reason = (f"{search.label}: {trials} new trials, none better than the "
                       f"current values (loss {_fmt(was)})")
             return self._report(params, names, search, updates, None, reason,
                                 {**info, "trial": scored.number, "loss": was})

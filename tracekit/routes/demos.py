@@ -19,7 +19,7 @@ from solvers.text.demos import DemoPool, DemoSelector
 from solvers.text.signal import says_right
 from tracekit.feedback import loss_to_float
 from tracekit.nodes import MessageNode, ParameterNode
-from tracekit.seam import ParamUpdate, StepContext, values_objective
+from tracekit.seam import ParamUpdate, StepContext, trials_left, values_objective
 
 DEFAULT_TRIALS = 4
 
@@ -47,10 +47,12 @@ class DemoSolver:
             selector = self._selector(name, module)
             added = self._harvest(p, selector.pool, calls, module)
             objective = self._objective(p, name, context.objective)
-            chosen, info = selector.choose(list(p.raw), objective)
+            chosen, info = selector.choose(list(p.raw), objective, limit=trials_left(context.objective))
             info["added"] = added
             if chosen is None:
-                why = ("no subset beat the current demos" if info.get("proposals") else "no new subset to try")
+                why = ("no subset beat the current demos" if info.get("proposals") else
+                       "no trials left in this step's share of max_metric_calls" if "capped_at" in info else
+                       "no new subset to try")
                 updates.append(ParamUpdate(name, self.name, reason=f"kept: {why} (pool {info['pool']})", info=info))
                 continue
             scored = (f", loss {info['baseline_loss']:.4g} -> {min(info['losses']):.4g}"

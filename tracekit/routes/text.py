@@ -29,7 +29,14 @@ from typing import Any
 from solvers.text import Call, Problem, TextOptimizer, Value, Variable
 from tracekit.nodes import MessageNode, ParameterNode, _is_tensor
 from tracekit.options import TEXT_OPTIONS
-from tracekit.seam import UNCHANGED, ParamUpdate, PromptNames, StepContext, values_objective
+from tracekit.seam import (
+    UNCHANGED,
+    ParamUpdate,
+    PromptNames,
+    StepContext,
+    trials_left,
+    values_objective,
+)
 
 EMBEDDED_BUDGET = 900  # the prompt budget (tokens) for the embedded model, by measurement
 
@@ -88,12 +95,17 @@ class TextSolver:
     def step(self, params: list[ParameterNode], context: StepContext) -> list[ParamUpdate]:
         """Propose new values for `params` from their feedback; the Optimizer validates them."""
         objective = self.objective if self.objective is not None else context.objective
+        left = trials_left(objective) if objective is not None else None
+        if left == 0:  # nothing could judge a proposal: ask the model for none
+            return [ParamUpdate(context.name_of(p), self.name, reason="kept: no trials left in this "
+                                "step's share of max_metric_calls") for p in params]
         optimizer = self._get_optimizer(context, objective is not None)
         names = {id(p): context.name_of(p) for p in params}
         problem = build_problem(params, context.records(params), names)
         solver_objective = self._wrap(objective, params, names) if objective is not None else None
         with self._backend.accounting.scope() as spent:  # this step's calls, from every thread
-            result = optimizer.step(problem, solver_objective)
+            result = optimizer.step(problem, solver_objective,
+                                    None if left is None else min(optimizer.n_candidates, left))
         info = {
             "prompt_tokens_estimate": result.prompt_tokens,
             "prompt": result.prompt_stats,

@@ -67,12 +67,15 @@ class RunBudget:
         for key, value in (("metric_calls", metric_calls), ("llm_cost", llm_cost), ("seconds", seconds)):
             self.worst_step[key] = max(self.worst_step.get(key, 0.0), float(value))
 
-    def stop_before_step(self, first_step_calls: int) -> str | None:
+    def stop_before_step(self, first_step_calls: int, shrinks_to: int | None = None) -> str | None:
         """Why the next step must not start (it would pass a budget), or None.
-        `first_step_calls`: the metric calls a step needs at least (before any step ran)."""
+        `first_step_calls`: the metric calls a step needs at least (before any step ran);
+        `shrinks_to`: when steps shrink to fit what is left (a step allowance), the calls of
+        the smallest one, which then replaces both estimates."""
         if self.exhausted:
             return self.exhausted
-        need = max(self.worst_step.get("metric_calls", 0), first_step_calls)
+        need = shrinks_to if shrinks_to is not None else \
+            max(self.worst_step.get("metric_calls", 0), first_step_calls)
         if self.max_metric_calls is not None and self.metric_calls + need > self.max_metric_calls:
             self.exhausted = (f"max_metric_calls={self.max_metric_calls} reached ({self.metric_calls} "
                               f"spent; a step needs about {int(need)})")
