@@ -58,11 +58,17 @@ REASK_WARMING = 0.3
 MAX_TEMPERATURE = 1.5
 # how a refusal of a repeated value ends (the step then counts as stuck, not failed)
 _REPEATS = ("propose a value not tried yet", "propose a combination not tried yet")
+SAME_WORDS = "the suggestion has the same words as"  # a text repeated up to punctuation or spacing
 COPY_CHARS = 20  # a text holding a whole feedback line at least this long copies the feedback
 COPY_INPUT_CHARS = 12  # pieces of the prompt shorter than this are not counted as copies
 COPY_SHARE = 1 / 3  # a text made this much of the description and the trace's inputs copies them
 REASK_RESERVE = 160  # prompt tokens kept free for the note a re-ask adds
 MAX_REPLY_TOKENS = 8192  # a re-ask after a cut-off reply doubles max_tokens up to this
+
+
+def _same_words_only(problems: dict[str, str]) -> bool:
+    """Whether every refused value of a reply was a text repeating known words."""
+    return bool(problems) and all(p.startswith(SAME_WORDS) for p in problems.values())
 
 
 def _accepted(fn: Callable[..., Any]) -> Literal[True] | frozenset[str]:
@@ -360,9 +366,10 @@ class TextOptimizer:
             why = parsed.problem or "; ".join(f"{k}: {v}" for k, v in cand.problems.items()) \
                 or "no variable got a new value"
             cand.error = why[:500]
-            if self.explore and cand.unusable:
-                # a reply pasted from the prompt (or of another form) is not re-asked: a
-                # small model's re-ask pastes again, and the step's exploration costs no call
+            if self.explore and (cand.unusable or _same_words_only(cand.problems)):
+                # a reply pasted from the prompt (or of another form), or a text with the same
+                # words as one known ("a, b" -> "a, b,"), is not re-asked: a small model's
+                # re-ask pastes again, and the step's exploration costs no call
                 return cand
             if parsed.cut:  # re-ask with room for a longer reply
                 cand.cut_off += 1
@@ -396,7 +403,7 @@ class TextOptimizer:
                 problems[v.name] = "the suggestion equals the current value; " + _REPEATS[0]
                 continue
             if v.kind == "text" and (same := self._same_words(v, value)):
-                problems[v.name] = f"the suggestion has the same words as {same}; " + _REPEATS[0]
+                problems[v.name] = f"{SAME_WORDS} {same}; " + _REPEATS[0]
                 continue
             if v.kind == "text" and (copied := _copied(value, v, problem)):
                 problems[v.name] = f"{v.name} copies {copied} {UNUSABLE}"

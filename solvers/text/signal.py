@@ -27,11 +27,18 @@ from dataclasses import dataclass
 Ask = Callable[[str, Sequence[str]], "str | None"]
 
 _NUMBER = re.compile(r"(?<![\w.*^])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w])")
-_UP = re.compile(r"\btoo (small|low|little|short|few|cold)\b|\b(should|must|needs? to|has to) be "
-                 r"(larger|bigger|higher|greater|more|longer)\b|\b(increase|raise) (it|the|x)\b",
-                 re.I)
-_DOWN = re.compile(r"\btoo (large|big|high|much|long|many|hot)\b|\b(should|must|needs? to|has to) be "
-                   r"(smaller|lower|less|shorter|fewer)\b|\b(decrease|reduce|lower) (it|the|x)\b", re.I)
+_BIGGER = r"(larger|bigger|higher|greater|more|longer)"
+_SMALLER = r"(smaller|lower|less|shorter|fewer)"
+#: what a direction reads like: "too small", "should be larger", "go higher", "increase it",
+#: "not big enough", "below the target", or a bare "Higher!" (a guessing game's answer)
+_UP = re.compile(rf"\btoo (small|low|little|short|few|cold)\b|\b(should|must|needs? to|has to) be "
+                 rf"{_BIGGER}\b|\b(increase|raise) (it|the|this|that|your|[a-z])\b|\bnot (big|large|high|long) "
+                 rf"enough\b|\b(go|aim|try|guess|move) (a |an )?{_BIGGER[:-1]}|up)\b|\b(below|under) (the )?"
+                 rf"(target|goal|expected)\b|^\W*{_BIGGER}\W*$", re.I)
+_DOWN = re.compile(rf"\btoo (large|big|high|much|long|many|hot)\b|\b(should|must|needs? to|has to) be "
+                   rf"{_SMALLER}\b|\b(decrease|reduce|lower) (it|the|this|that|your|[a-z])\b|\bnot (small|low"
+                   rf"|short) enough\b|\b(go|aim|try|guess|move) (a |an )?{_SMALLER[:-1]}|down)\b|\b(above|over) (the )?"
+                   rf"(target|goal|expected)\b|^\W*{_SMALLER}\W*$", re.I)
 _GOOD = re.compile(r"\b(correct|success|successful|solved|perfect|exactly right|well done)\b", re.I)
 _BAD = re.compile(r"\b(not|wrong|incorrect|try again|fail|failed|error)\b|n't\b", re.I)
 

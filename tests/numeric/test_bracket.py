@@ -96,6 +96,13 @@ def test_the_state_round_trips_and_continues_the_same_search():
     ("Too small, try again", 9.0, 1, None),
     ("the value must be smaller", 9.0, -1, None),
     ("Success!", 16.0, 0, None),
+    ("Higher!", 9.0, 1, None),  # a guessing game's bare answers
+    ("lower", 25.0, -1, None),
+    ("Try a bigger number.", 9.0, 1, None),
+    ("not big enough", 9.0, 1, None),
+    ("the result is below the target", 9.0, 1, None),
+    ("aim lower next time", 25.0, -1, None),
+    ("decrease it a little", 25.0, -1, None),
 ])
 def test_the_signal_is_read_from_the_text_without_a_model(text, output, sign, size):
     signal = read_signal(text, output, known=[3.0], ask=None)

@@ -176,7 +176,7 @@ def test_a_bad_reply_still_keeps_the_value():
     x = tk.param(3.0, name="x", bounds=(-10.0, 10.0))
     opt = tk.Optimizer([x], llm=Scripted(["no json here"]))
     opt.zero_feedback()
-    opt.backward(x * 2, "bigger")
+    opt.backward(x * 2, "not what was wanted")  # no direction: the text route
     report = opt.step()
     assert x.data == 3.0 and not report["x"].changed and report["x"].info["explored"] == {}
 

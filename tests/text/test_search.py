@@ -330,3 +330,16 @@ def reply_schema_of(opt: TextOptimizer, problem: Problem) -> dict:
     tried = {v.name: list(opt.tried.get(v.name, [])) for v in problem.variables}
     return reply_model(problem.variables, exclude_current=True, exclude=tried,
                        constrain_text=True).model_json_schema()
+
+
+def test_a_text_repeating_the_current_words_is_not_re_asked_when_exploring():
+    """SmolLM2 often answers a keyword list with the same list plus a comma; a re-ask got the
+    same again (2 wasted calls a step), so the step explores at once instead."""
+    problem = Problem([Variable("keywords", "text", "hello, thanks")], feedback=["'win a prize' is spam"])
+    llm = Scripted([reply({"keywords": "hello, thanks,"})])
+    result = TextOptimizer(llm, n_candidates=1, max_reasks=2).step(problem)
+    assert len(llm.kwargs) == 1 and result.candidates[0].repeated
+    assert result.explored and result.suggestion["keywords"] != "hello, thanks"
+    llm = Scripted([reply({"keywords": "hello, thanks,"})])
+    TextOptimizer(llm, n_candidates=1, max_reasks=2, explore=False).step(problem)
+    assert len(llm.kwargs) == 3  # without exploration, re-asks are the only way on
