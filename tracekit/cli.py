@@ -207,9 +207,16 @@ def load_object(spec: str, base: Path | None = None) -> Any:
 
 # --- show --------------------------------------------------------------------------------------
 def summarize_log(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """A run's summary computed from its log records."""
+    """A run's summary computed from its log records (with `objectives=`: the objectives,
+    the number of validated steps and the Pareto front, rebuilt from the `val_scores`)."""
     if not records:
         return {"steps": 0}
+    from tracekit.training.front import front_of_log
+
+    found = front_of_log(records)
+    objectives: dict[str, Any] = {} if found is None else {
+        "objectives": found[0].directions, "validated_steps": len(found[1]),
+        "front": [{"step": m.step, "scores": m.scores, "params": m.params} for m in found[2]]}
     scored = [r for r in records if r.get("val_score") is not None]
     best = records[-1].get("best_score")
     best_step = next((r["step"] for r in records if r.get("improved") and r.get("best_score") == best), 0)
@@ -227,6 +234,7 @@ def summarize_log(records: list[dict[str, Any]]) -> dict[str, Any]:
         "cost": sum(r.get("cost", 0.0) for r in records),
         "seconds": sum(r.get("seconds", 0.0) for r in records),
         "best_params": best_record.get("params", {}),
+        **objectives,
     }
 
 
@@ -303,7 +311,8 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     fmt = lambda s: "n/a" if s is None else f"{s:.4g}"  # noqa: E731
     print(f"run {run_dir}: {summary['steps']} steps ({summary['stop_reason']})")
-    print(f"  validation score: {fmt(summary.get('initial_score'))} before -> {fmt(summary.get('best_score'))} "
+    score = next(iter(summary.get("objectives") or {"score": ""}))  # the primary objective
+    print(f"  validation {score}: {fmt(summary.get('initial_score'))} before -> {fmt(summary.get('best_score'))} "
           f"best (step {summary.get('best_step')}); {summary.get('reverted_steps', 0)} step(s) reverted")
     print(f"  LLM: {summary.get('llm_calls', 0)} calls, "
           f"{summary.get('prompt_tokens', 0) + summary.get('completion_tokens', 0)} tokens, "
@@ -319,6 +328,12 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
         for c in summary.get("front_lineage", []):
             print(f"    candidate {c['id']}: score {fmt(c.get('score'))}, step {c['step']}, {c['origin']}, "
                   f"parents {c['parents']}, changed {c['changed']}")
+    if summary.get("objectives"):
+        names = list(summary["objectives"])
+        print(f"  objectives: {', '.join(f'{n} ({d})' for n, d in summary['objectives'].items())}; "
+              f"Pareto front: {len(summary['front'])} of {summary['validated_steps']} validated step(s)")
+        for m in summary["front"]:
+            print(f"    step {m['step']:>4}: " + ", ".join(f"{n} {fmt(m['scores'][n])}" for n in names))
     print("  best parameters:")
     for name, value in summary.get("best_params", {}).items():
         text = json.dumps(value) if not isinstance(value, str) else repr(value)
@@ -330,8 +345,11 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
         for r in records:
             changed = [c["name"] for c in r.get("changes", []) if c.get("changed")]
             mark = " reverted" if r.get("reverted") else (" best" if r.get("improved") else "")
+            scores = r.get("val_scores") if isinstance(r.get("val_scores"), dict) else {}
+            each = (" [" + ", ".join(f"{n} {fmt(v) if isinstance(v, (int, float)) else v}"
+                                     for n, v in scores.items()) + "]") if scores else ""
             print(f"    {r['step']:>4}  train {fmt(r.get('train_score'))}  val {fmt(r.get('val_score'))}"
-                  f"{mark}  changed {changed}  tokens {r.get('prompt_tokens', 0) + r.get('completion_tokens', 0)}")
+                  f"{each}{mark}  changed {changed}  tokens {r.get('prompt_tokens', 0) + r.get('completion_tokens', 0)}")
     return 0
 
 

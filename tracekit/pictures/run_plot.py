@@ -116,9 +116,16 @@ def plot_run(log_path_or_records: str | os.PathLike | Iterable[Mapping[str, Any]
     `x`: what the x axis shows: "step" (default), or the budget spent so far --
     "spent_metric_calls" (score vs metric calls, for runs with a budget), "spent_cost",
     "spent_seconds".
+    With several objectives (`tk.Trainer(objectives=...)`: records with `val_scores`), a last
+    panel plots every validated step on the first two objectives, the Pareto front
+    highlighted and joined as a step line (`front_panel`).
     """
+    from tracekit.training.front import front_of_log
+
     records = read_run_log(log_path_or_records)
     series = run_series(records, x)
+    found = front_of_log(records)
+    front = found if found is not None and len(found[0].names) >= 2 and found[1] else None
     score_keys = [k for k in SCORE_KEYS if k in series and "score" in k]
     loss_keys = [k for k in SCORE_KEYS if k in series and "loss" in k]
     panels: list[str] = []
@@ -144,8 +151,17 @@ def plot_run(log_path_or_records: str | os.PathLike | Iterable[Mapping[str, Any]
     from matplotlib.ticker import MaxNLocator
 
     with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig = Figure(figsize=(7.5, 2.3 * len(panels) + 0.6), layout="constrained")
-        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+        if front is None:
+            fig = Figure(figsize=(7.5, 2.3 * len(panels) + 0.6), layout="constrained")
+            axes = list(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
+        else:  # the time panels share their x axis; the front panel has the objectives' axes
+            fig = Figure(figsize=(7.5, 2.3 * len(panels) + 4.0), layout="constrained")
+            grid = fig.add_gridspec(len(panels) + 1, 1, height_ratios=[1.0] * len(panels) + [1.5])
+            axes = [fig.add_subplot(grid[0])]
+            axes += [fig.add_subplot(grid[i], sharex=axes[0]) for i in range(1, len(panels))]
+            for ax in axes[:-1]:
+                ax.tick_params(labelbottom=False)
+            front_panel(fig.add_subplot(grid[len(panels)]), *front)
         colors = {"train_score": "#1f77b4", "val_score": "#d62728", "best_score": "#7f7f7f",
                   "score": "#2ca02c",
                   "train_loss": "#1f77b4", "val_loss": "#d62728", "loss": "#2ca02c"}
@@ -189,6 +205,33 @@ def plot_run(log_path_or_records: str | os.PathLike | Iterable[Mapping[str, Any]
         fig.suptitle(mpl_escape(heading), fontsize=12)
         fig.savefig(path, format=fmt, dpi=dpi, facecolor="white")
     return path
+
+
+def front_panel(ax: Any, objectives: Any, validated: Sequence[Any], front: Any) -> None:
+    """Draw every validated step on the first two objectives (`tracekit.training.front`
+    `Objectives`, members), the front members highlighted and joined as a step line."""
+    (xname, xdir), (yname, ydir) = objectives.pairs[:2]
+    on_front = {m.step for m in front.members}
+    rest = [m for m in validated if m.step not in on_front]
+    ax.grid(True, alpha=0.3)
+    ax.scatter([m.scores[xname] for m in rest], [m.scores[yname] for m in rest], s=22, color="#9e9e9e",
+               label="validated step", zorder=2)
+    members = sorted(front.members, key=lambda m: (m.scores[xname], m.scores[yname]))
+    xs, ys = [m.scores[xname] for m in members], [m.scores[yname] for m in members]
+    # the border of what the front dominates: a member holds up to the next one in x's worse direction
+    ax.plot(xs, ys, color="#d62728", lw=1.4, drawstyle="steps-pre" if xdir == "max" else "steps-post",
+            zorder=3)
+    ax.scatter(xs, ys, s=46, color="#d62728", edgecolor="black", linewidth=0.6, label="Pareto front", zorder=4)
+    for m in validated:
+        ax.annotate(str(m.step), (m.scores[xname], m.scores[yname]), xytext=(4, 3),
+                    textcoords="offset points", fontsize=7, color="#444444")
+    words = {"max": "higher is better", "min": "lower is better"}
+    ax.set_xlabel(mpl_escape(f"{xname} ({xdir}: {words[xdir]})"), fontsize=9)
+    ax.set_ylabel(mpl_escape(f"{yname} ({ydir}: {words[ydir]})"), fontsize=9)
+    more = len(objectives.pairs) - 2
+    ax.set_title(mpl_escape(f"Pareto front: {len(members)} of {len(validated)} validated step(s)"
+                            + (f" (first two of {more + 2} objectives)" if more else "")), fontsize=10)
+    ax.legend(fontsize=8, loc="best")
 
 
 def _bar_width(xs: Sequence[float]) -> float:

@@ -239,6 +239,7 @@ _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "val_score": (int, float, type(None)), "best_score": (int, float, type(None)),
     "train_score": (int, float, type(None)), "llm_calls": (int,), "prompt_tokens": (int,),
     "completion_tokens": (int,), "cost": (int, float), "seconds": (int, float),
+    "val_scores": (dict,),  # objectives=: the per-objective means of a full validation
 }
 _RECORD_REQUIRED = ("val_score", "best_score")
 

@@ -5,6 +5,7 @@ fields. Used by `tracekit.training.trainer.Trainer` (and re-exported there).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,16 @@ class EvalResult:
     def errors(self) -> int:
         return sum(1 for r in self.results if r.error)
 
+    def objective_means(self, names: Sequence[str]) -> dict[str, float | None]:
+        """Per-objective means under `Trainer(objectives=...)` (names: the primary first): the
+        primary is `score` (failed examples count as the error score); each other objective is
+        the mean over the examples that gave it (None when none did)."""
+        means: dict[str, float | None] = {names[0]: self.score}
+        for name in names[1:]:
+            values = [r.scores[name] for r in self.results if r.scores and r.scores.get(name) is not None]
+            means[name] = sum(values) / len(values) if values else None
+        return means
+
 
 @dataclass
 class TrainResult:
@@ -62,7 +73,11 @@ class TrainResult:
     budget: dict[str, Any] = field(default_factory=dict)
     #: pool searches: the best candidate's lineage and the Pareto front (lineages)
     best_candidate: dict[str, Any] | None = None
+    #: the Pareto front: with `objectives=`, the non-dominated validated steps as {step,
+    #: scores, params}; with a pool search, the front candidates' lineages
     front: list[dict[str, Any]] = field(default_factory=list)
+    #: `objectives=` as declared, {name: "max" | "min"}, the primary first (None without)
+    objectives: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data (history left out: it is the run log)."""
@@ -70,9 +85,10 @@ class TrainResult:
 
     def __str__(self) -> str:
         direction = "higher is better" if self.higher_is_better else "lower is better"
+        score = next(iter(self.objectives)) if self.objectives else "score"  # the primary objective
         lines = [
             f"training: {self.steps} steps, stopped: {self.stop_reason}",
-            f"  validation score ({direction}): {_fmt(self.initial_score)} before -> "
+            f"  validation {score} ({direction}): {_fmt(self.initial_score)} before -> "
             f"{_fmt(self.best_score)} best (step {self.best_step}); last step {_fmt(self.final_score)}",
             f"  LLM: {self.llm_calls} calls, {self.prompt_tokens + self.completion_tokens} tokens "
             f"({self.prompt_tokens} prompt + {self.completion_tokens} completion), cost {self.cost:.4g}",
@@ -86,6 +102,12 @@ class TrainResult:
             lines.append(f"  search ({self.strategy}): best candidate {self.best_candidate['id']} "
                          f"(parents {self.best_candidate['parents']}); Pareto front "
                          f"{[c['id'] for c in self.front]}")
+        if self.objectives:
+            lines.append(f"  objectives: {', '.join(f'{n} ({d})' for n, d in self.objectives.items())}; "
+                         f"Pareto front: {len(self.front)} step(s)")
+            for m in self.front:
+                lines.append(f"    step {m['step']}: " + ", ".join(
+                    f"{n} {_fmt(m['scores'].get(n))}" for n in self.objectives))
         lines.append("  best parameters:")
         for name, value in self.best_params.items():
             lines.append(f"    {name} = {short_repr(value, 100)}")

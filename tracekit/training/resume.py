@@ -14,6 +14,7 @@ from typing import Any
 from tracekit.errors import StateDictError
 from tracekit.llm.accounting import process_scope
 from tracekit.training import checkpoint as ckpt
+from tracekit.training import front as _front
 from tracekit.training.budget import RunBudget
 from tracekit.training.results import TrainResult, oriented_scores
 
@@ -33,6 +34,7 @@ def start(trainer: Trainer) -> dict[str, Any]:
         return trainer._load(saved)
     ckpt.seed_everything(trainer.seed)
     trainer.rng = random.Random(trainer.seed)
+    _front.start(trainer)
     trainer.budget.load_state_dict({})
     first = len(trainer.val_set if trainer.val_set is not None else trainer.train_set)
     if trainer.budget.max_metric_calls is not None and trainer.budget.max_metric_calls < first:
@@ -41,6 +43,7 @@ def start(trainer: Trainer) -> dict[str, Any]:
     began = time.perf_counter()
     with process_scope() as in_process:  # the workflows' LLM calls in this process
         initial = trainer._validate()
+    val_scores = _front.observe(trainer, 0, initial)  # objectives=: the means; the front's first member
     if trainer.search is not None:
         trainer.search.start(initial)
     state: dict[str, Any] = {
@@ -54,6 +57,8 @@ def start(trainer: Trainer) -> dict[str, Any]:
               "val_errors": initial.errors, "params": ckpt.plain_values(trainer.named_params),
               "changes": [], **in_process.report_fields(),
               "seconds": time.perf_counter() - began, "time": time.time()}
+    if trainer.objectives is not None:  # the directions, for `tracekit show` and plot_run
+        record.update(objectives=trainer.objectives.directions, val_scores=val_scores)
     if trainer._remote is not None:  # the initial validation's LLM calls on the workers
         workers = trainer._remote.take_usage()
         record.update((in_process + workers).report_fields())
@@ -96,6 +101,7 @@ def load(trainer: Trainer, saved: dict[str, Any]) -> dict[str, Any]:
     elif saved.get("pool") is not None:
         raise StateDictError(f"{where} holds a pool search ({saved['pool'].get('strategy')!r}); "
                              f"resume it with the same strategy=, or use another run_dir")
+    set_front = _front.load(trainer, saved, where)  # checked before anything is set
     budget = RunBudget()
     budget.load_state_dict(saved.get("budget") or {"seconds": saved["elapsed"]})  # checked first
     if saved.get("optimizer"):
@@ -104,6 +110,7 @@ def load(trainer: Trainer, saved: dict[str, Any]) -> dict[str, Any]:
         p.write(value)  # validated when staged
     if set_pool is not None:
         set_pool()
+    set_front()
     trainer.rng = rng
     for setter in set_rngs:
         setter()
@@ -145,6 +152,8 @@ def record_step(trainer: Trainer, state: dict[str, Any], record: dict[str, Any])
         "history": trainer.history,
         "budget": trainer.budget.state_dict(),
         **({"pool": trainer.search.state_dict()} if trainer.search is not None else {}),
+        **({"objectives": trainer.objectives.directions, "front": trainer.front.state_dict()}
+           if trainer.objectives is not None else {}),
     })
     ckpt.write_json(trainer.run_dir / ckpt.BEST_FILE, state["best_params"])
 
@@ -167,7 +176,9 @@ def finish(trainer: Trainer, state: dict[str, Any]) -> TrainResult:
         run_dir=str(trainer.run_dir) if trainer.run_dir is not None else None,
         strategy=trainer.strategy.name,
         budget={"spent": trainer.budget.spent(), "left": trainer.budget.left()},
-        **(trainer.search.summary() if trainer.search is not None else {}))
+        **(trainer.search.summary() if trainer.search is not None else {}),
+        **({"objectives": trainer.objectives.directions, "front": trainer.front.to_list()}
+           if trainer.objectives is not None else {}))
     if trainer.history:  # the run log's last record says why the run stopped
         trainer.history[-1]["stop_reason"] = state["stop_reason"]
         result.history[-1] = trainer.history[-1]

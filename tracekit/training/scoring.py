@@ -9,12 +9,12 @@ Used by `tracekit.training.trainer.Trainer` (and re-exported there).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tracekit.context import no_trace
-from tracekit.errors import FeedbackError, describe
+from tracekit.errors import FeedbackError, TracekitError, describe
 from tracekit.feedback import Feedback, loss_to_float
 from tracekit.nodes import Node, short_repr
 
@@ -26,11 +26,14 @@ class Score:
     `value`: the score (higher is better unless the Trainer says otherwise), None for
     text-only feedback. `text`: feedback for the LLM optimizer. `loss`: an optional
     differentiable loss (lower is better), e.g. a torch scalar, for gradient parameters.
+    `scores`: the other objectives of a `Trainer(objectives=...)`, {name: number}
+    (`value` is the first, primary objective).
     """
 
     value: float | None = None
     text: str | None = None
     loss: Any = None
+    scores: dict[str, float] | None = None
 
 
 def as_score(result: Any) -> Score:
@@ -48,7 +51,8 @@ def as_score(result: Any) -> Score:
         unknown = set(result) - {"score", "feedback", "text", "loss"}
         if unknown:
             raise TypeError(f"a metric dict may hold 'score', 'feedback' (or 'text') and 'loss'; "
-                            f"got unknown keys {sorted(unknown)}")
+                            f"got unknown keys {sorted(unknown)} (for several scores, declare them: "
+                            f"Trainer(objectives={{'accuracy': 'max', 'tokens': 'min'}}))")
         value = result.get("score")
         return Score(None if value is None else _as_float(value, "score"),
                      result.get("feedback", result.get("text")), result.get("loss"))
@@ -71,10 +75,105 @@ def _as_float(value: Any, what: str) -> float:
         ) from None
 
 
+# --- several objectives (Trainer(objectives=...)) -------------------------------------------
+class ObjectivesError(TracekitError, TypeError, ValueError):
+    """A metric's return does not match the `objectives=` declared to the Trainer."""
+
+
+#: what a metric dict may hold besides the declared objectives
+FEEDBACK_KEYS = ("feedback", "text", "loss")
+
+
+def objective_score(result: Any, names: Sequence[str]) -> Score:
+    """A metric's return under `objectives=names` (the primary first) as a `Score` whose
+    `value` is the primary objective and `scores` every objective: a dict holding each name
+    (plus optional 'feedback'/'text'/'loss'), a `Score(value=primary, scores={...})`, or,
+    with a single objective, any form `as_score` reads."""
+    primary = names[0]
+    if isinstance(result, Node):
+        result = result.raw
+    if isinstance(result, dict):
+        unknown = [k for k in result if k not in names and k not in FEEDBACK_KEYS]
+        if unknown:
+            raise ObjectivesError(f"the metric returned unknown keys {sorted(map(str, unknown))}; under "
+                                  f"objectives={list(names)} a metric dict holds those names plus optional "
+                                  f"{list(FEEDBACK_KEYS)} (declare every score in objectives=)")
+        text = result.get("feedback", result.get("text"))
+        if text is not None and not isinstance(text, str):
+            raise ObjectivesError(f"the metric's 'feedback' must be a str, got {type(text).__name__}")
+        values = {k: result[k] for k in names if k in result}
+        score = Score(None, text, result.get("loss"))
+    else:
+        score = as_score(result)
+        values = dict(score.scores or {})
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            raise ObjectivesError(f"the metric's tk.Score(scores=...) has unknown objectives {sorted(unknown)}; "
+                                  f"objectives= declares {list(names)}")
+        if score.value is not None:
+            if primary in values and _objective_value(values[primary], primary) != score.value:
+                raise ObjectivesError(f"the metric's tk.Score gives the primary objective {primary!r} twice "
+                                      f"and differently: value={score.value} and scores[{primary!r}]="
+                                      f"{values[primary]}; give it once")
+            values[primary] = score.value
+    missing = [k for k in names if values.get(k) is None]
+    if missing:
+        raise ObjectivesError(
+            f"the metric returned no value for objective(s) {missing}; under objectives={list(names)} return "
+            f"a dict with every name, e.g. {{{', '.join(f'{k!r}: ...' for k in names)}, 'feedback': '...'}}, "
+            f"or tk.Score(value=<{primary}>, scores={{...}})")
+    vector = {k: _objective_value(values[k], k) for k in names}
+    return Score(vector[primary], score.text, score.loss, vector)
+
+
+def _objective_value(value: Any, name: str) -> float:
+    try:
+        number = loss_to_float(value)
+    except FeedbackError:
+        raise ObjectivesError(f"objective {name!r} must be a number, the metric returned a "
+                              f"{type(value).__name__}: {short_repr(value, 60)}") from None
+    if math.isnan(number):
+        raise ObjectivesError(f"objective {name!r} is NaN; the metric must return a number for every "
+                              f"objective (use error_score= for failed examples)")
+    return number
+
+
+class ObjectiveMetric:
+    """The user's metric under `objectives=`: its return read by `objective_score`. The
+    first misuse is kept in `problem` (the Trainer raises it, since a raising metric
+    otherwise only becomes per-example feedback)."""
+
+    def __init__(self, metric: Callable[[Any, Any], Any], names: Sequence[str]) -> None:
+        self.metric = metric
+        self.names = tuple(names)
+        self.problem: ObjectivesError | None = None
+        self.__name__ = str(getattr(metric, "__name__", type(metric).__name__))
+        self.__qualname__ = str(getattr(metric, "__qualname__", self.__name__))
+        self.__wrapped__ = metric
+
+    def __call__(self, prediction: Any, example: Any) -> Any:
+        raw = self.metric(prediction, example)
+        if _is_awaitable(raw):
+            return self._convert_async(raw)
+        return self._convert(raw)
+
+    async def _convert_async(self, awaitable: Any) -> Score:
+        return self._convert(await awaitable)
+
+    def _convert(self, raw: Any) -> Score:
+        try:
+            return objective_score(raw, self.names)
+        except ObjectivesError as exc:
+            if self.problem is None:
+                self.problem = exc
+            raise
+
+
 @dataclass
 class ExampleResult:
     """One evaluated example: its traced output (training only), plain prediction, score,
-    text feedback, optional loss, and the error it raised (then score = `error_score`)."""
+    text feedback, optional loss, the error it raised (then score = `error_score`), and
+    under `Trainer(objectives=...)` every objective's value (`scores`, the primary first)."""
 
     index: int
     prediction: Any = None
@@ -83,6 +182,7 @@ class ExampleResult:
     loss: Any = None
     error: str | None = None
     output: Any = None
+    scores: dict[str, float] | None = None
 
 
 def default_call(workflow: Callable[..., Any], example: Any) -> Any:
@@ -162,7 +262,7 @@ class Evaluate:
     def _result(self, index: int, output: Any, prediction: Any, raw: Any) -> ExampleResult:
         score = as_score(raw)
         return ExampleResult(index, prediction, score.value, score.text, score.loss,
-                             None, output if self.traced else None)
+                             None, output if self.traced else None, score.scores)
 
     def _failed(self, index: int, output: Any, message: str, prediction: Any = None) -> ExampleResult:
         return ExampleResult(index, prediction, self.error_score, message, None, message,

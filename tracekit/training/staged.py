@@ -93,7 +93,8 @@ def enabled(trainer: Trainer) -> bool:
 def validate_step(trainer: Trainer, state: dict[str, Any], report: Any) -> tuple[Any, dict[str, Any] | None]:
     """The validation of one greedy step: `(EvalResult, screen)` when it ran in full (screen:
     the slices passed, or None), `(None, screen)` when it did not: the step changed nothing
-    (the best parameters' score stands) or it lost a slice (see module doc)."""
+    (the best parameters' score stands) or it lost a slice (see module doc). Only a full
+    result enters the Pareto front of `objectives=` (`tracekit.training.front.observe`)."""
     from tracekit.training.callbacks import notify
     from tracekit.training.pool import same_value
     from tracekit.training.results import EvalResult, oriented

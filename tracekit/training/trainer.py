@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from tracekit.feedback import Feedback
 from tracekit.llm.accounting import Usage, process_scope
 from tracekit.nodes import Node
 from tracekit.training import checkpoint as ckpt
+from tracekit.training import front as _front
 from tracekit.training import progress as _progress
 from tracekit.training import resume as _resume
 from tracekit.training import staged as _staged
@@ -45,11 +46,13 @@ from tracekit.training.callbacks import Callback, check_callbacks, notify
 from tracekit.training.checks import check_arguments
 from tracekit.training.executors import Executor, ThreadExecutor, get_executor
 from tracekit.training.feedback_text import _input_of, _sort_key, aggregate_feedback
+from tracekit.training.front import Front
 from tracekit.training.objective import StepObjective
 from tracekit.training.results import EvalResult, TrainResult, _usage, oriented_scores, step_usage
 from tracekit.training.scoring import (
     Evaluate,
     ExampleResult,
+    ObjectiveMetric,
     Score,
     _loss_of,
     _mean,
@@ -77,8 +80,9 @@ class Trainer:
       call: `call(workflow, example)` runs one example (default: `default_call`).
       batch_size, epochs, max_steps: minibatch size; passes over `train`; step limit
         (with neither epochs nor max_steps, one epoch).
-      higher_is_better: the metric's direction. error_score: the score of an example
-        whose workflow or metric raised (its error becomes feedback).
+      higher_is_better: the metric's direction (default True; with `objectives`, the primary
+        objective's). error_score: the score of an example whose workflow or metric raised
+        (its error becomes feedback).
       revert_on_worse: undo a step that lowers the validation score. patience: stop
         after this many steps without improving the best score by more than min_delta.
       executor: "thread" (default), "async", "serial", "process", "ray" or an `Executor`;
@@ -96,7 +100,8 @@ class Trainer:
         (None: all); the text feedback and the loss always cover the whole minibatch.
       run_dir: where checkpoints, the JSONL log, best.json and summary.json go (None:
         no files). resume: continue from the checkpoint in run_dir when there is one.
-      seed: seeds shuffling and Python/NumPy/torch RNGs. progress: show a tqdm bar.
+      seed: seeds shuffling, Python/NumPy/torch RNGs and Bayesian searches without a
+        `search_seed`. progress: show a tqdm bar.
       strategy: the search over candidates: "greedy" (default: one current state, a worse
         step is reverted), "pareto", "beam", "priority", or a Strategy object
         (`tracekit.training.strategies`). max_metric_calls, max_llm_cost, max_seconds:
@@ -110,13 +115,19 @@ class Trainer:
         parameters on the same examples (successive halving; `tracekit.training.staged`);
         "auto" (default) stages under `max_metric_calls`. A step that changed nothing is
         not validated again.
+      objectives: several scores, {name: "max" | "min"}, the first one primary: the metric
+        returns a dict with every name (plus optional "feedback"/"loss") or
+        `Score(value=<primary>, scores={...})`. The primary is the score (acceptance, early
+        stopping, `best_score`); every full validation logs `val_scores` and the Pareto front
+        of validated steps is kept (`trainer.front`, `TrainResult.front`;
+        `tracekit.training.front`). Greedy strategy and in-process executors only.
     """
 
     def __init__(self, workflow: Callable[..., Any], optimizer: Any, metric: Callable[[Any, Any], Any],
                  train: Sequence[Any], val: Sequence[Any] | None = None, *,
                  call: Callable[[Any, Any], Any] | None = None,
                  batch_size: int = 8, epochs: int | None = None, max_steps: int | None = None,
-                 higher_is_better: bool = True, error_score: float = 0.0,
+                 higher_is_better: bool | None = None, error_score: float = 0.0,
                  revert_on_worse: bool = True, patience: int | None = None, min_delta: float = 0.0,
                  executor: Executor | str | None = "thread", max_concurrency: int = 8,
                  batch_objective: bool | str = True, feedback_chars: int = 2000,
@@ -124,12 +135,13 @@ class Trainer:
                  resume: bool = False, seed: int = 0, progress: bool = True,
                  strategy: Any = "greedy", max_metric_calls: int | None = None,
                  max_llm_cost: float | None = None, max_seconds: float | None = None,
-                 callbacks: Sequence[Callback] | None = None, validation: str = "auto") -> None:
+                 callbacks: Sequence[Callback] | None = None, validation: str = "auto",
+                 objectives: Mapping[str, str] | None = None) -> None:
         check_arguments(workflow=workflow, optimizer=optimizer, metric=metric, train=train, val=val,
                         call=call, batch_size=batch_size, epochs=epochs, max_steps=max_steps,
                         patience=patience, trace_examples=trace_examples, max_concurrency=max_concurrency,
                         feedback_chars=feedback_chars, seed=seed, error_score=error_score,
-                        min_delta=min_delta, higher_is_better=higher_is_better,
+                        min_delta=min_delta, higher_is_better=True if higher_is_better is None else higher_is_better,
                         revert_on_worse=revert_on_worse, resume=resume, progress=progress,
                         run_dir=run_dir, batch_objective=batch_objective)
         self.train_set = list(train)
@@ -140,12 +152,14 @@ class Trainer:
             raise ValueError("the validation set is empty; pass val=None to validate on the training set")
         self.workflow = workflow
         self.optimizer = optimizer
-        self.metric = metric
+        # objectives=: several scores, the first primary (it sets higher_is_better; tracekit.training.front)
+        self.objectives, self.higher_is_better = _front.declare(objectives, higher_is_better)
+        self.metric = metric if self.objectives is None else ObjectiveMetric(metric, self.objectives.names)
+        self.front: Front | None = None if self.objectives is None else Front(self.objectives)
         self.call = call
         self.batch_size = batch_size
         self.epochs = epochs if epochs is not None or max_steps is not None else 1
         self.max_steps = max_steps
-        self.higher_is_better = higher_is_better
         self.error_score = float(error_score)
         self.revert_on_worse = revert_on_worse
         self.patience = patience
@@ -174,6 +188,7 @@ class Trainer:
         self._scope: Usage | None = None  # this process's LLM usage during the current step
         self.strategy = get_strategy(strategy)
         self.search = None if isinstance(self.strategy, Greedy) else PoolSearch(self, self.strategy)
+        _front.check_use(self)
         self._calls_at_step = 0
         self.callbacks: list[Callback] = check_callbacks(callbacks)
         self.callback_errors: list[str] = []  # what raising callbacks said (`tracekit.training.callbacks`)
@@ -280,6 +295,7 @@ class Trainer:
     def _fit(self) -> TrainResult:
         if self._remote is not None:
             self._remote.reset()  # ship the workflow as it is now
+        self._seed_searches()
         state = self.state = self._start()
         set_objective = self.batch_objective is not False and getattr(self.optimizer, "objective", None) is None
         if set_objective:
@@ -288,7 +304,7 @@ class Trainer:
         bar = self._bar(state)
         try:
             while state["stop_reason"] is None:
-                reason = self.budget.stop_before_step(self._first_step_calls())
+                reason = self.budget.stop_before_step(self._first_step_calls(), self._smallest_step_calls())
                 if reason:
                     state["stop_reason"] = reason
                     break
@@ -321,6 +337,13 @@ class Trainer:
                 owned.close()
         return self._finish(state)
 
+    def _seed_searches(self) -> None:
+        """A Bayesian search without a seed of its own (`search_seed`) follows the Trainer's
+        `seed`, so that runs with different seeds are different runs (the default seed 0
+        gives the default search seed 0)."""
+        for group in getattr(self.optimizer, "param_groups", []):
+            group.setdefault("search_seed", self.seed)
+
     def _take_step(self, state: dict[str, Any]) -> bool:
         """One step (a merge when the pool search wants one); False when the data or the
         step limit is done."""
@@ -347,6 +370,17 @@ class Trainer:
         size = len(self.val_set if self.val_set is not None else self.train_set)
         return batch + (_staged.rungs(size)[0] if _staged.enabled(self) else size)
 
+    def _smallest_step_calls(self) -> int | None:
+        """With a step allowance (the Trainer's own objective under `max_metric_calls`), the
+        metric calls of the smallest useful step: the minibatch, one trial and the whole
+        validation set aside; steps shrink to fit, so the costliest one so far does not
+        decide. None without an allowance."""
+        if self.objective is None or self.budget.max_metric_calls is None:
+            return None
+        batch = min(self.batch_size, len(self.train_set))
+        trial = len(self.train_set) if self.batch_objective == "train" else batch
+        return batch + trial + self._validation_reserve(batch)
+
     def objective_knows(self, train: EvalResult) -> None:
         """Start the step's objective memo with the minibatch just scored: the current values'
         loss on it (`tracekit.training.objective`); the "train" objective is not seeded."""
@@ -355,7 +389,23 @@ class Trainer:
         known = None
         if self.batch_objective != "train" and train.score is not None:
             known = -train.score if self.higher_is_better else train.score
-        self.objective.start_step(known)
+        self.objective.start_step(known, self._trial_allowance())
+
+    def _trial_allowance(self) -> int | None:
+        """Fresh objective evaluations this step can afford under `max_metric_calls`: what
+        is left once the step's validation is set aside, in objective-sized evaluations
+        (None: no metric-call budget). The solvers share it (`tracekit.training.objective`)."""
+        left = self.budget.left().get("metric_calls")
+        if left is None:
+            return None
+        size = len(self.train_set) if self.batch_objective == "train" else max(1, len(self._batch))
+        return max(0, (left - self._validation_reserve(len(self._batch))) // size)
+
+    def _validation_reserve(self, batch: int) -> int:
+        """The most metric calls a step's validation can take: the whole set, plus the
+        minibatch screen (`batch` examples) of a pool search."""
+        size = len(self.val_set if self.val_set is not None else self.train_set)
+        return size + (batch if self.search is not None and self.strategy.screen else 0)
 
     def _end_step(self, state: dict[str, Any], record: dict[str, Any]) -> None:
         """Charge the step to the budgets, add what was spent to its record, and record it."""
@@ -419,6 +469,7 @@ class Trainer:
         self.objective_knows(train)
         report = self._optimize(train, [ex for _, ex in batch], run)
         val, screen = _staged.validate_step(self, state, report)
+        val_scores = _front.observe(self, state["step"], val)  # objectives=: the means; the front
         improved = val is not None and self._improves(val.score, state["best_score"])
         reverted = False
         if val is None:  # nothing changed, or it lost a slice of the validation set
@@ -455,6 +506,7 @@ class Trainer:
             "train_errors": train.errors, "val_score": _staged.score_after(val, screen, state),
             "best_score": state["best_score"], "improved": improved, "reverted": reverted,
             "val_errors": 0 if val is None else val.errors, **({"screen": screen} if screen else {}),
+            **({"val_scores": val_scores} if val_scores is not None else {}),
             "params": ckpt.plain_values(self.named_params),
             "changes": [] if report is None else [
                 {"name": c.name, "kind": c.kind, "solver": c.solver, "changed": c.changed,
