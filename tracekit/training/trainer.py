@@ -38,6 +38,7 @@ from tracekit.llm.accounting import Usage, process_scope
 from tracekit.nodes import Node
 from tracekit.training import checkpoint as ckpt
 from tracekit.training import front as _front
+from tracekit.training import pacing as _pacing
 from tracekit.training import progress as _progress
 from tracekit.training import resume as _resume
 from tracekit.training import staged as _staged
@@ -304,7 +305,7 @@ class Trainer:
         bar = self._bar(state)
         try:
             while state["stop_reason"] is None:
-                reason = self.budget.stop_before_step(self._first_step_calls(), self._smallest_step_calls())
+                reason = self.budget.stop_before_step(_pacing.first_step_calls(self), _pacing.smallest_step_calls(self))
                 if reason:
                     state["stop_reason"] = reason
                     break
@@ -362,25 +363,6 @@ class Trainer:
             self._step(state, batch)
         return True
 
-    def _first_step_calls(self) -> int:
-        """The fewest metric calls a step can take (the estimate before any step ran)."""
-        batch = min(self.batch_size, len(self.train_set))
-        if self.search is not None and self.strategy.screen:
-            return 2 * batch
-        size = len(self.val_set if self.val_set is not None else self.train_set)
-        return batch + (_staged.rungs(size)[0] if _staged.enabled(self) else size)
-
-    def _smallest_step_calls(self) -> int | None:
-        """With a step allowance (the Trainer's own objective under `max_metric_calls`), the
-        metric calls of the smallest useful step: the minibatch, one trial and the whole
-        validation set aside; steps shrink to fit, so the costliest one so far does not
-        decide. None without an allowance."""
-        if self.objective is None or self.budget.max_metric_calls is None:
-            return None
-        batch = min(self.batch_size, len(self.train_set))
-        trial = len(self.train_set) if self.batch_objective == "train" else batch
-        return batch + trial + self._validation_reserve(batch)
-
     def objective_knows(self, train: EvalResult) -> None:
         """Start the step's objective memo with the minibatch just scored: the current values'
         loss on it (`tracekit.training.objective`); the "train" objective is not seeded."""
@@ -389,23 +371,7 @@ class Trainer:
         known = None
         if self.batch_objective != "train" and train.score is not None:
             known = -train.score if self.higher_is_better else train.score
-        self.objective.start_step(known, self._trial_allowance())
-
-    def _trial_allowance(self) -> int | None:
-        """Fresh objective evaluations this step can afford under `max_metric_calls`: what
-        is left once the step's validation is set aside, in objective-sized evaluations
-        (None: no metric-call budget). The solvers share it (`tracekit.training.objective`)."""
-        left = self.budget.left().get("metric_calls")
-        if left is None:
-            return None
-        size = len(self.train_set) if self.batch_objective == "train" else max(1, len(self._batch))
-        return max(0, (left - self._validation_reserve(len(self._batch))) // size)
-
-    def _validation_reserve(self, batch: int) -> int:
-        """The most metric calls a step's validation can take: the whole set, plus the
-        minibatch screen (`batch` examples) of a pool search."""
-        size = len(self.val_set if self.val_set is not None else self.train_set)
-        return size + (batch if self.search is not None and self.strategy.screen else 0)
+        self.objective.start_step(known, _pacing.trial_allowance(self))
 
     def _end_step(self, state: dict[str, Any], record: dict[str, Any]) -> None:
         """Charge the step to the budgets, add what was spent to its record, and record it."""
