@@ -113,14 +113,15 @@ def contributions(workflow: Triage, opt: tk.Optimizer, initial: dict[int, Any], 
     made is seen apart from the others' (scored outside the training budget)."""
     def score() -> float:
         with tk.no_trace():
-            return sum(accuracy(workflow(ex["text"]).data, ex)[0] for ex in val) / len(val)
+            outputs = [workflow(ex["text"]) for ex in val]  # plain values when not traced
+            return sum(accuracy(getattr(o, "data", o), ex)[0] for o, ex in zip(outputs, val)) / len(val)
 
     solvers = {c["name"]: c["solver"] for r in result.history[1:] for c in r["changes"] if c["changed"]}
     full = score()  # scored again here: a temperature above 0 makes answers vary
     lines = []
     for p in workflow.parameters():
-        name = opt.names[id(p)]
-        if p.data == initial[id(p)]:
+        name = opt.names.get(id(p))
+        if name is None or p.data == initial[id(p)]:
             continue
         trained = p.data
         p.data = initial[id(p)]

@@ -7,8 +7,13 @@ with an objective, keeps the best one found; it never asks a model to write anyt
 works with a model too small to write a useful prompt (the demos do the teaching).
 
 Proposals per step, at most `trials`: the newest bootstrapped demos first (what the model
-got right on this very data), then random subsets of the pool in random order, never a
-subset already tried. The state (pool, tried subsets, random state) is plain JSON data.
+got right on this very data), then random *balanced* subsets of `k` demos (as many as the
+pool has, up to `k`), never a subset already tried. Balanced: the answers take turns, so
+each answer in the pool is shown about equally often; with a small model the answers of the
+demos are what it copies (four "urgent" demos make every answer "urgent"), and a classifier
+shown one class learns nothing about the other. With free-text answers (all different) this
+is a plain random subset. The order within a subset is random.
+The state (pool, tried subsets, random state) is plain JSON data.
 """
 
 from __future__ import annotations
@@ -91,9 +96,24 @@ class DemoSelector:
         for _ in range(20 * self.trials):
             if len(out) >= self.trials:
                 break
-            size = self._rng.randint(1, min(self.k, len(self.pool.demos)))
-            offer(self._rng.sample(self.pool.demos, size))
+            offer(self._balanced(min(self.k, len(self.pool.demos))))
         return out
+
+    def _balanced(self, size: int) -> list[Demo]:
+        """`size` random demos whose answers take turns (see the module doc), shuffled."""
+        groups: dict[str, list[Demo]] = {}
+        for demo in self.pool.demos:
+            answer = {k: v for k, v in demo.items() if k not in self.pool.inputs}
+            groups.setdefault(json.dumps(answer, sort_keys=True, default=str), []).append(demo)
+        queues = [self._rng.sample(g, len(g)) for g in groups.values()]
+        self._rng.shuffle(queues)
+        chosen: list[Demo] = []
+        while len(chosen) < size:
+            for queue in queues:
+                if queue and len(chosen) < size:
+                    chosen.append(queue.pop())
+        self._rng.shuffle(chosen)
+        return chosen
 
     def choose(self, current: list[Demo], objective: Callable[[list[Demo]], float] | None,
                limit: int | None = None) -> tuple[list[Demo] | None, dict[str, Any]]:

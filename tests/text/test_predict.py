@@ -173,6 +173,16 @@ def test_the_selector_proposes_new_subsets_and_keeps_the_best():
     assert again.proposals(chosen) == selector.proposals(chosen)
 
 
+def test_proposed_subsets_show_each_answer_about_equally():
+    pool = DemoPool(["ticket"])
+    for i in range(9):  # a skewed pool: 7 urgent, 2 routine
+        pool.add({"ticket": f"ticket {i}", "label": "routine" if i in (3, 7) else "urgent"}, "labelled")
+    proposals = DemoSelector(pool, k=4, trials=6, seed=0).proposals([])
+    assert len(proposals) == 6 and all(len(p) == 4 for p in proposals)
+    assert all(sum(d["label"] == "routine" for d in p) == 2 for p in proposals)  # 2 + 2, not 4 urgent
+    assert len({json.dumps(p) for p in proposals}) == 6
+
+
 def test_a_bootstrapped_demo_replaces_a_labelled_one_for_the_same_input():
     pool = DemoPool(["ticket"])
     assert pool.add(ROWS[0], "labelled") and not pool.add(ROWS[0], "labelled")
