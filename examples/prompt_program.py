@@ -21,7 +21,8 @@ What to expect, measured on 2 CPU cores with the embedded SmolLM2-135M (cache of
 plain prompt answers "urgent" for every ticket (0.53-0.57 on validation, the majority
 class); shown as earlier chat turns, worked examples make the model answer in their
 pattern, and validation reaches 0.60-0.80 within the budget. The figures of each run are
-printed; benchmarks/prompt_programs.py compares the same task with DSPy's optimizers.
+printed, then what each trained part is worth (validation with only that part set back to
+its start); benchmarks/prompt_programs.py compares the same task with DSPy's optimizers.
 """
 
 from __future__ import annotations
