@@ -52,7 +52,7 @@ from benchmarks.baselines import RandomProposals  # noqa: E402
 from solvers.text import build_prompt  # noqa: E402
 from solvers.text.exclude import normal_form  # noqa: E402
 from solvers.text.problem import Problem  # noqa: E402
-from solvers.text.prompt import own_wording  # noqa: E402
+from solvers.text.prompt import own_wording, shorten  # noqa: E402
 from solvers.text.reply import is_placeholder  # noqa: E402
 from tracekit.routes.text import build_problem  # noqa: E402
 
@@ -325,12 +325,8 @@ def prompt_copy(new: Any, old: Any, p: Any, feedback: list[str]) -> str:
     for piece in [x for x in pieces if len(x) >= 16] + [f.strip() for f in feedback]:
         form = normal_form(piece)
         if form and form in text and form not in now:
-            return f"copies {shorten_text(piece)}"
+            return f"copies {shorten(piece, 80, raw_str=True)}"
     return ""
-
-
-def shorten_text(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def reply_log(backend: Any) -> list[str]:
@@ -415,7 +411,7 @@ def run_task(task_name: str, method: str, seed: int, steps: int, llm: Any, n_can
             if data_copy:
                 entry["prompt_copy"] = data_copy
             if isinstance(new, str):
-                entry["replies"] = [shorten_text(r, 400) for r in step_replies]
+                entry["replies"] = [shorten(r, 400, raw_str=True) for r in step_replies]
             applied.append(entry)
         if not method.startswith("random"):
             calls += usage.calls

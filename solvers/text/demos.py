@@ -124,8 +124,8 @@ class DemoSelector:
         counted as tried."""
         proposals = self.proposals(current)
         capped = objective is not None and limit is not None and limit < len(proposals)
-        if capped:
-            proposals = proposals[:max(0, limit or 0)]
+        if capped and limit is not None:
+            proposals = proposals[:max(0, limit)]
         for p in proposals:
             self._remember(p)
         info: dict[str, Any] = {"pool": len(self.pool.demos), "bootstrapped": len(self.pool.bootstrapped()),

@@ -95,7 +95,7 @@ class TextSolver:
     def step(self, params: list[ParameterNode], context: StepContext) -> list[ParamUpdate]:
         """Propose new values for `params` from their feedback; the Optimizer validates them."""
         objective = self.objective if self.objective is not None else context.objective
-        left = trials_left(objective) if objective is not None else None
+        left = trials_left(objective)
         if left == 0:  # nothing could judge a proposal: ask the model for none
             return [ParamUpdate(context.name_of(p), self.name, reason="kept: no trials left in this "
                                 "step's share of max_metric_calls") for p in params]

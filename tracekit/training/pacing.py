@@ -13,10 +13,6 @@ from typing import Any
 from tracekit.training import staged as _staged
 
 
-def _val_size(t: Any) -> int:
-    return len(t.val_set if t.val_set is not None else t.train_set)
-
-
 def _screens(t: Any) -> bool:
     return t.search is not None and t.strategy.screen
 
@@ -26,7 +22,7 @@ def first_step_calls(t: Any) -> int:
     batch = min(t.batch_size, len(t.train_set))
     if _screens(t):
         return 2 * batch
-    size = _val_size(t)
+    size = len(t.validation_set)
     return batch + (_staged.rungs(size)[0] if _staged.enabled(t) else size)
 
 
@@ -55,4 +51,4 @@ def trial_allowance(t: Any) -> int | None:
 def validation_reserve(t: Any, batch: int) -> int:
     """The most metric calls a step's validation can take: the whole set, plus the minibatch
     screen (`batch` examples) of a pool search."""
-    return _val_size(t) + (batch if _screens(t) else 0)
+    return len(t.validation_set) + (batch if _screens(t) else 0)

@@ -36,7 +36,7 @@ def start(trainer: Trainer) -> dict[str, Any]:
     trainer.rng = random.Random(trainer.seed)
     _front.start(trainer)
     trainer.budget.load_state_dict({})
-    first = len(trainer.val_set if trainer.val_set is not None else trainer.train_set)
+    first = len(trainer.validation_set)
     if trainer.budget.max_metric_calls is not None and trainer.budget.max_metric_calls < first:
         raise ValueError(f"max_metric_calls={trainer.budget.max_metric_calls} is less than one validation "
                          f"({first} examples): raise it, or validate on fewer examples (val=...)")
@@ -128,7 +128,7 @@ def load(trainer: Trainer, saved: dict[str, Any]) -> dict[str, Any]:
 def _best_val(saved: Any, trainer: Trainer) -> list[float] | None:
     """The best parameters' per-example validation scores of a checkpoint; None (the next
     step validates in full) when absent or not one number per validation example."""
-    size = len(trainer.val_set if trainer.val_set is not None else trainer.train_set)
+    size = len(trainer.validation_set)
     if (isinstance(saved, list) and len(saved) == size
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in saved)):
         return [float(v) for v in saved]

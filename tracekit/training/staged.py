@@ -105,7 +105,7 @@ def validate_step(trainer: Trainer, state: dict[str, Any], report: Any) -> tuple
     if not changed and all(same_value(p.raw, best.get(name)) for name, p in trainer.named_params):
         return None, {"skipped": "the step changed nothing"}
     best_val = state.get("best_val")
-    data = trainer.val_set if trainer.val_set is not None else trainer.train_set
+    data = trainer.validation_set
     if not enabled(trainer) or best_val is None or len(rungs(len(data))) == 1:
         return trainer._validate(), None
 

@@ -412,9 +412,14 @@ class Trainer:
         state["position"] += len(indices)
         return [(i, self.train_set[i]) for i in indices]
 
+    @property
+    def validation_set(self) -> list[Any]:
+        """What a step is validated on: `val`, or the training set without one."""
+        return self.val_set if self.val_set is not None else self.train_set
+
     def _validate(self) -> EvalResult:
-        self.budget.charge_metric_calls(len(self.val_set if self.val_set is not None else self.train_set))
-        result = self.evaluate(self.val_set if self.val_set is not None else self.train_set)
+        self.budget.charge_metric_calls(len(self.validation_set))
+        result = self.evaluate(self.validation_set)
         if result.score is None:
             raise ValueError(
                 "the metric returned text only, but validation needs a score: return a number, "
