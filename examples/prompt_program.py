@@ -7,7 +7,8 @@ The workflow answers "urgent" or "routine" for a support ticket. It has an LLM c
   triage.demos           (demos)        the demo solver picks worked examples from the
                                         labelled training tickets (no generation)
   triage.temperature     (number)       Bayesian search (Optuna's TPE)
-  triage.demo_selection  (categorical)  "fixed" demos, or the "nearest" labelled tickets per call
+  triage.demo_selection  (categorical)  "fixed" demos, or the "nearest" labelled tickets per
+                                        call: chosen by the demo solver, beside the demos
   alarm_threshold        (number)       the rule: a ticket whose alarm-word density reaches it
                                         is urgent whatever the LLM says (Bayesian search)
 

@@ -51,7 +51,10 @@ def route_of(p: ParameterNode, has_objective: bool) -> str:
     "bayesian" (Optuna search) when there is an objective or its feedback carries a
     loss (a finite one for a number); a number with text-only feedback that gives a
     signal (a target, a direction) -> "bracket"; else "text". Tensors: "gradient" when the loss reached them through torch, else
-    "zeroth_order" (SPSA: high-dimensional) with an objective, else "text"."""
+    "zeroth_order" (SPSA: high-dimensional) with an objective, else "text". A parameter
+    whose `route` is set (e.g. `tk.Predict`'s `demo_selection`: "demos") takes that route."""
+    if p.route is not None:
+        return p.route
     if p.kind in ("text", "code"):
         return "text"
     if p.kind == "demos":

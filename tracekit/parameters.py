@@ -23,10 +23,13 @@ class ParameterNode(Node):
 
     Assigning `param.data = v` (or `param.set(v)`) validates and casts `v` for the kind;
     a refused value raises `InvalidValueError` and the old value stays in place.
+    `route`: the optimizer route that trains it, when its kind does not say (None: chosen
+    by kind and feedback, `tk.optimizer.route_of`); e.g. `tk.Predict`'s `demo_selection`, a
+    categorical, is trained by the demo solver together with the demos.
     """
 
     __slots__ = ("kind", "description", "bounds", "choices", "feedback", "validator",
-                 "trainable", "value_type", "constraints")
+                 "trainable", "value_type", "constraints", "route")
     is_parameter = True
 
     def __init__(
@@ -68,6 +71,7 @@ class ParameterNode(Node):
         self.trainable = trainable
         self.value_type = type(value)
         self.constraints: list = []
+        self.route: str | None = None
         if self.bounds is not None and kind == "numeric":
             self._check_in_bounds(value)
         try:  # the initial value must pass the parameter's own validation, as every later one

@@ -110,6 +110,7 @@ class Predict(Module):
         self.demo_selection = param(demo_selection, name=f"{self.name}_demo_selection", choices=list(SELECTIONS),
                                     description=f"how the LLM call {self.name} gets its demos: the fixed "
                                                 f"demos, or the labelled examples nearest to its inputs")
+        self.demo_selection.route = "demos"  # chosen by the demo solver, beside the demos themselves
         self._nearest: NearestDemos | None = None
         self._backend: Any = None
         self._reply_model: Any = False  # False: not built yet (None: plain text answers)

@@ -6,7 +6,12 @@ examples the user gave. `DemoSelector` proposes subsets (which demos, in which o
 with an objective, keeps the best one found; it never asks a model to write anything, so it
 works with a model too small to write a useful prompt (the demos do the teaching).
 
-Proposals per step, at most `trials`: the newest bootstrapped demos first (what the model
+A caller may also offer per-call selection *rules* by name (`tk.Predict`'s "nearest": the
+labelled examples most like each call's inputs): with an objective they are proposed first,
+each at most `RULE_TRIES` times over a run (a rule is one choice, so a minibatch that
+happened to disfavour it is given another chance, but not forever).
+
+Proposals per step, at most `trials`: the rules, then the newest bootstrapped demos (what the model
 got right on this very data), then random *balanced* subsets of `k` demos (as many as the
 pool has, up to `k`), never a subset already tried. Balanced: the answers take turns, so
 each answer in the pool is shown about equally often; with a small model the answers of the
@@ -26,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Demo = dict[str, Any]
+Choice = list[Demo] | str  # fixed demos, or the name of a per-call selection rule
+RULE_TRIES = 3  # a rule is proposed at most this many times over a run
 MAX_POOL = 200  # candidates kept (the oldest bootstrapped ones are forgotten first)
 MAX_TRIED = 500
 
@@ -79,10 +86,14 @@ class DemoSelector:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
-    def proposals(self, current: list[Demo]) -> list[list[Demo]]:
-        """Up to `trials` new subsets of at most `k` demos (see the module doc)."""
+    def proposals(self, current: Choice, rules: Sequence[str] = (), subsets: bool = True) -> list[Choice]:
+        """Up to `trials` proposals: the `rules` other than `current` not yet tried
+        `RULE_TRIES` times, then (when `subsets`) new subsets of at most `k` demos (see the
+        module doc)."""
+        out: list[Choice] = []
+        out += [r for r in dict.fromkeys(rules)
+                if r != current and self.tried.count(self._key(r)) < RULE_TRIES][:self.trials]
         seen = set(self.tried) | {self._key(current)}
-        out: list[list[Demo]] = []
 
         def offer(subset: list[Demo]) -> None:
             key = self._key(subset)
@@ -90,7 +101,7 @@ class DemoSelector:
                 seen.add(key)
                 out.append(subset)
 
-        if self.k == 0 or not self.pool.demos:
+        if not subsets or self.k == 0 or not self.pool.demos:
             return out
         offer(self.pool.bootstrapped()[-self.k:][::-1])  # newest first
         for _ in range(20 * self.trials):
@@ -115,14 +126,16 @@ class DemoSelector:
         self._rng.shuffle(chosen)
         return chosen
 
-    def choose(self, current: list[Demo], objective: Callable[[list[Demo]], float] | None,
-               limit: int | None = None) -> tuple[list[Demo] | None, dict[str, Any]]:
-        """The subset to use next, or None to keep `current`, and what was done. Without an
-        objective the first proposal is taken; with one, the best proposal that beats the
-        current demos' loss (each evaluation is one call of `objective`). `limit` caps the
+    def choose(self, current: Choice, objective: Callable[[Choice], float] | None,
+               limit: int | None = None, rules: Sequence[str] = (), subsets: bool = True
+               ) -> tuple[Choice | None, dict[str, Any]]:
+        """The demos or rule to use next, or None to keep `current`, and what was done.
+        Without an objective the first subset is taken (rules need evidence: none is
+        offered); with one, the best proposal that beats `current`'s loss (each evaluation
+        is one call of `objective`, with a subset or a rule's name). `limit` caps the
         proposals evaluated (a step's share of a metric-call budget); the others are not
         counted as tried."""
-        proposals = self.proposals(current)
+        proposals = self.proposals(current, rules if objective is not None else (), subsets)
         capped = objective is not None and limit is not None and limit < len(proposals)
         if capped and limit is not None:
             proposals = proposals[:max(0, limit)]
@@ -142,11 +155,13 @@ class DemoSelector:
             return proposals[best], info
         return None, info
 
-    def _key(self, subset: list[Demo]) -> str:
-        return json.dumps([demo_key(d, self.pool.inputs) for d in subset])
+    def _key(self, choice: Choice) -> str:
+        if isinstance(choice, str):
+            return json.dumps({"rule": choice})
+        return json.dumps([demo_key(d, self.pool.inputs) for d in choice])
 
-    def _remember(self, subset: list[Demo]) -> None:
-        self.tried.append(self._key(subset))
+    def _remember(self, choice: Choice) -> None:
+        self.tried.append(self._key(choice))
         del self.tried[:-MAX_TRIED]
 
     # --- state ----------------------------------------------------------------------------------
@@ -169,9 +184,9 @@ class DemoSelector:
         self.pool.demos, self.pool.sources, self.tried, self._rng = demos, sources, tried, rng
 
 
-def _safe(objective: Callable[[list[Demo]], float], subset: list[Demo]) -> float:
+def _safe(objective: Callable[[Choice], float], choice: Choice) -> float:
     try:
-        loss = float(objective(subset))
+        loss = float(objective(choice))
     except Exception:  # a failed evaluation counts as the worst, never as a crash
         return math.inf
     return loss if math.isfinite(loss) else math.inf

@@ -230,6 +230,87 @@ def test_calls_scored_best_become_bootstrapped_demos_and_the_state_resumes():
         opt2.load_state_dict({"solvers": {"0:demos": {"label_demos": {"demos": [], "sources": ["x"]}}}})
 
 
+def _wrong(opt, triage):
+    opt.zero_feedback()
+    opt.backward(triage(ticket="Disk full"), tk.Feedback(loss=1.0, text="wrong"))
+
+
+def test_retrieval_is_a_demo_solver_proposal_kept_only_when_it_scores_best():
+    triage = make(replying('{"label": "urgent"}'), examples=ROWS)
+    assert tk.optimizer.route_of(triage.demo_selection, has_objective=True) == "demos"
+    seen = []
+
+    def objective():  # retrieval wins by far; any fixed subset helps a little
+        seen.append((triage.demo_selection.data, len(triage.demos.data)))
+        return -10.0 if triage.demo_selection.data == "nearest" else -len(triage.demos.data)
+
+    opt = tk.Optimizer([triage.demos, triage.demo_selection], objective=objective)
+    _wrong(opt, triage)
+    report = opt.step()
+    assert report["label_demo_selection"].solver == "demos" and triage.demo_selection.data == "nearest"
+    assert seen[:2] == [("fixed", 0), ("nearest", 0)]  # the baseline, then retrieval first, demos as they were
+    assert any(sel == "fixed" and n > 0 for sel, n in seen)  # fixed subsets were judged beside it
+    assert triage.demos.data == [] and not report["label_demos"].changed
+    assert "'nearest' rule" in report["label_demo_selection"].reason
+    # from "nearest", a fixed subset that scores better switches back, setting both parameters
+    opt.objective = lambda: -20.0 if triage.demo_selection.data == "fixed" and triage.demos.data else 0.0
+    _wrong(opt, triage)
+    report = opt.step()
+    assert triage.demo_selection.data == "fixed" and triage.demos.data
+    assert report["label_demos"].changed and report["label_demo_selection"].changed
+
+
+def test_retrieval_that_loses_is_kept_out_and_retried_a_bounded_number_of_times():
+    from solvers.text.demos import RULE_TRIES
+
+    tried = []
+
+    def run(state=None, steps=RULE_TRIES + 2):
+        triage = make(replying('{"label": "urgent"}'), examples=ROWS)
+
+        def objective():
+            tried.append(triage.demo_selection.data)
+            return 1.0 if triage.demo_selection.data == "nearest" else 0.0  # retrieval always worse
+
+        opt = tk.Optimizer([triage.demos, triage.demo_selection], objective=objective, demo_trials=2)
+        if state is not None:
+            opt.load_state_dict(state)
+        for _ in range(steps):
+            _wrong(opt, triage)
+            opt.step()
+            assert triage.demo_selection.data == "fixed"
+        return opt
+
+    state = json.loads(json.dumps(run().state_dict()))
+    assert tried.count("nearest") == RULE_TRIES and tried.count("fixed") > RULE_TRIES
+    tried.clear()
+    run(steps=1)  # a fresh run tries it again
+    assert "nearest" in tried
+    tried.clear()
+    run(state, steps=1)  # the tries are in the resumed state
+    assert "nearest" not in tried and tried
+
+
+def test_selection_alone_without_examples_or_without_an_objective_is_kept():
+    triage = make(replying('{"label": "urgent"}'), examples=ROWS)
+    opt = tk.Optimizer([triage.demo_selection])  # no objective, no loss: no evidence for a rule
+    _wrong(opt, triage)
+    row = opt.step()["label_demo_selection"]
+    assert not row.changed and row.solver == "demos" and triage.demo_selection.data == "fixed"
+    bare = make(replying('{"label": "urgent"}'))  # no labelled examples: retrieval shows nothing
+    opt = tk.Optimizer([bare.demo_selection], objective=lambda: 0.0 if bare.demo_selection.data == "fixed" else -1)
+    _wrong(opt, bare)
+    assert not opt.step()["label_demo_selection"].changed
+    # the selection alone, with examples and an objective: the two rules are compared
+    opt = tk.Optimizer([triage.demo_selection],
+                       objective=lambda: -1.0 if triage.demo_selection.data == "nearest" else 0.0)
+    _wrong(opt, triage)
+    assert opt.step()["label_demo_selection"].changed and triage.demo_selection.data == "nearest"
+    opt.objective = lambda: -1.0 if triage.demo_selection.data == "fixed" else 0.0
+    _wrong(opt, triage)
+    assert opt.step()["label_demo_selection"].changed and triage.demo_selection.data == "fixed"
+
+
 @pytest.mark.real_llm
 def test_predict_with_the_embedded_model_and_a_short_training_run(embedded_llm_nocache):
     """The real embedded model over the real openai client: typed answers through its

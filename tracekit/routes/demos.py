@@ -5,7 +5,9 @@ answer was read and whose record scored best (the lowest loss of the step's reco
 feedback that says it is right) becomes a bootstrapped demo; the `Predict`'s labelled
 `examples` join the pool too. `solvers.text.DemoSelector` then proposes subsets (which and in
 which order), and with an objective (the Trainer's minibatch objective, or `objective=`)
-keeps the best one only when it beats the current demos. No text is generated.
+keeps the best one only when it beats the current demos. A `Predict`'s `demo_selection`
+is decided here too: with an objective, retrieval ("nearest": the labelled examples most like
+each call's inputs) is proposed beside the fixed subsets. No text is generated.
 
 Options: `demo_trials` (subsets evaluated per step, default 4), `seed`.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from solvers.text.demos import DemoPool, DemoSelector
+from solvers.text.demos import Choice, DemoPool, DemoSelector
 from solvers.text.signal import says_right
 from tracekit.feedback import loss_to_float
 from tracekit.nodes import MessageNode, ParameterNode
@@ -25,7 +27,11 @@ DEFAULT_TRIALS = 4
 
 
 class DemoSolver:
-    """Demos parameters -> bootstrap from scored calls + labelled examples -> best subset."""
+    """Demos parameters -> bootstrap from scored calls + labelled examples -> best subset.
+
+    A `tk.Predict`'s `demo_selection` comes here too (its `route` says so): the demos of a
+    call and where they come from are one decision, so retrieval ("nearest") is one of the
+    proposals beside fixed subsets, each judged by the same objective."""
 
     name = "demos"
 
@@ -36,30 +42,53 @@ class DemoSolver:
         self._pending: dict[str, dict[str, Any]] = {}  # loaded states, used on first sight
 
     def step(self, params: list[ParameterNode], context: StepContext) -> list[ParamUpdate]:
-        updates = []
+        updates: list[ParamUpdate] = []
+        groups: dict[int, tuple[Any, dict[str, ParameterNode], list[tuple[MessageNode, Any, float | None]]]] = {}
         for p in params:
-            name = context.name_of(p)
             calls = _calls(p)
             if not calls:
-                updates.append(ParamUpdate(name, self.name, reason="kept: no tk.Predict call of these demos in the trace"))
+                updates.append(ParamUpdate(context.name_of(p), self.name,
+                                           reason="kept: no tk.Predict call of this parameter in the trace"))
                 continue
             module = calls[0][0].op.module
-            selector = self._selector(name, module)
-            added = self._harvest(p, selector.pool, calls, module)
-            objective = self._objective(p, name, context.objective)
-            chosen, info = selector.choose(list(p.raw), objective, limit=trials_left(context.objective))
-            info["added"] = added
-            if chosen is None:
-                why = ("no subset beat the current demos" if info.get("proposals") else
-                       "no trials left in this step's share of max_metric_calls" if "capped_at" in info else
-                       "no new subset to try")
-                updates.append(ParamUpdate(name, self.name, reason=f"kept: {why} (pool {info['pool']})", info=info))
-                continue
-            scored = (f", loss {info['baseline_loss']:.4g} -> {min(info['losses']):.4g}"
-                      if "losses" in info else "")
-            updates.append(ParamUpdate(name, self.name, new_value=chosen, info=info,
-                                       reason=f"{len(chosen)} demos from a pool of {info['pool']}{scored}"))
+            _, parts, found = groups.setdefault(id(module), (module, {}, []))
+            parts["selection" if p is module.demo_selection else "demos"] = p
+            if not found:
+                found.extend(calls)
+        for module, parts, calls in groups.values():
+            updates += self._step_call(module, parts, calls, context)
         return updates
+
+    def _step_call(self, module: Any, parts: dict[str, ParameterNode],
+                   calls: list[tuple[MessageNode, Any, float | None]], context: StepContext) -> list[ParamUpdate]:
+        """One `tk.Predict`'s demos and/or demo selection: propose, judge, keep the best."""
+        names = {part: context.name_of(p) for part, p in parts.items()}
+        demos_p, selection_p = parts.get("demos"), parts.get("selection")
+        rule = str(selection_p.raw) if selection_p is not None else "fixed"
+        selector = self._selector(names.get("demos") or names["selection"], module)
+        added = self._harvest(selector.pool, calls, module)
+        rules = [c for c in (selection_p.choices or []) if c != "fixed" or demos_p is None] if selection_p else []
+        if not module.examples:
+            rules = [c for c in rules if c != "nearest"]  # retrieval from no examples shows nothing
+        current: Choice = rule if rule != "fixed" or demos_p is None else list(demos_p.raw)
+        objective = self._objective(parts, names, context.objective)
+        chosen, info = selector.choose(current, objective, limit=trials_left(context.objective),
+                                       rules=rules, subsets=demos_p is not None)
+        info["added"] = added
+        if chosen is None:
+            why = ("no proposal beat the current demos" if info.get("proposals") else
+                   "no trials left in this step's share of max_metric_calls" if "capped_at" in info else
+                   "nothing new to try")
+            return [ParamUpdate(n, self.name, reason=f"kept: {why} (pool {info['pool']})", info=info)
+                    for n in names.values()]
+        scored = f", loss {info['baseline_loss']:.4g} -> {min(info['losses']):.4g}" if "losses" in info else ""
+        values = _values(chosen, parts, names)
+        what = (f"demos from the {chosen!r} rule per call" if isinstance(chosen, str)
+                else f"{len(chosen)} demos from a pool of {info['pool']}")
+        return [ParamUpdate(n, self.name, new_value=values[n], info=info, reason=what + scored)
+                if n in values and values[n] != parts[part].raw else
+                ParamUpdate(n, self.name, info=info, reason=f"kept: {what} chosen{scored}")
+                for part, n in names.items()]
 
     def _selector(self, name: str, module: Any) -> DemoSelector:
         selector = self._selectors.get(name)
@@ -71,8 +100,7 @@ class DemoSolver:
             self._selectors[name] = selector
         return selector
 
-    def _harvest(self, p: ParameterNode, pool: DemoPool, calls: list[tuple[MessageNode, Any, float | None]],
-                 module: Any) -> int:
+    def _harvest(self, pool: DemoPool, calls: list[tuple[MessageNode, Any, float | None]], module: Any) -> int:
         """Add the labelled examples and the calls that scored best; returns how many were new."""
         added = sum(pool.add(row, "labelled") for row in module.examples)
         known = [loss for _, _, loss in calls if loss is not None]
@@ -88,12 +116,12 @@ class DemoSolver:
                 added += pool.add(demo, "bootstrap")
         return added
 
-    def _objective(self, p: ParameterNode, name: str, objective: Callable[..., Any] | None
-                   ) -> Callable[[list[dict[str, Any]]], float] | None:
+    def _objective(self, parts: dict[str, ParameterNode], names: dict[str, str],
+                   objective: Callable[..., Any] | None) -> Callable[[Choice], float] | None:
         if objective is None:
             return None
-        loss = values_objective(objective, {name: p})
-        return lambda demos: loss({name: demos})
+        loss = values_objective(objective, {names[part]: p for part, p in parts.items()})
+        return lambda choice: loss(_values(choice, parts, names))
 
     # --- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -109,6 +137,17 @@ class DemoSolver:
                 self._selectors[name].load_state_dict(s)
             else:
                 self._pending[name] = s
+
+
+def _values(choice: Choice, parts: dict[str, ParameterNode], names: dict[str, str]) -> dict[str, Any]:
+    """{name: value} for a choice: a rule sets the selection; fixed demos set the demos and
+    the selection to "fixed"."""
+    if isinstance(choice, str):
+        return {names["selection"]: choice}
+    values: dict[str, Any] = {names["demos"]: choice}
+    if "selection" in parts:
+        values[names["selection"]] = "fixed"
+    return values
 
 
 def _calls(p: ParameterNode) -> list[tuple[MessageNode, Any, float | None]]:
