@@ -201,3 +201,26 @@ def test_the_flagship_example_logs_to_mlflow(tmp_path):
     files = artifacts(client, run.info.run_id)
     assert {"params/step_0000.json", "params/step_0002.json", "best/params.json", "run_dir/log.jsonl"} <= set(files)
     assert (tmp_path / "mlruns" / "artifacts").is_dir()
+
+
+def test_each_objective_is_a_metric_and_the_front_an_artifact(store, tmp_path):
+    """objectives=: every full validation's per-objective means as `val_score.<name>`, the
+    Pareto front as `front.json`."""
+    def scores(prediction, example):
+        right = float(prediction == example[1])
+        return {"accuracy": right, "words": float(len(str(prediction)))}
+
+    cb = MLflowCallback("trainer-objectives", tracking_uri=store)
+    model = KeywordModel()
+    opt = tk.Optimizer(model.parameters(), llm=scripted_llm)
+    trainer = Trainer(model, opt, scores, train=DATA, val=DATA, batch_size=4, max_steps=2, executor="serial",
+                      progress=False, callbacks=[cb], objectives={"accuracy": "max", "words": "min"})
+    result = trainer.fit()
+    assert trainer.callback_errors == []
+    client = MlflowClient(cb.tracking_uri)
+    validated = [(i, r["val_scores"]) for i, r in enumerate(result.history) if r.get("val_scores")]
+    assert validated and history(client, cb.run_id, "val_score.accuracy") == [(i, s["accuracy"]) for i, s in validated]
+    assert history(client, cb.run_id, "val_score.words") == [(i, s["words"]) for i, s in validated]
+    front = json.loads(read_artifact(client, cb.run_id, "front.json", tmp_path / "f"))
+    assert front == json.loads(json.dumps(result.front)) and front
+    assert all(set(m["scores"]) == {"accuracy", "words"} for m in front)

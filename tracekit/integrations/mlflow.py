@@ -14,11 +14,13 @@ What one run holds:
 - metrics per step (the run log's step): train_score, val_score, best_score, train_loss
   (when the metric gives losses), llm_calls, prompt_tokens, completion_tokens, tokens,
   cost and their running totals (total_*), spent_metric_calls, seconds, improved,
-  reverted, val_errors, and each number-valued parameter as `param.<name>`;
+  reverted, val_errors, each number-valued parameter as `param.<name>`, and with
+  `Trainer(objectives=...)` each objective's validation mean as `val_score.<name>`;
 - artifacts per step: `params/step_0003.json`, every parameter's value after the step
   (text in full) and the step's changes with their whole reasons;
 - artifacts at the end: `best/params.json` (the best values, which the workflow holds
   after `fit`), `summary.json`, `run.png` (the run plot, when matplotlib is installed),
+  `front.json` (with `objectives=`: the Pareto front's members, their scores and values),
   `graph.svg` or `graph.png` (the traced graph of one training example run once more
   with the best values; `graph=False` skips that call), and the run directory's files
   under `run_dir/` (checkpoint, log.jsonl, best.json, summary.json);
@@ -222,6 +224,8 @@ class MLflowCallback(Callback):
         for name, value in (record.get("params") or {}).items():
             if isinstance(value, (int, float)):  # a bool too
                 values[f"param.{_key(name)}"] = float(value)
+        for name, value in (record.get("val_scores") or {}).items():  # objectives=: one metric each
+            values[f"val_score.{_key(name)}"] = value
         metrics = [Metric(k, float(v), stamp, step) for k, v in values.items() if _finite(v)]
         self._client().log_batch(self.run_id, metrics=metrics)
         if self.step_params:
@@ -244,6 +248,9 @@ class MLflowCallback(Callback):
         client.log_text(self.run_id, json.dumps(jsonable(result.best_params), indent=2, default=str),
                         "best/params.json")
         client.log_text(self.run_id, json.dumps(result.to_dict(), indent=2, default=str), "summary.json")
+        if result.front:
+            client.log_text(self.run_id, json.dumps(jsonable(result.front), indent=2, default=str),
+                            "front.json")
         with tempfile.TemporaryDirectory(prefix="tracekit-mlflow-") as tmp:
             if self.plot:
                 self._log_plot(trainer, Path(tmp))
