@@ -100,7 +100,7 @@ class _Graded:
     def __init__(self, X, lam, mu, m, status, messages, solver, nit):
         self.X, self.lam, self.mu, self.m = X, lam, mu, m
         self.status, self.messages, self.solver, self.nit = status, messages, solver, nit
-        self.derivatives: str | None = None  # how IPOPT got its derivatives, when it ran
+        self.info: dict[str, Any] = {}  # how IPOPT got its derivatives, when it ran (the result's info)
         self.notes: dict[int, str] = {}  # rows that pass first order but are not minima, and why
         self.compiled = None  # IPOPT's compiled derivatives of a captured problem (second_order._at)
         self.inertia_ok = False  # IPOPT's last factorization showed positive curvature (ipopt.py)
@@ -183,7 +183,8 @@ def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options, kkt_tol=1e-6):
         status[0] = "not_converged"
         msgs[0] += f" (iterates diverged at violation {float(m.violation[0]):.3g})"
     g = _Graded(out.X, out.lam, out.mu, m, status, msgs, "ipopt", out.nit)
-    g.derivatives, g.compiled, g.inertia_ok = out.derivatives, out.second_derivatives, out.inertia_ok
+    g.compiled, g.inertia_ok = out.second_derivatives, out.inertia_ok
+    g.info = {"ipopt_derivatives": out.derivatives, **({"ipopt_constant": list(out.constant)} if out.constant else {})}
     return g
 
 
@@ -453,7 +454,7 @@ def _check_infeasible(prob: Problem, ev: Evaluator, c: _Graded, feas_tol: float)
                        f"problem is not infeasible there: {c.solver} did not converge")
     m = measures(ev, X, c.lam, c.mu, lo.expand_as(X), hi.expand_as(X))
     out = _Graded(X, c.lam, c.mu, m, status, msgs, c.solver, c.nit)
-    out.derivatives, out.notes, out.compiled, out.inertia_ok = c.derivatives, c.notes, c.compiled, c.inertia_ok
+    out.info, out.notes, out.compiled, out.inertia_ok = c.info, c.notes, c.compiled, c.inertia_ok
     return out
 
 
@@ -483,7 +484,7 @@ def _build_result(prob: Problem, ev: Evaluator, c: _Graded, solver: str, feas_to
         fun, succ = float(c.m.f[0]), bool(success[0])
         viol, kkt, st, message = float(c.m.violation[0]), float(c.m.kkt[0]), status[0], msgs[0]
     deriv = ev.derivatives
-    info = {"ipopt_derivatives": c.derivatives} if c.derivatives else {}
+    info = dict(c.info)
     if deriv != "autograd":
         message += f" (gradients by {deriv})"
     return OptimizeResult(

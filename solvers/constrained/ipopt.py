@@ -51,7 +51,7 @@ IPOPT_STATUS = {
     "Invalid_Number_Detected": "nan",
 }
 
-DEFAULTS: dict[str, Any] = {"dense_hessian_max": 2000, "capture": True}
+DEFAULTS: dict[str, Any] = {"dense_hessian_max": 2000, "capture": True, "structure": True}
 #: from this many variables IPOPT runs with the tight tolerance at once (see solve_ipopt)
 TIGHT_FROM_N = 1000
 
@@ -82,6 +82,9 @@ class IpoptOutput:
     # Hessian of the Lagrangian (plus positive barrier terms) was positive definite on the
     # null space of the constraint Jacobian
     inertia_ok: bool = False
+    # on torch callbacks: the parts found constant ("Jacobian", "objective Hessian"),
+    # computed once (oracle.structure)
+    constant: tuple[str, ...] = ()
 
 
 def _casadi():
@@ -112,10 +115,7 @@ def _captured_nlp(prob: Problem, ev: Evaluator, X0: torch.Tensor) -> dict | None
     same_x0 = ev.X_initial.shape == X0.shape and bool((ev.X_initial == X0).all())
     points: list = [(x0, ev.initial if same_x0 else None)]
     if bool((x0 == 0).any()) or not same_x0:
-        gen = torch.Generator().manual_seed(0)
-        x1 = x0 + 0.1 * (1 + x0.abs()) * torch.rand(x0.shape, generator=gen, dtype=torch.float64)
-        lower, upper = cast(torch.Tensor, prob.lower), cast(torch.Tensor, prob.upper)  # filled in by now
-        points.append((torch.minimum(torch.maximum(x1, lower.cpu().double()), upper.cpu().double()), None))
+        points.append((_second_point(prob, x0), None))
     rtol = max(1e-9, 100 * torch.finfo(X0.dtype).eps)  # float32 functions round at 1e-7
     for pt, tv in points:
         if tv is None:
@@ -132,12 +132,29 @@ def _captured_nlp(prob: Problem, ev: Evaluator, X0: torch.Tensor) -> dict | None
     return {"x": x, "f": f, "g": c}
 
 
+def _second_point(prob: Problem, x0: torch.Tensor) -> torch.Tensor:
+    """A random point near ``x0`` inside the bounds, where a property seen at ``x0`` (a
+    capture's values, a constant derivative) is checked again."""
+    gen = torch.Generator().manual_seed(0)
+    x1 = x0 + 0.1 * (1 + x0.abs()) * torch.rand(x0.shape, generator=gen, dtype=torch.float64)
+    lower, upper = cast(torch.Tensor, prob.lower), cast(torch.Tensor, prob.upper)  # filled in by now
+    return torch.minimum(torch.maximum(x1, lower.cpu().double()), upper.cpu().double())
+
+
 def _callback_nlp(oracle: TorchOracle, n: int, m: int, exact: bool) -> tuple[dict, dict, list]:
     """CasADi Callbacks over the torch oracle: the NLP, the derivative options, and the
-    callback objects (which must outlive the solver)."""
+    callback objects (which must outlive the solver). A constant Jacobian or Lagrangian
+    Hessian (``oracle.structure``) is declared with its exact sparsity."""
     ca: Any = _casadi()
     dense = ca.Sparsity.dense
     none = dense(0, 1)
+    J_pattern, J_take = _pattern(ca, oracle.J_const, m, n) if oracle.J_const is not None else (dense(m, n), None)
+    H_fixed = oracle.Hf_const is not None and (oracle.J_const is not None or not m)
+    if H_fixed:
+        upper, H_take = _pattern(ca, np.triu(cast(np.ndarray, oracle.Hf_const)), n, n)
+    else:
+        upper, H_take = ca.Sparsity.upper(n), None
+    rows, cols = np.tril_indices(n)  # column-major order of the upper triangle
 
     class _Fn(ca.Callback):
         def __init__(self, name: str, ins: list, outs: list, body, reverse=None) -> None:
@@ -180,6 +197,8 @@ def _callback_nlp(oracle: TorchOracle, n: int, m: int, exact: bool) -> tuple[dic
 
     def jac_g(x, arg):
         _, c = oracle.values(x)
+        if J_take is not None:
+            return [c.reshape(m, 1), ca.DM(J_pattern, J_take)]
         _, J = oracle.first(x)
         return [c.reshape(m, 1), J]
 
@@ -189,18 +208,17 @@ def _callback_nlp(oracle: TorchOracle, n: int, m: int, exact: bool) -> tuple[dic
         wc = np.asarray(arg[4], dtype=np.float64).ravel()
         return [(wf * gf + (J.T @ wc if m else 0.0)).reshape(n, 1)]
 
-    upper = ca.Sparsity.upper(n)
-    rows, cols = np.tril_indices(n)  # column-major order of the upper triangle
-
     def hess(x, arg):
         sigma = float(np.asarray(arg[2]).ravel()[0])
+        if H_take is not None:
+            return [ca.DM(upper, sigma * H_take)]
         y = np.asarray(arg[3], dtype=np.float64).ravel()
         H = oracle.hessian(x, sigma, y)
         return [ca.DM(upper, H[rows, cols])]
 
     fgf = _Fn("tk_fg", [dense(n, 1)], [dense(1, 1), dense(m, 1)], fg, reverse=vjp)
     gff = _Fn("tk_grad_f", [dense(n, 1), none], [dense(1, 1), dense(n, 1)], grad_f)
-    jgf = _Fn("tk_jac_g", [dense(n, 1), none], [dense(m, 1), dense(m, n)], jac_g)
+    jgf = _Fn("tk_jac_g", [dense(n, 1), none], [dense(m, 1), J_pattern], jac_g)
     keep = [fgf, gff, jgf]
     x = ca.MX.sym("x", n)
     f, c = fgf(x)
@@ -212,6 +230,14 @@ def _callback_nlp(oracle: TorchOracle, n: int, m: int, exact: bool) -> tuple[dic
     else:
         opts["ipopt.hessian_approximation"] = "limited-memory"
     return {"x": x, "f": f, "g": c}, opts, keep
+
+
+def _pattern(ca: Any, A: np.ndarray, rows: int, cols: int) -> tuple[Any, np.ndarray]:
+    """The sparsity of a constant matrix (its exact zeros) and its nonzeros in CasADi's order."""
+    r, c = np.nonzero(A)
+    sp = ca.Sparsity.triplet(rows, cols, r.tolist(), c.tolist())
+    tr, tc = sp.get_triplet()
+    return sp, A[np.asarray(tr, dtype=np.int64), np.asarray(tc, dtype=np.int64)]
 
 
 def _compiled_derivatives(solver: Any, m: int) -> Callable[[np.ndarray, np.ndarray], tuple]:
@@ -250,25 +276,35 @@ def solve_ipopt(
     tight: bool = False,
 ) -> IpoptOutput:
     """Solve row 0 of ``X0`` with IPOPT; ``options`` are IPOPT options (``"print_level"``,
-    ``"mu_strategy"``, ...) plus ``"capture"`` (default True) and ``"dense_hessian_max"``."""
+    ``"mu_strategy"``, ...) plus ``"capture"`` (default True), ``"structure"`` (default
+    True: constant Jacobians and objective Hessians on torch callbacks are found once,
+    ``oracle.TorchOracle.structure``) and ``"dense_hessian_max"``."""
     ca = _casadi()
     if X0.shape[0] != 1:
         raise ProblemError("method='ipopt' solves one instance; use method='auglag' for batched=True.")
     opts_in = dict(DEFAULTS)
     opts_in.update(options or {})
     use_capture = bool(opts_in.pop("capture"))
+    use_structure = bool(opts_in.pop("structure"))
     dense_max = int(opts_in.pop("dense_hessian_max"))
     n, mI, mE = X0.shape[1], ev.m_ineq, ev.m_eq
     m = mI + mE
     nlp = _captured_nlp(prob, ev, X0) if use_capture and not ev.has_fd else None
     keep: list = []
     opts: dict[str, Any] = {}
+    constant: tuple[str, ...] = ()
     if nlp is not None:
         derivatives = "captured"
     else:
+        oracle = TorchOracle(ev, X0)
+        if use_structure:
+            x0 = X0[0].detach().cpu().double()
+            oracle.structure(x0.numpy(), _second_point(prob, x0).numpy(), hessian=n <= dense_max)
         exact = ev.exact_hessian and n <= dense_max
-        nlp, opts, keep = _callback_nlp(TorchOracle(ev, X0), n, m, exact)
+        nlp, opts, keep = _callback_nlp(oracle, n, m, exact)
         derivatives = "torch" if exact else "torch, quasi-Newton"
+        constant = tuple(w for w, c in (("Jacobian", oracle.J_const), ("objective Hessian", oracle.Hf_const))
+                         if c is not None)
     # IPOPT's tol is on its scaled error; 1e-2 x ours passes the shared, unscaled grade
     # but for weakly active bounds (small multiplier, distance ~ sqrt of their product),
     # where the caller solves again with "tight" (1e-4 x ours, two or three iterations more).
@@ -288,6 +324,10 @@ def solve_ipopt(
                  ubx=hi.cpu().double().numpy(), lbg=np.r_[np.full(mI, -inf), np.zeros(mE)],
                  ubg=np.zeros(m))
     del keep  # the callbacks may go once the solve has returned
+    if constant and not oracle.constants_hold(np.asarray(sol["x"], dtype=np.float64).ravel()):
+        # a piecewise function looked constant at two points but not at the solution:
+        # solve again with every derivative computed where it is asked for
+        return solve_ipopt(prob, ev, X0, lo, hi, tol, max_iter, {**(options or {}), "structure": False}, tight)
     stats = solver.stats()
     ret = str(stats.get("return_status", "unknown"))
     status = IPOPT_STATUS.get(ret, "not_converged")
@@ -299,4 +339,4 @@ def solve_ipopt(
     nit = int(stats.get("iter_count", 0))
     reg = list((stats.get("iterations") or {}).get("regularization_size") or [])
     inertia_ok = bool(nit >= 1 and reg and reg[-1] == 0)
-    return IpoptOutput(x, lam, mu, [status], [f"ipopt: {ret}"], nit, derivatives, second, inertia_ok)
+    return IpoptOutput(x, lam, mu, [status], [f"ipopt: {ret}"], nit, derivatives, second, inertia_ok, constant)

@@ -14,6 +14,20 @@ An interior-point solver asks, at each trial point, for some of: ``f``, the cons
 A new point discards the previous graph. Functions that are finite-differenced (they
 return floats) or declare ``autograd_hessian = False`` have no exact Hessian; callers
 then use a quasi-Newton approximation (``exact_hessian`` is False).
+
+**Structure** (``structure()``, once, at the first point): torch's graph says which parts
+may be affine or quadratic. A gradient taken with ``create_graph=True`` that does not
+require grad does not depend on ``x`` through any differentiable path: then every
+constraint is affine and its Jacobian a constant (computed once; its exact zeros are its
+sparsity). The objective's Hessian is a candidate constant whatever the graph says (a
+quadratic written ``(x - 2)**2`` records a backward graph that depends on ``x``).
+Piecewise functions (``clamp``, ``where``, ``max``, indexing by ``argmax``) look affine to
+the graph too, so a constant is kept only if torch's derivatives at a second point are
+the same, and IPOPT's solution is checked once more: where they differ there, it is
+solved again without constants (``solvers.constrained.ipopt``). Every returned point is
+graded with torch's own derivatives. Constant parts are never recomputed:
+on a QP with linear constraints a point costs one forward and one backward pass, however
+many constraints there are.
 """
 
 from __future__ import annotations
@@ -40,6 +54,8 @@ class TorchOracle:
         self._graph: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._first: tuple[np.ndarray, np.ndarray] | None = None
         self._batched = True
+        self.J_const: np.ndarray | None = None  # every constraint affine: the Jacobian
+        self.Hf_const: np.ndarray | None = None  # f affine or quadratic: its Hessian
 
     # ---- the point --------------------------------------------------------------
     def _at(self, x: np.ndarray) -> None:
@@ -59,6 +75,57 @@ class TorchOracle:
             self._values = (float(f.detach()), self._graph[2].detach().cpu().numpy().astype(np.float64))
         return self._graph
 
+    # ---- structure ---------------------------------------------------------------
+    def structure(self, x: np.ndarray, x1: np.ndarray, hessian: bool = True) -> None:
+        """Find the constant Jacobian and (when ``hessian``: it is a dense ``(n, n)`` array)
+        objective Hessian, if any (see the module doc), from the graph recorded at ``x``,
+        checked at ``x1``. Needs double backward (``exact_hessian``)."""
+        if not self.exact_hessian:
+            return
+        self._find_constants(x, hessian)
+        if self.J_const is not None or self.Hf_const is not None:
+            self.constants_hold(x1)
+
+    def constants_hold(self, x: np.ndarray) -> bool:
+        """Check the constant parts against torch's derivatives at ``x``; drop those that
+        differ (False if any did)."""
+        J, Hf = self.J_const, self.Hf_const
+        self.J_const = self.Hf_const = None  # the derivatives at x, computed afresh
+        self._key = None  # (a cached first() at x was made with the constants)
+        self._at(x)
+        if J is not None:
+            self.J_const = J if _same(self.first(x)[1], J) else None
+        if Hf is not None:
+            self.Hf_const = Hf if _same(self.hessian(x, 1.0, np.zeros(self.m)), Hf) else None
+        self._key = None  # computed without the constants: recomputed with them when asked
+        return (J is None or self.J_const is not None) and (Hf is None or self.Hf_const is not None)
+
+    def _find_constants(self, x: np.ndarray, hessian: bool) -> None:
+        self._at(x)
+        X, f, c = self._record()
+        with torch.enable_grad():
+            if self.m and c.requires_grad:
+                w = torch.linspace(1.0, 2.0, self.m, dtype=c.dtype, device=c.device)
+                (G,) = torch.autograd.grad((w * c).sum(), X, create_graph=True, retain_graph=True,
+                                           allow_unused=True)
+                if G is None or not G.requires_grad:
+                    self.J_const = self._rows(c, X, retain=True).cpu().numpy().astype(np.float64)
+            elif self.m:
+                self.J_const = np.zeros((self.m, self.n))
+            self.Hf_const = self._objective_hessian(X, f) if hessian else None
+
+    def _objective_hessian(self, X: torch.Tensor, f: torch.Tensor) -> np.ndarray:
+        """The Hessian of ``f`` at the recorded point: a candidate constant, kept only if it
+        is the same at a second point (``(x - 2)**2`` is quadratic, yet its recorded
+        backward graph depends on ``x``, so the graph cannot tell)."""
+        if not f.requires_grad:
+            return np.zeros((self.n, self.n))
+        (G,) = torch.autograd.grad(f, X, create_graph=True, retain_graph=True, allow_unused=True)
+        if G is None or not G.requires_grad:
+            return np.zeros((self.n, self.n))
+        H = self._rows(G.reshape(-1), X, retain=True).cpu().numpy().astype(np.float64)
+        return 0.5 * (H + H.T)
+
     # ---- what the solver asks for ------------------------------------------------
     def values(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """``f(x)`` and ``c(x) = [g, h]`` (no graph recorded)."""
@@ -73,6 +140,10 @@ class TorchOracle:
     def first(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``grad f`` ``(n,)`` and the Jacobian of ``c`` ``(m, n)``."""
         self._at(x)
+        if self._first is None and self.J_const is not None:  # only grad f is new here
+            X, f, _ = self._record()
+            g = self._rows(f.reshape(1), X, retain=True).cpu().numpy().astype(np.float64)
+            self._first = (g[0], self.J_const)
         if self._first is None:
             X, f, c = self._record()
             out = torch.cat([f.reshape(1), c])
@@ -82,23 +153,34 @@ class TorchOracle:
         return self._first
 
     def hessian(self, x: np.ndarray, sigma: float, y: np.ndarray) -> np.ndarray:
-        """Dense Hessian of ``sigma f + y.c`` ``(n, n)``."""
+        """Dense Hessian of ``sigma f + y.c`` ``(n, n)``; constant parts are not recomputed."""
+        known = sigma * self.Hf_const if self.Hf_const is not None else None
+        if known is not None and (self.J_const is not None or not self.m):
+            return known  # f quadratic (or affine), constraints affine: no graph needed
         self._at(x)
         X, f, c = self._record()
         yt = torch.as_tensor(np.asarray(y, dtype=np.float64), dtype=self.dtype, device=self.device)
         with torch.enable_grad():
-            L = sigma * f + (yt * c).sum() if self.m else sigma * f
+            L = f.new_zeros(()) if known is not None else sigma * f
+            if self.m and self.J_const is None:
+                L = L + (yt * c).sum()
             if not L.requires_grad:
-                return np.zeros((self.n, self.n))
+                return known if known is not None else np.zeros((self.n, self.n))
             (G,) = torch.autograd.grad(L, X, create_graph=True, retain_graph=True, allow_unused=True)
         if G is None or not G.requires_grad:
-            return np.zeros((self.n, self.n))
+            return known if known is not None else np.zeros((self.n, self.n))
         H = self._rows(G.reshape(-1), X, retain=True).cpu().numpy().astype(np.float64)
-        return 0.5 * (H + H.T)
+        H = 0.5 * (H + H.T)
+        return H + known if known is not None else H
 
     def _rows(self, out: torch.Tensor, X: torch.Tensor, retain: bool) -> torch.Tensor:
         J, self._batched = jacobian_rows(out, X, retain, self._batched)
         return J
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two derivative arrays equal up to rounding."""
+    return bool(np.all(np.abs(a - b) <= 1e-10 * np.maximum(1.0, np.abs(b))))
 
 
 def jacobian_rows(out: torch.Tensor, X: torch.Tensor, retain: bool, batched: bool = True
