@@ -195,10 +195,12 @@ def _callback_nlp(oracle: TorchOracle, n: int, m: int, exact: bool) -> tuple[dic
         gf, _ = oracle.first(x)
         return [f, gf.reshape(n, 1)]
 
+    J_fixed = ca.DM(J_pattern, J_take) if J_take is not None else None
+
     def jac_g(x, arg):
         _, c = oracle.values(x)
-        if J_take is not None:
-            return [c.reshape(m, 1), ca.DM(J_pattern, J_take)]
+        if J_fixed is not None:
+            return [c.reshape(m, 1), J_fixed]
         _, J = oracle.first(x)
         return [c.reshape(m, 1), J]
 
