@@ -163,18 +163,30 @@ def _run_scipy(ev, X0, lo, hi, method, tol, max_iter):
     return _Graded(out.X, lam, mu, m, status, msgs, method, out.nit)
 
 
+def _compiled_gf(out: ipopt.IpoptOutput) -> torch.Tensor | None:
+    """``grad f`` at IPOPT's point from the compiled graph it used (None on torch callbacks):
+    the grading then needs one backward pass instead of two, and the cancellation test
+    finds it cached."""
+    if out.second_derivatives is None:
+        return None
+    x = out.X[0].detach().cpu().double().numpy()
+    gf = out.second_derivatives(x, np.zeros(out.lam.shape[1] + out.mu.shape[1]), False)[0]
+    return torch.as_tensor(gf, dtype=out.X.dtype, device=out.X.device).reshape(out.X.shape)
+
+
 def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options, kkt_tol=1e-6):
     # weakly active bounds (IPOPT leaves them ~sqrt(mu) away) are common in large problems,
     # where a second solve costs most: those are solved tight from the start
     tight = X0.shape[1] >= ipopt.TIGHT_FROM_N
     out = ipopt.solve_ipopt(prob, ev, X0, lo, hi, tol=tol, max_iter=max_iter, options=options, tight=tight)
-    m = measures(ev, out.X, out.lam, out.mu, lo.expand_as(out.X), hi.expand_as(out.X))
+    m = measures(ev, out.X, out.lam, out.mu, lo.expand_as(out.X), hi.expand_as(out.X), _compiled_gf(out))
     k = float(m.kkt[0])
     if (not tight and out.status[0] == "optimal" and float(m.violation[0]) <= max(1e-6, 10 * tol)
             and kkt_tol < k <= 1e3 * kkt_tol):
         # just outside the grade: weakly active bounds left ~sqrt(mu) away; solve again tighter
         again = ipopt.solve_ipopt(prob, ev, out.X, lo, hi, tol=tol, max_iter=max_iter, options=options, tight=True)
-        m2 = measures(ev, again.X, again.lam, again.mu, lo.expand_as(again.X), hi.expand_as(again.X))
+        m2 = measures(ev, again.X, again.lam, again.mu, lo.expand_as(again.X), hi.expand_as(again.X),
+                      _compiled_gf(again))
         if bool(m2.finite[0]) and float(m2.kkt[0]) < k and float(m2.violation[0]) <= max(1e-6, 10 * tol):
             out, m = again, m2
     status, msgs = list(out.status), list(out.messages)

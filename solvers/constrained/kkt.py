@@ -44,16 +44,20 @@ def _grad(out: torch.Tensor, X: torch.Tensor, retain: bool = False) -> torch.Ten
 
 
 def gradients(
-    ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor
+    ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, gf: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``f, g, h, grad f, J_g^T lam + J_h^T mu`` at ``X`` (all detached)."""
+    """``f, g, h, grad f, grad l`` at ``X`` (all detached), ``l = f + lam.g + mu.h``. With
+    ``gf`` given (the compiled gradient IPOPT used), ``grad l`` takes one backward pass."""
     Xr = X.detach().requires_grad_(True)
     with torch.enable_grad():
         f, g, h = ev.evaluate(Xr)
-        gf = _grad(f.sum(), Xr, retain=True)
-        lin = (g * lam).sum() + (h * mu).sum()
-        gc = _grad(lin, Xr) if (g.numel() + h.numel()) else torch.zeros_like(Xr)
-    return f.detach(), g.detach(), h.detach(), gf, gc
+        lin = (g * lam).sum() + (h * mu).sum() if (g.numel() + h.numel()) else None
+        if gf is not None:
+            gl = _grad(f.sum() + lin if lin is not None else f.sum(), Xr)
+        else:
+            gf = _grad(f.sum(), Xr, retain=lin is not None)
+            gl = gf + _grad(lin, Xr) if lin is not None else gf
+    return f.detach(), g.detach(), h.detach(), gf, gl
 
 
 def measures(
@@ -63,10 +67,11 @@ def measures(
     mu: torch.Tensor,
     lo: torch.Tensor,
     hi: torch.Tensor,
+    gf: torch.Tensor | None = None,
 ) -> Measures:
-    """Violation, KKT residual and bound multipliers at ``X`` for given multipliers."""
-    f, g, h, gf, gc = gradients(ev, X, lam, mu)
-    gl = gf + gc
+    """Violation, KKT residual and bound multipliers at ``X`` for given multipliers; ``gf``:
+    ``grad f`` at ``X`` when already known (it only scales the stationarity)."""
+    f, g, h, gf, gl = gradients(ev, X, lam, mu, gf)
     pg = X - torch.minimum(torch.maximum(X - gl, lo), hi)
     zero = X.new_zeros(X.shape[0])
     viol = torch.maximum(zero, (lo - X).amax(1))
@@ -77,7 +82,7 @@ def measures(
         viol = torch.maximum(viol, h.abs().amax(1))
     stat = pg.abs().amax(1) / gf.abs().amax(1).clamp(min=1.0)
     compl = torch.minimum(-g, lam).abs().amax(1) if g.shape[1] else zero
-    finite = torch.isfinite(f) & torch.isfinite(gl).all(1)
+    finite = torch.isfinite(f) & torch.isfinite(gl).all(1) & torch.isfinite(gf).all(1)
     if g.shape[1]:
         finite &= torch.isfinite(g).all(1)
     if h.shape[1]:

@@ -192,8 +192,8 @@ def jacobian_rows(out: torch.Tensor, X: torch.Tensor, retain: bool, batched: boo
     if not out.requires_grad:
         return X.new_zeros(k, n), batched
     if k == 1:  # one row: a plain backward pass (vmap's set-up costs more than it saves)
-        (r,) = torch.autograd.grad(out[0], X, retain_graph=retain, allow_unused=True)
-        return (X.new_zeros(1, n) if r is None else r.reshape(1, n).detach()), batched
+        (one,) = torch.autograd.grad(out[0], X, retain_graph=retain, allow_unused=True)
+        return (X.new_zeros(1, n) if one is None else one.reshape(1, n).detach()), batched
     if batched:
         try:
             eye = torch.eye(k, dtype=out.dtype, device=out.device)

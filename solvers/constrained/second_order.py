@@ -144,13 +144,15 @@ def cancellation(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Te
             out[b] = 0.0
             continue
         s = X[b].detach().abs().clamp(min=1.0)  # per unit of relative change of each variable
-        if compiled is not None and X.shape[0] == 1:  # IPOPT's sparse Jacobian, kept sparse
+        if compiled is not None and X.shape[0] == 1:  # IPOPT's Jacobian (sparse when large)
             gf_np, Js, _ = compiled(X[0].detach().cpu().double().numpy(),
                                     y.detach().cpu().double().numpy(), False)
             sn = s.cpu().double().numpy()
             if not Js.shape[0]:
                 row_max = np.zeros(0)
-            elif Js.shape[0] * Js.shape[1] <= 1_000_000:  # small: dense numpy is faster than sparse
+            elif isinstance(Js, np.ndarray):  # small: dense already
+                row_max = np.abs(Js * sn).max(axis=1)
+            elif Js.shape[0] * Js.shape[1] <= 1_000_000:  # dense numpy is faster than sparse
                 row_max = np.abs(Js.toarray() * sn).max(axis=1)
             else:
                 row_max = (abs(Js) @ _diag(sn)).max(axis=1).toarray().ravel()
