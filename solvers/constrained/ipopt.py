@@ -210,10 +210,12 @@ def _callback_nlp(oracle: TorchOracle, n: int, m: int, exact: bool) -> tuple[dic
         wc = np.asarray(arg[4], dtype=np.float64).ravel()
         return [(wf * gf + (J.T @ wc if m else 0.0)).reshape(n, 1)]
 
+    H_fixed_dm = ca.DM(upper, H_take) if H_take is not None else None
+
     def hess(x, arg):
         sigma = float(np.asarray(arg[2]).ravel()[0])
-        if H_take is not None:
-            return [ca.DM(upper, sigma * H_take)]
+        if H_fixed_dm is not None:
+            return [H_fixed_dm * sigma]
         y = np.asarray(arg[3], dtype=np.float64).ravel()
         H = oracle.hessian(x, sigma, y)
         return [ca.DM(upper, H[rows, cols])]

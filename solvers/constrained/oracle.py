@@ -87,17 +87,30 @@ class TorchOracle:
             self.constants_hold(x1)
 
     def constants_hold(self, x: np.ndarray) -> bool:
-        """Check the constant parts against torch's derivatives at ``x``; drop those that
-        differ (False if any did)."""
+        """Check the constant parts against torch's derivatives at ``x``, through random
+        projections (``J^T w`` by one backward pass, ``H_f v`` by one Hessian-vector
+        product: a changed derivative shows in them with probability one); drop those
+        that differ (False if any did)."""
         J, Hf = self.J_const, self.Hf_const
-        self.J_const = self.Hf_const = None  # the derivatives at x, computed afresh
-        self._key = None  # (a cached first() at x was made with the constants)
+        self._key = None  # a fresh graph at x (a cached first() was made with the constants)
         self._at(x)
-        if J is not None:
-            self.J_const = J if _same(self.first(x)[1], J) else None
-        if Hf is not None:
-            self.Hf_const = Hf if _same(self.hessian(x, 1.0, np.zeros(self.m)), Hf) else None
-        self._key = None  # computed without the constants: recomputed with them when asked
+        X, f, c = self._record()
+        gen = np.random.default_rng(0)
+        with torch.enable_grad():
+            if J is not None and self.m:
+                w = gen.standard_normal(self.m)
+                lin = (torch.as_tensor(w, dtype=c.dtype, device=c.device) * c).sum()
+                got = _grad_np(lin, X, create=False)
+                if not _same(got, J.T @ w):
+                    self.J_const = None
+            if Hf is not None:
+                v = gen.standard_normal(self.n)
+                (G,) = torch.autograd.grad(f, X, create_graph=True, retain_graph=True, allow_unused=True)
+                got = (_grad_np((G.reshape(-1) * torch.as_tensor(v, dtype=G.dtype, device=G.device)).sum(), X,
+                                create=False) if G is not None and G.requires_grad else np.zeros(self.n))
+                if not _same(got, Hf @ v):
+                    self.Hf_const = None
+        self._key = None  # recorded for the check only
         return (J is None or self.J_const is not None) and (Hf is None or self.Hf_const is not None)
 
     def _find_constants(self, x: np.ndarray, hessian: bool) -> None:
@@ -179,8 +192,16 @@ class TorchOracle:
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Two derivative arrays equal up to rounding."""
-    return bool(np.all(np.abs(a - b) <= 1e-10 * np.maximum(1.0, np.abs(b))))
+    """Two derivative arrays equal up to rounding (relative to the larger entries)."""
+    return bool(np.all(np.abs(a - b) <= 1e-9 * max(1.0, float(np.abs(b).max(initial=0.0)))))
+
+
+def _grad_np(out: torch.Tensor, X: torch.Tensor, create: bool) -> np.ndarray:
+    """``d out / d X`` as a flat float64 array (zeros where ``out`` does not depend on ``X``)."""
+    if not out.requires_grad:
+        return np.zeros(X.numel())
+    (g,) = torch.autograd.grad(out, X, retain_graph=True, create_graph=create, allow_unused=True)
+    return np.zeros(X.numel()) if g is None else g.detach().reshape(-1).cpu().numpy().astype(np.float64)
 
 
 def jacobian_rows(out: torch.Tensor, X: torch.Tensor, retain: bool, batched: bool = True
