@@ -353,3 +353,14 @@ def test_demos_as_chat_turns_make_the_embedded_model_follow_them(embedded_llm_no
     triage.demo_selection.data = "nearest"
     nearest, nearest_answers = accuracy()
     assert nearest_answers == {"urgent", "routine"} and nearest >= plain + 0.15, (plain, nearest)
+
+
+def test_a_parameter_routed_to_the_demo_solver_by_hand_is_kept_with_the_reason():
+    ticket = tk.param("The site is down", name="ticket", kind="text")
+    ticket.route = "demos"  # an input of the call, not one of its demo parts
+    triage = make(replying('{"label": "urgent"}'), examples=ROWS)
+    opt = tk.Optimizer([ticket], objective=lambda: 0.0)
+    opt.backward(triage(ticket=ticket), tk.Feedback(loss=1.0, text="wrong"))
+    row = opt.step()["ticket"]
+    assert row.solver == "demos" and not row.changed and "demos and demo_selection only" in row.reason
+    assert ticket.data == "The site is down"

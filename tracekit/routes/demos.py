@@ -51,8 +51,13 @@ class DemoSolver:
                                            reason="kept: no tk.Predict call of this parameter in the trace"))
                 continue
             module = calls[0][0].op.module
+            part = "demos" if p is module.demos else "selection" if p is module.demo_selection else None
+            if part is None:  # routed here by hand, but neither part of a call
+                updates.append(ParamUpdate(context.name_of(p), self.name, reason=(
+                    "kept: the demos solver trains a tk.Predict's demos and demo_selection only")))
+                continue
             _, parts, found = groups.setdefault(id(module), (module, {}, []))
-            parts["selection" if p is module.demo_selection else "demos"] = p
+            parts[part] = p
             if not found:
                 found.extend(calls)
         for module, parts, calls in groups.values():
