@@ -95,3 +95,17 @@ def test_a_solution_past_a_kink_is_solved_again_without_constants():
     assert res.success, res.message
     assert res.x.tolist() == pytest.approx([2 - 0.33, -3.11], abs=1e-6)
     assert "ipopt_constant" not in res.info  # solved again without constants
+
+
+def test_a_float32_qp_and_an_affine_objective_keep_their_constants():
+    # float32 derivatives round at 1e-7: the check's tolerance follows the dtype
+    Q, c, A, b = (torch.tensor(v, dtype=torch.float32) for v in dense_qp(n=12, m=4))
+    res = tk.minimize(lambda x: 0.5 * x @ (Q @ x) + c @ x, torch.zeros(12), [tk.Ineq(lambda x: A @ x - b)],
+                      bounds=(-1, 1), method="ipopt", options=TORCH, tol=1e-6)
+    assert res.success and res.x.dtype == torch.float32
+    assert res.info["ipopt_constant"] == ["Jacobian", "objective Hessian"]
+    # an affine objective (its gradient does not depend on x): a zero Hessian, kept
+    lin = tk.minimize(lambda x: x.sum(), [0.5, 0.5], [tk.Ineq(lambda x: (x**2).sum().reshape(1) - 1)],
+                      method="ipopt", options=TORCH)
+    assert lin.success and lin.info["ipopt_constant"] == ["objective Hessian"]
+    assert lin.x.tolist() == pytest.approx([-0.5**0.5, -0.5**0.5], abs=1e-6)
