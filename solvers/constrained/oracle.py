@@ -101,13 +101,13 @@ class TorchOracle:
             if J is not None and self.m:
                 w = gen.standard_normal(self.m)
                 lin = (torch.as_tensor(w, dtype=c.dtype, device=c.device) * c).sum()
-                if not _same(_grad_np(lin, X, create=False), J.T @ w, rtol):
+                if not _same(_grad_np(lin, X), J.T @ w, rtol):
                     self.J_const = None
             if Hf is not None:
                 v = gen.standard_normal(self.n)
-                G = _grad_np_graph(f, X)
-                got = (_grad_np((G.reshape(-1) * torch.as_tensor(v, dtype=G.dtype, device=G.device)).sum(), X,
-                                create=False) if G is not None else np.zeros(self.n))
+                G = _graph_grad(f, X)
+                got = (_grad_np((G.reshape(-1) * torch.as_tensor(v, dtype=G.dtype, device=G.device)).sum(), X)
+                       if G is not None else np.zeros(self.n))
                 if not _same(got, Hf @ v, rtol):
                     self.Hf_const = None
         self._key = None  # recorded for the check only
@@ -119,9 +119,7 @@ class TorchOracle:
         with torch.enable_grad():
             if self.m and c.requires_grad:
                 w = torch.linspace(1.0, 2.0, self.m, dtype=c.dtype, device=c.device)
-                (G,) = torch.autograd.grad((w * c).sum(), X, create_graph=True, retain_graph=True,
-                                           allow_unused=True)
-                if G is None or not G.requires_grad:
+                if _graph_grad((w * c).sum(), X) is None:
                     self.J_const = self._rows(c, X, retain=True).cpu().numpy().astype(np.float64)
             elif self.m:
                 self.J_const = np.zeros((self.m, self.n))
@@ -131,10 +129,8 @@ class TorchOracle:
         """The Hessian of ``f`` at the recorded point: a candidate constant, kept only if it
         is the same at a second point (``(x - 2)**2`` is quadratic, yet its recorded
         backward graph depends on ``x``, so the graph cannot tell)."""
-        if not f.requires_grad:
-            return np.zeros((self.n, self.n))
-        (G,) = torch.autograd.grad(f, X, create_graph=True, retain_graph=True, allow_unused=True)
-        if G is None or not G.requires_grad:
+        G = _graph_grad(f, X)
+        if G is None:
             return np.zeros((self.n, self.n))
         H = self._rows(G.reshape(-1), X, retain=True).cpu().numpy().astype(np.float64)
         return 0.5 * (H + H.T)
@@ -196,20 +192,20 @@ def _same(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
     return bool(np.all(np.abs(a - b) <= rtol * max(1.0, float(np.abs(b).max(initial=0.0)))))
 
 
-def _grad_np_graph(f: torch.Tensor, X: torch.Tensor) -> torch.Tensor | None:
-    """``d f / d X`` with its own graph (for a Hessian-vector product), or None when it does
-    not depend on ``X``."""
-    if not f.requires_grad:
+def _graph_grad(out: torch.Tensor, X: torch.Tensor) -> torch.Tensor | None:
+    """``d out / d X`` with its own graph (for a Hessian-vector product), or None when it
+    does not depend on ``X`` (then ``out`` is affine in ``X``, as far as the graph shows)."""
+    if not out.requires_grad:
         return None
-    (G,) = torch.autograd.grad(f, X, create_graph=True, retain_graph=True, allow_unused=True)
+    (G,) = torch.autograd.grad(out, X, create_graph=True, retain_graph=True, allow_unused=True)
     return G if G is not None and G.requires_grad else None
 
 
-def _grad_np(out: torch.Tensor, X: torch.Tensor, create: bool) -> np.ndarray:
+def _grad_np(out: torch.Tensor, X: torch.Tensor) -> np.ndarray:
     """``d out / d X`` as a flat float64 array (zeros where ``out`` does not depend on ``X``)."""
     if not out.requires_grad:
         return np.zeros(X.numel())
-    (g,) = torch.autograd.grad(out, X, retain_graph=True, create_graph=create, allow_unused=True)
+    (g,) = torch.autograd.grad(out, X, retain_graph=True, allow_unused=True)
     return np.zeros(X.numel()) if g is None else g.detach().reshape(-1).cpu().numpy().astype(np.float64)
 
 
