@@ -248,9 +248,10 @@ def search_summary(saved: dict[str, Any]) -> dict[str, Any]:
     if isinstance(saved.get("best_candidate"), dict):
         out["strategy"] = saved.get("strategy")
         out["best_candidate"] = saved["best_candidate"]
-        front = [c for c in saved.get("front") or [] if isinstance(c, dict)]
-        out["front"] = [c.get("id") for c in front]
-        out["front_lineage"] = front
+        lineages = saved["pool_front"] if "pool_front" in saved else saved.get("front")  # older: "front"
+        front = [c for c in lineages or [] if isinstance(c, dict)]
+        out["pool_front"] = [c.get("id") for c in front]
+        out["pool_front_lineage"] = front
     return out
 
 
@@ -266,7 +267,7 @@ def search_from_log(records: list[dict[str, Any]]) -> dict[str, Any]:
     front = [lineages[i] for i in last.get("front", []) if i in lineages]
     out: dict[str, Any] = {"strategy": records[-1].get("strategy"),
                            "metric_calls": records[-1].get("spent_metric_calls", 0), "budget_left": {},
-                           "front": [c["id"] for c in front], "front_lineage": front}
+                           "pool_front": [c["id"] for c in front], "pool_front_lineage": front}
     if scored:
         out["best_candidate"] = max(scored, key=lambda c: (c["score"], -c["id"]))
     return out
@@ -296,6 +297,8 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
             summary.update(search_from_log(records))
     except DamagedFileError as exc:
         raise CLIError(str(exc)) from None
+    if "pool_front" in summary and "objectives" not in summary:  # "front": as TrainResult.run_front
+        summary["front"], summary["front_lineage"] = summary["pool_front"], summary["pool_front_lineage"]
     if args.plot:
         from tracekit.pictures.run_plot import plot_run
 
@@ -324,8 +327,8 @@ def _cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
         best = summary["best_candidate"]
         print(f"  search ({summary.get('strategy')}): best candidate {best['id']} (step {best['step']}, "
               f"{best['origin']}, parents {best['parents']}, changed {best['changed']})")
-        print(f"  Pareto front: {len(summary['front'])} candidate(s)")
-        for c in summary.get("front_lineage", []):
+        print(f"  Pareto front: {len(summary['pool_front'])} candidate(s)")
+        for c in summary.get("pool_front_lineage", []):
             print(f"    candidate {c['id']}: score {fmt(c.get('score'))}, step {c['step']}, {c['origin']}, "
                   f"parents {c['parents']}, changed {c['changed']}")
     if summary.get("objectives"):

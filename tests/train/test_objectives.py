@@ -16,7 +16,7 @@ from tracekit.bundled import bundle
 from tracekit.cli import main
 from tracekit.errors import StateDictError
 from tracekit.pictures.run_plot import plot_run
-from tracekit.training import Score, Trainer, as_score
+from tracekit.training import ProcessExecutor, Score, Trainer, as_score
 from tracekit.training import checkpoint as ckpt
 from tracekit.training.front import Front, Objectives, front_of_log
 from tracekit.training.results import EvalResult
@@ -61,9 +61,9 @@ def scripted_trainer(depths, data=20, start=2, **kw):
     register_plan("bayesian", {"depth": list(depths)})
     model = Solver(depth=start, high=40)
     kw.setdefault("objectives", OBJECTIVES)
+    kw.setdefault("executor", "serial")
     trainer = Trainer(model, tk.Optimizer(model.parameters()), make_metric(model), train=list(range(data)),
-                      val=list(range(data)), batch_size=4, max_steps=len(depths), progress=False,
-                      executor="serial", **kw)
+                      val=list(range(data)), batch_size=4, max_steps=len(depths), progress=False, **kw)
     return model, trainer
 
 
@@ -383,13 +383,60 @@ def test_higher_is_better_must_agree_with_the_primary():
         Trainer(model, opt, make_metric(model), train=[1], objectives={"cost": "min"}, higher_is_better=True)
 
 
-def test_objectives_need_the_greedy_strategy_and_an_in_process_executor():
+# --- with a pool search and with worker processes ------------------------------------------------
+@pytest.fixture(scope="module")
+def pool():
+    executor = ProcessExecutor(2)
+    yield executor
+    executor.close()
+
+
+def test_a_pool_search_offers_every_validated_child_to_the_front(empty_registry):
+    """strategy="pareto" keeps its pool (over examples) and the objectives' front (over the
+    validated children): the same dominance as a greedy run's, rebuilt from the log too."""
+    model, trainer = scripted_trainer([6, 5, 10, 3, 4], strategy="pareto", seed=0)
+    result = trainer.fit()
+    validated = [r for r in result.history if "val_scores" in r]
+    assert [r["step"] for r in validated] == [r["step"] for r in result.history
+                                              if r["step"] == 0 or r.get("accepted")]
+    assert len(validated) >= 3  # the initial values and at least two children
+    objectives = Objectives.parse(OBJECTIVES)
+    vectors = {r["step"]: r["val_scores"] for r in validated}
+    expected = [s for s, v in vectors.items()
+                if not any(objectives.dominates(w, v) or (w == v and t < s) for t, w in vectors.items())]
+    assert trainer.front.steps == expected and len(expected) >= 2
+    for m in result.front:  # each member carries the child's own values, not the pool's best
+        assert {"accuracy": 0.05 * m["params"]["depth"], "tokens": float(tokens_of(m["params"]["depth"]))} == \
+            pytest.approx(m["scores"])
+    assert front_of_log(result.history)[2].steps == expected
+    assert "pool_size" in result.history[-1]  # the pool search ran
+
+
+def test_objectives_on_a_process_pool_are_the_serial_run(empty_registry, pool):
+    """Workers return every objective's value: the same val_scores and front as in-process."""
+    depths = [6, 5, 10, 3, 4]
+    _, serial = scripted_trainer(depths)
+    expected = serial.fit()
+    model, remote = scripted_trainer(depths, executor=pool)
+    result = remote.fit()
+    assert [r.get("val_scores") for r in result.history] == [r.get("val_scores") for r in expected.history]
+    assert result.front == expected.front and remote.front.steps == [0, 1, 3, 5]
+    assert model.depth.data == 10
+
+
+def test_a_pool_search_on_a_process_pool_keeps_the_serial_front(empty_registry, pool):
+    _, serial = scripted_trainer([6, 5, 10], strategy="beam", seed=0)
+    _, remote = scripted_trainer([6, 5, 10], strategy="beam", seed=0, executor=pool)
+    assert remote.fit().front == serial.fit().front
+
+
+def test_a_misuse_on_a_worker_stops_the_run_as_in_process(empty_registry, pool):
+    register_plan("bayesian", {"depth": [6]})
     model = Solver()
-    opt = tk.Optimizer(model.parameters())
-    with pytest.raises(ValueError, match="strategy='greedy' only"):
-        Trainer(model, opt, make_metric(model), train=[1], objectives=OBJECTIVES, strategy="pareto")
-    with pytest.raises(ValueError, match="in-process executor"):
-        Trainer(model, opt, make_metric(model), train=[1], objectives=OBJECTIVES, executor="process")
+    trainer = Trainer(model, tk.Optimizer(model.parameters()), lambda p, x: {"accuracy": 1.0},
+                      train=list(range(4)), max_steps=1, progress=False, executor=pool, objectives=OBJECTIVES)
+    with pytest.raises(ObjectivesError, match=re.escape("no value for objective(s) ['tokens']")):
+        trainer.fit()
 
 
 @pytest.mark.parametrize("returned, message", [

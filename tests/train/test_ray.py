@@ -108,3 +108,16 @@ def test_a_task_ray_retried_counts_its_gradients_once(local_ray, empty_registry,
 
     executor = RayExecutor(max_concurrency=2, task_options={"max_retries": 1})
     check_a_rerun_task_counts_its_gradients_once(executor, tmp_path)
+
+
+def test_objectives_on_ray_are_the_serial_run(local_ray, empty_registry):
+    """Ray workers return every objective's value: the serial run's val_scores and front."""
+    from tests.train.test_objectives import scripted_trainer
+
+    depths = [6, 5, 10]
+    _, serial = scripted_trainer(depths)
+    expected = serial.fit()
+    _, remote = scripted_trainer(depths, executor=RayExecutor(max_concurrency=2))
+    result = remote.fit()
+    assert [r.get("val_scores") for r in result.history] == [r.get("val_scores") for r in expected.history]
+    assert result.front == expected.front and len(result.front) >= 2

@@ -9,7 +9,7 @@ validated on the whole set does), and a step reverted for its primary score stil
 
 `Objectives` is the declaration, `Front` the front (saved in the checkpoint), and
 `front_of_log` rebuilds it from a run log for `tracekit show` and `plot_run`. The other
-functions are the Trainer's (`declare`, `check_use`, `start`, `observe`, `load`); this
+functions are the Trainer's (`declare`, `start`, `observe`, `load`); this
 module never imports the trainer.
 """
 
@@ -245,19 +245,6 @@ def declare(objectives: Any, higher_is_better: bool | None) -> tuple[Objectives 
             f"{declared.primary!r}: {declared.pairs[0][1]!r}; the primary's direction sets it, so leave "
             f"higher_is_better out (or change the direction)")
     return declared, declared.higher_is_better
-
-
-def check_use(trainer: Trainer) -> None:
-    """Raise ValueError for what objectives cannot be combined with (yet): a pool search, and
-    executors that run the metric in other processes."""
-    if trainer.objectives is None:
-        return
-    if trainer.search is not None:
-        raise ValueError(f"objectives= works with strategy='greedy' only (got {trainer.strategy.name!r}): "
-                         f"a pool search keeps its own front over examples")
-    if not trainer.executor.in_process:
-        raise ValueError("objectives= needs an in-process executor ('thread', 'async' or 'serial'): "
-                         "per-objective scores do not come back from worker processes yet")
 
 
 def start(trainer: Trainer) -> None:

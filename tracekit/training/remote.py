@@ -57,6 +57,7 @@ class PortableExample:
     loss: Any = None  # a float or a detached tensor
     error: str | None = None
     piece: portable.TracePiece | None = None
+    scores: dict[str, float] | None = None  # Trainer(objectives=...): every objective's value
 
 
 @dataclass
@@ -68,6 +69,7 @@ class ChunkResult:
     examples: list[PortableExample]
     grads: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
+    problem: Exception | None = None  # objectives=: the metric's first misuse on this worker
 
 
 @dataclass
@@ -103,7 +105,7 @@ class ChunkTask:
                 if self.traced and _is_tensor(loss) and loss.requires_grad:
                     grad_losses.append(loss)
                 examples.append(PortableExample(r.index, portable.portable_value(r.prediction, True), r.score, r.text,
-                                                portable.detached(loss), r.error, piece))
+                                                portable.detached(loss), r.error, piece, r.scores))
         grads: dict[str, Any] = {}
         if grad_losses:
             total = sum(grad_losses[1:], grad_losses[0])
@@ -118,7 +120,15 @@ class ChunkTask:
                         grads[name] = shipping.InBlock(f"{slot}:{name}")
                     else:
                         grads[name] = shipping.pack_tensor(g, self.numpy_grads)
-        return ChunkResult(examples, grads, usage.copy())
+        return ChunkResult(examples, grads, usage.copy(), _take_problem(evaluate.metric))
+
+
+def _take_problem(metric: Any) -> Exception | None:
+    """An `ObjectiveMetric`'s first misuse on this worker, cleared there (it travels once)."""
+    problem = getattr(metric, "problem", None)
+    if problem is not None:
+        metric.problem = None
+    return problem if isinstance(problem, Exception) else None
 
 
 def _dumps(value: Any) -> bytes:
@@ -272,6 +282,9 @@ class RemoteRunner:
                 continue
             g = shipping.unpack_tensor(g)
             grads[name] = g if name not in grads else grads[name] + g
+        metric = self.trainer.metric  # objectives=: a worker's misuse is raised by the Trainer, as in-process
+        if result.problem is not None and getattr(metric, "problem", False) is None:
+            metric.problem = result.problem
         return usage + result.usage
 
     def _results(self, items: list[tuple[int, Any]], per_item: list[Any]) -> list[Any]:
@@ -279,7 +292,8 @@ class RemoteRunner:
         out = []
         for (index, _), ex in zip(items, per_item):
             if isinstance(ex, PortableExample):
-                out.append(self.trainer._example_result(index, ex.prediction, ex.score, ex.text, ex.loss, ex.error))
+                out.append(self.trainer._example_result(index, ex.prediction, ex.score, ex.text, ex.loss, ex.error,
+                                                        ex.scores))
             else:
                 out.append(self.trainer._example_result(index, None, self.trainer.error_score, ex, None, ex))
         return out

@@ -71,13 +71,20 @@ class TrainResult:
     strategy: str = "greedy"
     #: what was spent (metric_calls, llm_cost, seconds) and what is left of each set budget
     budget: dict[str, Any] = field(default_factory=dict)
-    #: pool searches: the best candidate's lineage and the Pareto front (lineages)
+    #: pool searches: the best candidate's lineage and the pool's Pareto front over
+    #: validation examples (the front candidates' lineages)
     best_candidate: dict[str, Any] | None = None
-    #: the Pareto front: with `objectives=`, the non-dominated validated steps as {step,
-    #: scores, params}; with a pool search, the front candidates' lineages
+    pool_front: list[dict[str, Any]] = field(default_factory=list)
+    #: the run's Pareto front (`run_front`): with `objectives=`, the non-dominated validated
+    #: steps as {step, scores, params}; else, with a pool search, `pool_front`
     front: list[dict[str, Any]] = field(default_factory=list)
     #: `objectives=` as declared, {name: "max" | "min"}, the primary first (None without)
     objectives: dict[str, str] | None = None
+
+    def run_front(self, objectives_front: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """Which front `front` is: the objectives' when declared (what a user ships from),
+        else the pool's; `tracekit show` follows the same rule."""
+        return objectives_front if objectives_front is not None else list(self.pool_front)
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data (history left out: it is the run log)."""
@@ -101,7 +108,7 @@ class TrainResult:
         if self.best_candidate is not None:
             lines.append(f"  search ({self.strategy}): best candidate {self.best_candidate['id']} "
                          f"(parents {self.best_candidate['parents']}); Pareto front "
-                         f"{[c['id'] for c in self.front]}")
+                         f"{[c['id'] for c in self.pool_front]}")
         if self.objectives:
             lines.append(f"  objectives: {', '.join(f'{n} ({d})' for n, d in self.objectives.items())}; "
                          f"Pareto front: {len(self.front)} step(s)")

@@ -177,8 +177,8 @@ def finish(trainer: Trainer, state: dict[str, Any]) -> TrainResult:
         strategy=trainer.strategy.name,
         budget={"spent": trainer.budget.spent(), "left": trainer.budget.left()},
         **(trainer.search.summary() if trainer.search is not None else {}),
-        **({"objectives": trainer.objectives.directions, "front": trainer.front.to_list()}
-           if trainer.objectives is not None else {}))
+        **({"objectives": trainer.objectives.directions} if trainer.objectives is not None else {}))
+    result.front = result.run_front(trainer.front.to_list() if trainer.front is not None else None)
     if trainer.history:  # the run log's last record says why the run stopped
         trainer.history[-1]["stop_reason"] = state["stop_reason"]
         result.history[-1] = trainer.history[-1]

@@ -9,6 +9,10 @@ strategy prunes the pool. After every `merge_every` accepted children the next s
 merge instead: a child built per parameter from two front candidates that win on different
 examples (`tracekit.training.pool.merge_values`), validated like any child.
 
+With `Trainer(objectives=...)` the pool's own front stays over examples (scored by the
+primary objective); every validated child is also offered to the objectives' Pareto front
+(`tracekit.training.front`), so both fronts are kept.
+
 Every child, accepted or not, is one run-log record with its lineage; the pool is part of
 the checkpoint, so a resumed run continues the same search.
 """
@@ -19,6 +23,7 @@ import time
 from typing import Any
 
 from tracekit.training import checkpoint as ckpt
+from tracekit.training import front as _front
 from tracekit.training.pool import Candidate, Pool, child_values, merge_values, same_value
 from tracekit.training.results import oriented_scores
 
@@ -84,10 +89,10 @@ class PoolSearch:
         return self.pool.best()
 
     def summary(self) -> dict[str, Any]:
-        """The best candidate and the Pareto front, for the TrainResult and `tracekit show`."""
+        """The best candidate and the pool's Pareto front, for the TrainResult and `tracekit show`."""
         best = self.pool.best()
         return {"best_candidate": best.lineage(),
-                "front": [c.lineage() for c in self.pool.front()]}
+                "pool_front": [c.lineage() for c in self.pool.front()]}
 
     def mark(self) -> tuple[int, dict[int, int]]:
         """What a step changes in the pool before its record: to undo a discarded step."""
@@ -170,6 +175,7 @@ class PoolSearch:
     def _admit(self, state: dict[str, Any], child: Candidate, val: EvalResult, train: EvalResult | None,
                screen: dict[str, Any] | None, start: float) -> None:
         t = self.trainer
+        val_scores = _front.observe(t, state["step"], val)  # objectives=: the child's values join the front
         child.scores = oriented_scores(self.trainer, val)
         self.pool.add(child)
         dropped = self.strategy.admit(self.pool, child)
@@ -184,18 +190,20 @@ class PoolSearch:
             state["bad_steps"] += 1
         state["best_params"] = dict(best.values)
         ckpt.restore(t.named_params, best.values)
-        self._write(state, child, train, val, improved, True, None, screen, dropped, start)
+        self._write(state, child, train, val, improved, True, None, screen, dropped, start, val_scores)
 
     def _reject(self, state: dict[str, Any], child: Candidate, train: EvalResult, why: str,
                 screen: dict[str, Any] | None, start: float) -> None:
         t = self.trainer
+        _front.observe(t, state["step"], None)  # objectives=: a metric's misuse on the minibatch is raised
         state["bad_steps"] += 1
         ckpt.restore(t.named_params, self.pool.best().values)
         self._write(state, child, train, None, False, False, why, screen, [], start)
 
     def _write(self, state: dict[str, Any], child: Candidate, train: EvalResult | None,
                val: EvalResult | None, improved: bool, accepted: bool, why: str | None,
-               screen: dict[str, Any] | None, dropped: list[int], start: float) -> None:
+               screen: dict[str, Any] | None, dropped: list[int], start: float,
+               val_scores: dict[str, float | None] | None = None) -> None:
         t = self.trainer
         if t.patience is not None and state["bad_steps"] >= t.patience:
             state["stop_reason"] = f"early stopping: no improvement in {t.patience} step(s)"
@@ -213,6 +221,7 @@ class PoolSearch:
             "strategy": self.strategy.name, "candidate": child.lineage(), "accepted": accepted,
             "rejected_because": why, "screen": screen, "dropped": dropped,
             "pool_size": len(self.pool), "front": [c.id for c in self.pool.front()],
+            **({"val_scores": val_scores} if val_scores is not None else {}),
         }
         t._end_step(state, record)
 

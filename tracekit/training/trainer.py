@@ -121,7 +121,8 @@ class Trainer:
         `Score(value=<primary>, scores={...})`. The primary is the score (acceptance, early
         stopping, `best_score`); every full validation logs `val_scores` and the Pareto front
         of validated steps is kept (`trainer.front`, `TrainResult.front`;
-        `tracekit.training.front`). Greedy strategy and in-process executors only.
+        `tracekit.training.front`), with every strategy and executor (a pool search also
+        keeps its own front over examples).
     """
 
     def __init__(self, workflow: Callable[..., Any], optimizer: Any, metric: Callable[[Any, Any], Any],
@@ -189,7 +190,6 @@ class Trainer:
         self._scope: Usage | None = None  # this process's LLM usage during the current step
         self.strategy = get_strategy(strategy)
         self.search = None if isinstance(self.strategy, Greedy) else PoolSearch(self, self.strategy)
-        _front.check_use(self)
         self._calls_at_step = 0
         self.callbacks: list[Callback] = check_callbacks(callbacks)
         self.callback_errors: list[str] = []  # what raising callbacks said (`tracekit.training.callbacks`)
@@ -212,9 +212,9 @@ class Trainer:
 
     @staticmethod
     def _example_result(index: int, prediction: Any, score: float | None, text: str | None, loss: Any,
-                        error: str | None) -> ExampleResult:
+                        error: str | None, scores: dict[str, float] | None = None) -> ExampleResult:
         """An untraced `ExampleResult` (from a worker process: `tracekit.training.remote`)."""
-        return ExampleResult(index, prediction, score, text, loss, error, None)
+        return ExampleResult(index, prediction, score, text, loss, error, None, scores)
 
     def evaluate(self, dataset: Sequence[Any] | None = None) -> EvalResult:
         """Score a dataset (default: the validation set) without recording graphs."""
