@@ -38,7 +38,7 @@ from .auglag import AugLagOptions, auglag
 from .constraints import Eq, Evaluator, Ineq, Problem, ProblemError
 from .convex import build_problem, is_cvxpy_object, solve_problem
 from .infeasibility import infeasible_message, least_violation
-from .kkt import estimate_multipliers, measures
+from .kkt import Compiled, estimate_multipliers, measures
 from .result import Multipliers, OptimizeResult
 from .scipy_methods import solve_scipy
 
@@ -163,15 +163,19 @@ def _run_scipy(ev, X0, lo, hi, method, tol, max_iter):
     return _Graded(out.X, lam, mu, m, status, msgs, method, out.nit)
 
 
-def _compiled_gf(out: ipopt.IpoptOutput) -> torch.Tensor | None:
-    """``grad f`` at IPOPT's point from the compiled graph it used (None on torch callbacks):
-    the grading then needs one backward pass instead of two, and the cancellation test
-    finds it cached."""
-    if out.second_derivatives is None:
+def _compiled(out: ipopt.IpoptOutput) -> Compiled | None:
+    """The values, ``grad f`` and ``grad l`` at IPOPT's point from the compiled graph it used
+    (None on torch callbacks): the grading then needs torch's forward pass only (its
+    values must agree), and the second-order test finds the Jacobian cached."""
+    if out.second_derivatives is None or out.values is None:
         return None
     x = out.X[0].detach().cpu().double().numpy()
-    gf = out.second_derivatives(x, np.zeros(out.lam.shape[1] + out.mu.shape[1]), False)[0]
-    return torch.as_tensor(gf, dtype=out.X.dtype, device=out.X.device).reshape(out.X.shape)
+    y = torch.cat([out.lam, out.mu], dim=1)[0].detach().cpu().double().numpy()
+    gf, J, _ = out.second_derivatives(x, y, False)
+    gl = gf + (J.T @ y if y.size else 0.0)
+    as_row = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=out.X.dtype,  # noqa: E731
+                                       device=out.X.device).reshape(out.X.shape)
+    return Compiled(out.values, as_row(gf), as_row(gl))
 
 
 def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options, kkt_tol=1e-6):
@@ -179,14 +183,14 @@ def _run_ipopt(prob, ev, X0, lo, hi, tol, max_iter, options, kkt_tol=1e-6):
     # where a second solve costs most: those are solved tight from the start
     tight = X0.shape[1] >= ipopt.TIGHT_FROM_N
     out = ipopt.solve_ipopt(prob, ev, X0, lo, hi, tol=tol, max_iter=max_iter, options=options, tight=tight)
-    m = measures(ev, out.X, out.lam, out.mu, lo.expand_as(out.X), hi.expand_as(out.X), _compiled_gf(out))
+    m = measures(ev, out.X, out.lam, out.mu, lo.expand_as(out.X), hi.expand_as(out.X), compiled=_compiled(out))
     k = float(m.kkt[0])
     if (not tight and out.status[0] == "optimal" and float(m.violation[0]) <= max(1e-6, 10 * tol)
             and kkt_tol < k <= 1e3 * kkt_tol):
         # just outside the grade: weakly active bounds left ~sqrt(mu) away; solve again tighter
         again = ipopt.solve_ipopt(prob, ev, out.X, lo, hi, tol=tol, max_iter=max_iter, options=options, tight=True)
         m2 = measures(ev, again.X, again.lam, again.mu, lo.expand_as(again.X), hi.expand_as(again.X),
-                      _compiled_gf(again))
+                      compiled=_compiled(again))
         if bool(m2.finite[0]) and float(m2.kkt[0]) < k and float(m2.violation[0]) <= max(1e-6, 10 * tol):
             out, m = again, m2
     status, msgs = list(out.status), list(out.messages)

@@ -85,6 +85,10 @@ class IpoptOutput:
     # on torch callbacks: the parts found constant ("Jacobian", "objective Hessian"),
     # computed once (oracle.structure)
     constant: tuple[str, ...] = ()
+    # f and the constraint values (inequalities, then equalities) at X as the compiled
+    # graph computed them: the grading checks them against torch's before it uses the
+    # compiled derivatives (kkt.gradients)
+    values: np.ndarray | None = None
 
 
 def _casadi():
@@ -354,4 +358,6 @@ def solve_ipopt(
     nit = int(stats.get("iter_count", 0))
     reg = list((stats.get("iterations") or {}).get("regularization_size") or [])
     inertia_ok = bool(nit >= 1 and reg and reg[-1] == 0)
-    return IpoptOutput(x, lam, mu, [status], [f"ipopt: {ret}"], nit, derivatives, second, inertia_ok, constant)
+    values = np.r_[np.asarray(sol["f"], dtype=np.float64).ravel(), np.asarray(sol["g"], dtype=np.float64).ravel()]
+    return IpoptOutput(x, lam, mu, [status], [f"ipopt: {ret}"], nit, derivatives, second, inertia_ok, constant,
+                       values)

@@ -20,7 +20,7 @@ import torch
 
 from .constraints import Evaluator
 
-__all__ = ["Measures", "measures", "estimate_multipliers"]
+__all__ = ["Compiled", "Measures", "measures", "estimate_multipliers"]
 
 
 @dataclass
@@ -43,11 +43,36 @@ def _grad(out: torch.Tensor, X: torch.Tensor, retain: bool = False) -> torch.Ten
     return torch.zeros_like(X) if g is None else g
 
 
+@dataclass
+class Compiled:
+    """What a compiled graph (IPOPT's captured problem) computed at one point: ``f`` and
+    the constraint values (inequalities, then equalities), ``grad f`` and ``grad l``."""
+
+    values: np.ndarray  # (1 + mI + mE,)
+    gf: torch.Tensor  # (1, n)
+    gl: torch.Tensor  # (1, n)
+
+    def agrees(self, f: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> bool:
+        """Whether torch's values are the compiled ones (up to rounding): then the graph is
+        the user's function there and its derivatives can stand in for torch's."""
+        mine = torch.cat([f.reshape(1, 1), g, h], dim=1).detach().cpu().double().numpy().ravel()
+        return mine.shape == self.values.shape and bool(
+            np.all(np.abs(mine - self.values) <= 1e-8 * np.maximum(1.0, np.abs(mine))))
+
+
 def gradients(
-    ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, gf: torch.Tensor | None = None
+    ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Tensor, gf: torch.Tensor | None = None,
+    compiled: Compiled | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``f, g, h, grad f, grad l`` at ``X`` (all detached), ``l = f + lam.g + mu.h``. With
-    ``gf`` given (the compiled gradient IPOPT used), ``grad l`` takes one backward pass."""
+    ``gf`` given (the compiled gradient IPOPT used), ``grad l`` takes one backward pass;
+    with ``compiled`` values that torch's forward pass confirms, none."""
+    if compiled is not None:
+        with torch.no_grad():
+            f, g, h = ev.evaluate(X.detach())
+        if compiled.agrees(f, g, h):
+            return f, g, h, compiled.gf, compiled.gl
+        gf = None  # the graph is not the function here: every derivative from torch
     Xr = X.detach().requires_grad_(True)
     with torch.enable_grad():
         f, g, h = ev.evaluate(Xr)
@@ -68,10 +93,12 @@ def measures(
     lo: torch.Tensor,
     hi: torch.Tensor,
     gf: torch.Tensor | None = None,
+    compiled: Compiled | None = None,
 ) -> Measures:
     """Violation, KKT residual and bound multipliers at ``X`` for given multipliers; ``gf``:
-    ``grad f`` at ``X`` when already known (it only scales the stationarity)."""
-    f, g, h, gf, gl = gradients(ev, X, lam, mu, gf)
+    ``grad f`` at ``X`` when already known (it only scales the stationarity); ``compiled``:
+    a compiled graph's values and gradients at ``X``, used when torch's values agree."""
+    f, g, h, gf, gl = gradients(ev, X, lam, mu, gf, compiled)
     pg = X - torch.minimum(torch.maximum(X - gl, lo), hi)
     zero = X.new_zeros(X.shape[0])
     viol = torch.maximum(zero, (lo - X).amax(1))
