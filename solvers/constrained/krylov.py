@@ -1,7 +1,9 @@
-"""Batched conjugate gradient on matrix-free operators (Hessian-vector products).
+"""Batched Krylov solvers on matrix-free operators (Hessian-vector products).
 
-Each row of ``b`` (shape ``(B, n)``) is its own system; rows stop independently. Used by
-the Newton-CG inner solver of the augmented Lagrangian and by implicit differentiation.
+Each row of ``b`` (shape ``(B, n)``) is its own system; rows stop independently. CG and
+Steihaug-Toint CG serve the Newton-CG inner solver of the augmented Lagrangian and
+implicit differentiation; MINRES the symmetric indefinite KKT systems of the matrix-free
+polish (``auglag.operator_polish``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["cg", "steihaug"]
+__all__ = ["cg", "minres", "steihaug"]
 
 
 def cg(
@@ -132,3 +134,59 @@ def steihaug(
         p = torch.where(active[:, None], r + beta[:, None] * p, p)
         rs = torch.where(active, rs_new, rs)
     return s, {"iterations": its, "boundary": bnd, "negative_curvature": neg}
+
+
+def minres(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    b: torch.Tensor,
+    rtol: float = 1e-10,
+    maxiter: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Solve ``A x = b`` for symmetric, possibly indefinite ``A`` given by ``matvec``
+    (Paige and Saunders' MINRES: Lanczos with Givens rotations, batched over rows).
+
+    A row stops when its residual norm (MINRES tracks it without a product) falls below
+    ``rtol ||b||``; a row whose ``b`` is zero returns zero. Returns ``x`` and an info dict
+    with ``iterations`` and ``residual`` (the estimated residual norm) per row.
+    """
+    B, n = b.shape
+    maxiter = maxiter or 2 * n + 10
+    zero = torch.zeros(B, dtype=b.dtype, device=b.device)
+    safe = lambda t: torch.where(t > 0, t, torch.ones_like(t))  # noqa: E731
+    beta1 = b.norm(dim=1)
+    v_old, v = torch.zeros_like(b), b / safe(beta1)[:, None]
+    w, w1, x = torch.zeros_like(b), torch.zeros_like(b), torch.zeros_like(b)
+    beta = zero.clone()  # the Lanczos coupling of v_old and v (none before the first vector)
+    dbar, epsln, cs, sn = zero.clone(), zero.clone(), zero - 1, zero.clone()
+    phibar = beta1.clone()  # the residual norm
+    target = rtol * beta1
+    active = beta1 > 0
+    its = torch.zeros(B, dtype=torch.long, device=b.device)
+    for _ in range(maxiter):
+        if not active.any():
+            break
+        y = matvec(v)
+        alpha = (v * y).sum(1)
+        y = y - alpha[:, None] * v - beta[:, None] * v_old
+        beta_new = y.norm(dim=1)
+        # the previous rotation on the new column of the tridiagonal matrix, then a new one
+        oldeps = epsln
+        delta = cs * dbar + sn * alpha
+        gbar = sn * dbar - cs * alpha
+        epsln_new = sn * beta_new
+        dbar_new = -cs * beta_new
+        gamma = torch.sqrt(gbar * gbar + beta_new * beta_new)
+        cs_new, sn_new = gbar / safe(gamma), beta_new / safe(gamma)
+        phi = cs_new * phibar
+        w_new = (v - oldeps[:, None] * w1 - delta[:, None] * w) / safe(gamma)[:, None]
+        keep = active[:, None]
+        x = torch.where(keep & (gamma > 0)[:, None], x + phi[:, None] * w_new, x)
+        w1, w = torch.where(keep, w, w1), torch.where(keep, w_new, w)
+        v_old, v = torch.where(keep, v, v_old), torch.where(keep, y / safe(beta_new)[:, None], v)
+        beta = torch.where(active, beta_new, beta)
+        epsln, dbar = torch.where(active, epsln_new, epsln), torch.where(active, dbar_new, dbar)
+        cs, sn = torch.where(active, cs_new, cs), torch.where(active, sn_new, sn)
+        phibar = torch.where(active, sn_new * phibar, phibar)
+        its += active.long()
+        active &= (phibar > target) & (beta_new > 0) & torch.isfinite(phibar)
+    return x, {"iterations": its, "residual": phibar}

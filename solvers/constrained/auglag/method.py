@@ -32,10 +32,14 @@ Method (in the spirit of ALGENCAN / LANCELOT, Powell-Hestenes-Rockafellar form):
   ill-conditioned subproblems of large penalties, which is why the factored tier exists). Newton converges
   quadratically, which is what makes 1e-8 accuracy affordable where first-order AL
   stalls near 1e-5.
-* Polishing (ALGENCAN's acceleration; up to ``factor_max`` variables and ``2 factor_max``
-  variables + constraints, the size of its dense KKT matrix): after each outer
-  iteration, Newton's method on the KKT system of the active set the AL iterate
-  identifies (with a primal-dual active-set update). Its point is kept only if it passes
+* Polishing (ALGENCAN's acceleration): after each outer iteration, Newton's method on
+  the KKT system of the active set the AL iterate identifies (with a primal-dual
+  active-set update). Up to ``factor_max`` variables and ``2 factor_max`` variables +
+  constraints the KKT matrix is formed and solved (``polish``); above, nothing is formed:
+  MINRES on Hessian- and Jacobian-vector products (``operator_polish``). There a failed
+  polish still warm-starts the next subproblem where it lowers the augmented Lagrangian
+  (truncated CG alone creeps on large subproblems with many active bounds), and a row
+  waits 2, 4, 8, ... outer iterations after each failed polish before the next. Its point is kept only if it passes
   the same violation / KKT test and has no negative curvature along the active manifold.
   This gives quadratic convergence once the active set is right, instead of the linear
   rate of the multiplier updates, and solves problems whose solution is pinned by the
@@ -55,6 +59,7 @@ import torch
 from ..constraints import Evaluator
 from ..kkt import Measures, measures
 from .inner import AugmentedLagrangian, newton_solve, project
+from .operator_polish import polish_operator
 from .options import AugLagOptions
 from .polish import Lagrangian, polish
 
@@ -164,6 +169,8 @@ def auglag(
     lag = Lagrangian(ev, sf, sg, sh)
     polished = torch.zeros(B, dtype=torch.bool, device=dev)
     npolish = 0
+    polish_fails = torch.zeros(B, dtype=torch.long, device=dev)  # operator polishes that failed, per row
+    polish_next = torch.zeros(B, dtype=torch.long, device=dev)  # the outer iteration of a row's next one
     running = ~bad0
     for b in torch.nonzero(bad0).flatten().tolist():
         status[b] = "nan"
@@ -204,14 +211,29 @@ def auglag(
         if n > opts.dense_max:  # a large KKT factorization only once the iterate is nearly feasible
             try_polish &= m.violation <= 1e-3
         pmax = max(opts.factor_max, opts.dense_max)
-        if opts.polish and n + mI + mE <= 2 * pmax and n <= pmax and try_polish.any():
-            Xp, lp, mp, so = polish(lag, X, lam_s, mu_s, rho, lo, hi, try_polish, opts.tol)
+        # a dense KKT matrix up to its size limit; operators (MINRES) above it, where a
+        # polish costs hundreds of products: after each failed one a row waits twice as
+        # many outer iterations before the next
+        dense_kkt = n + mI + mE <= 2 * pmax and n <= pmax
+        if not dense_kkt:
+            try_polish &= outer >= polish_next
+        if opts.polish and try_polish.any():
+            Xp, lp, mp, so = (polish if dense_kkt else polish_operator)(lag, X, lam_s, mu_s, rho, lo, hi,
+                                                                         try_polish, opts.tol)
             mpol = measures(ev, Xp, lp * sg / sf[:, None], mp * sh / sf[:, None], lo, hi)
             good = try_polish & so & mpol.finite & (mpol.violation <= opts.tol) & (mpol.kkt <= opts.tol)
             npolish += int(try_polish.sum())
             if opts.verbose:
                 print(f"  polish: tried {bool(try_polish[0])} accepted {bool(good[0])} viol {float(mpol.violation[0]):.2e} "
                       f"kkt {float(mpol.kkt[0]):.2e} second-order {bool(so[0])} f {float(mpol.f[0]):.10g}")
+            if not dense_kkt:  # truncated CG converges slowly on large subproblems: a polish that
+                # did not finish still starts the next one where it lowers the augmented Lagrangian
+                failed = try_polish & ~good
+                polish_fails += failed.long()
+                polish_next = torch.where(failed, outer + 2 ** polish_fails, polish_next)
+                al.lam, al.mu, al.rho = lam_s, mu_s, rho
+                lower = failed & (al.value_nograd(Xp) < al.value_nograd(X)) & torch.isfinite(Xp).all(1)
+                X = torch.where(lower[:, None], Xp, X)
             if good.any():
                 X = torch.where(good[:, None], Xp, X)
                 lam_s = torch.where(good[:, None], lp, lam_s)
