@@ -24,8 +24,11 @@ def main() -> None:
     import dspy
 
     config = json.loads(sys.argv[1])
+    # engine="litellm": DSPy 3.4's default lm15 engine sends the token cap as
+    # `max_completion_tokens`, which llama.cpp's server ignores (answers ran to 100+ tokens
+    # and reflections to the context limit); LiteLLM sends `max_tokens`, which it honours
     lm = dspy.LM(f"openai/{config['model']}", api_base=config["base_url"], api_key="local",
-                 cache=False, temperature=0.0, max_tokens=64, num_retries=0)
+                 cache=False, temperature=0.0, max_tokens=64, num_retries=0, engine="litellm")
     dspy.configure(lm=lm)
     Label = Literal[tuple(config["choices"])]  # type: ignore[misc]
 
