@@ -39,8 +39,8 @@ Method (in the spirit of ALGENCAN / LANCELOT, Powell-Hestenes-Rockafellar form):
   MINRES on Hessian- and Jacobian-vector products (``operator_polish``). There a failed
   polish still warm-starts the next subproblem where it lowers the augmented Lagrangian
   (truncated CG alone creeps on large subproblems with many active bounds), and a row
-  waits 2, 4, 8, ... outer iterations after each failed polish before the next. Its point is kept only if it passes
-  the same violation / KKT test and has no negative curvature along the active manifold.
+  waits 2, 4, 8, ... outer iterations after each failed polish before the next. A
+  polished point is kept only if it passes the same violation / KKT test and has no negative curvature along the active manifold.
   This gives quadratic convergence once the active set is right, instead of the linear
   rate of the multiplier updates, and solves problems whose solution is pinned by the
   constraints (a vertex) even from far away.
@@ -234,6 +234,8 @@ def auglag(
                 al.lam, al.mu, al.rho = lam_s, mu_s, rho
                 lower = failed & (al.value_nograd(Xp) < al.value_nograd(X)) & torch.isfinite(Xp).all(1)
                 X = torch.where(lower[:, None], Xp, X)
+                if lower.any():  # the tests below read the measures of the point kept
+                    m = measures(ev, X, lam_u, mu_u, lo, hi)
             if good.any():
                 X = torch.where(good[:, None], Xp, X)
                 lam_s = torch.where(good[:, None], lp, lam_s)
