@@ -19,7 +19,7 @@ import torch
 from ..constraints import Evaluator
 from ..krylov import cg, minres
 from .inner import project
-from .polish import Lagrangian
+from .polish import Lagrangian, active_set_update
 
 #: MINRES per Newton step, and the Lanczos probe of the second-order check
 KKT_RTOL = 1e-12
@@ -74,7 +74,7 @@ def polish_operator(
     """``polish.polish`` on operators: returns the best ``X, lam, mu`` (scaled multipliers)
     and ``second_order`` per row (see the module docstring)."""
     B, n = X.shape
-    mI, mE = lam.shape[1], mu.shape[1]
+    mI = lam.shape[1]
     dt = X.dtype
     sc = torch.cat([lag.sg, lag.sh], dim=1)
     y = torch.cat([lam, mu], dim=1)
@@ -99,23 +99,7 @@ def polish_operator(
         lag.lam, lag.mu = y[:, :mI], y[:, mI:]
         _, G, hvp = lag.hvp_operator(X)
         c, jv, jtv = constraint_operators(lag.ev, X, sc)
-        at_lo, at_hi = on_bounds(X)
-        if it == 0:
-            fixed = (at_lo & (G > 0)) | (at_hi & (G < 0))
-        else:
-            fixed &= ~((at_lo & (G < 0)) | (at_hi & (G > 0)))  # wrong-signed bound multiplier
-            if mI:
-                gI, yI = c[:, :mI], y[:, :mI]
-                actI = act[:, :mI] & ~(yI < 0) | (gI > 0)
-                y = torch.cat([torch.where(actI, yI, torch.zeros_like(yI)), y[:, mI:]], 1)
-                act = torch.cat([actI, act[:, mI:]], 1)
-        X = torch.where(fixed, torch.where(at_lo & fixed, lo, hi), X)
-        res = (X - project(X - G, lo, hi)).abs().amax(1)
-        if mI:
-            res = torch.maximum(res, torch.minimum(-c[:, :mI], y[:, :mI]).abs().amax(1))
-        if mE:
-            res = torch.maximum(res, c[:, mI:].abs().amax(1))
-        res = torch.where(torch.isfinite(res) & torch.isfinite(X).all(1), res, torch.full_like(res, float("inf")))
+        X, y, act, fixed, res = active_set_update(it, X, G, c, y, act, fixed, lo, hi, on_bounds, mI)
         better = rows & (res < best_r)
         best_X = torch.where(better[:, None], X, best_X)
         best_y = torch.where(better[:, None], y, best_y)

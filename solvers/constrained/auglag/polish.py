@@ -4,6 +4,7 @@ with a second-order check so that saddles and maxima are not returned."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -58,6 +59,34 @@ def _same(A: torch.Tensor, B: torch.Tensor) -> bool:
     if not bool(torch.isfinite(A).all()):
         return False
     return float((A - B).abs().amax()) <= 1e-13 * max(float(A.abs().amax()), 1.0)
+
+
+def active_set_update(it: int, X: torch.Tensor, G: torch.Tensor, c: torch.Tensor, y: torch.Tensor,
+                      act: torch.Tensor, fixed: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                      on_bounds: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                      mI: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One primal-dual active-set update at a polish iterate (both polishes share it):
+    ``X`` with its fixed variables on their bound, ``y``, ``act``, ``fixed``, and the KKT
+    residual, which does not depend on the active set (inf where not finite)."""
+    mE = c.shape[1] - mI
+    at_lo, at_hi = on_bounds(X)
+    if it == 0:
+        fixed = (at_lo & (G > 0)) | (at_hi & (G < 0))
+    else:
+        fixed &= ~((at_lo & (G < 0)) | (at_hi & (G > 0)))  # wrong-signed bound multiplier
+        if mI:
+            gI, yI = c[:, :mI], y[:, :mI]
+            actI = act[:, :mI] & ~(yI < 0) | (gI > 0)
+            y = torch.cat([torch.where(actI, yI, torch.zeros_like(yI)), y[:, mI:]], 1)
+            act = torch.cat([actI, act[:, mI:]], 1)
+    X = torch.where(fixed, torch.where(at_lo & fixed, lo, hi), X)
+    res = (X - project(X - G, lo, hi)).abs().amax(1)
+    if mI:
+        res = torch.maximum(res, torch.minimum(-c[:, :mI], y[:, :mI]).abs().amax(1))
+    if mE:
+        res = torch.maximum(res, c[:, mI:].abs().amax(1))
+    res = torch.where(torch.isfinite(res) & torch.isfinite(X).all(1), res, torch.full_like(res, float("inf")))
+    return X, y, act, fixed, res
 
 
 def polish(
@@ -140,24 +169,7 @@ def polish(
             c, J_new = scaled_jacobian(lag.ev, X, sc)
             frozen_J = J is not None and _same(J, J_new)
             J = J_new
-        at_lo, at_hi = on_bounds(X)
-        if it == 0:
-            fixed = (at_lo & (G > 0)) | (at_hi & (G < 0))
-        else:
-            fixed &= ~((at_lo & (G < 0)) | (at_hi & (G > 0)))  # wrong-signed bound multiplier
-            if mI:
-                gI, yI = c[:, :mI], y[:, :mI]
-                actI = act[:, :mI] & ~(yI < 0) | (gI > 0)
-                y = torch.cat([torch.where(actI, yI, torch.zeros_like(yI)), y[:, mI:]], 1)
-                act = torch.cat([actI, act[:, mI:]], 1)
-        X = torch.where(fixed, torch.where(at_lo & fixed, lo, hi), X)
-        # KKT residual independent of the active set
-        res = (X - project(X - G, lo, hi)).abs().amax(1)
-        if mI:
-            res = torch.maximum(res, torch.minimum(-c[:, :mI], y[:, :mI]).abs().amax(1))
-        if mE:
-            res = torch.maximum(res, c[:, mI:].abs().amax(1))
-        res = torch.where(torch.isfinite(res) & torch.isfinite(X).all(1), res, torch.full_like(res, float("inf")))
+        X, y, act, fixed, res = active_set_update(it, X, G, c, y, act, fixed, lo, hi, on_bounds, mI)
         better = rows & (res < best_r)
         best_X = torch.where(better[:, None], X, best_X)
         best_y = torch.where(better[:, None], y, best_y)
