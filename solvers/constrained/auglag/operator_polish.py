@@ -19,7 +19,7 @@ import torch
 from ..constraints import Evaluator
 from ..krylov import cg, minres
 from .inner import project
-from .polish import Lagrangian, active_set_update
+from .polish import Lagrangian, active_set_update, bound_test, initial_active_set
 
 #: MINRES per Newton step, and the Lanczos probe of the second-order check
 KKT_RTOL = 1e-12
@@ -77,16 +77,9 @@ def polish_operator(
     mI = lam.shape[1]
     dt = X.dtype
     sc = torch.cat([lag.sg, lag.sh], dim=1)
-    y = torch.cat([lam, mu], dim=1)
     c, _, _ = constraint_operators(lag.ev, X, sc)
-    act = torch.ones_like(y, dtype=torch.bool)
-    act[:, :mI] = (lam + rho[:, None] * c[:, :mI]) > 0
-    y = torch.where(act, y, torch.zeros_like(y))
-    rel = max(1e-10, 100 * torch.finfo(dt).eps)
-    fin_lo, fin_hi = torch.isfinite(lo), torch.isfinite(hi)
-
-    def on_bounds(Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (fin_lo & (Z <= lo + rel * (1 + lo.abs())), fin_hi & (Z >= hi - rel * (1 + hi.abs())))
+    y, act = initial_active_set(lam, mu, rho, c)
+    on_bounds = bound_test(lo, hi, dt)
 
     tried = rows
     rows = rows.clone()

@@ -61,6 +61,28 @@ def _same(A: torch.Tensor, B: torch.Tensor) -> bool:
     return float((A - B).abs().amax()) <= 1e-13 * max(float(A.abs().amax()), 1.0)
 
 
+def initial_active_set(lam: torch.Tensor, mu: torch.Tensor, rho: torch.Tensor,
+                       c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The multipliers ``y = [lam, mu]`` and active set a polish starts from: every
+    equality, and the inequalities with ``lam + rho g > 0`` (the others' multipliers zeroed)."""
+    mI = lam.shape[1]
+    y = torch.cat([lam, mu], dim=1)
+    act = torch.ones_like(y, dtype=torch.bool)
+    act[:, :mI] = (lam + rho[:, None] * c[:, :mI]) > 0
+    return torch.where(act, y, torch.zeros_like(y)), act
+
+
+def bound_test(lo: torch.Tensor, hi: torch.Tensor,
+               dtype: torch.dtype) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``Z -> (on lower bound, on upper bound)``, up to rounding of the dtype."""
+    rel = max(1e-10, 100 * torch.finfo(dtype).eps)
+    fin_lo, fin_hi = torch.isfinite(lo), torch.isfinite(hi)
+
+    def on_bounds(Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (fin_lo & (Z <= lo + rel * (1 + lo.abs())), fin_hi & (Z >= hi - rel * (1 + hi.abs())))
+    return on_bounds
+
+
 def active_set_update(it: int, X: torch.Tensor, G: torch.Tensor, c: torch.Tensor, y: torch.Tensor,
                       act: torch.Tensor, fixed: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
                       on_bounds: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
@@ -121,16 +143,9 @@ def polish(
     mI, mE = lam.shape[1], mu.shape[1]
     dt = X.dtype
     sc = torch.cat([lag.sg, lag.sh], dim=1)
-    y = torch.cat([lam, mu], dim=1)
     c, _ = scaled_jacobian(lag.ev, X, sc)
-    act = torch.ones_like(y, dtype=torch.bool)
-    act[:, :mI] = (lam + rho[:, None] * c[:, :mI]) > 0
-    y = torch.where(act, y, torch.zeros_like(y))
-    rel = max(1e-10, 100 * torch.finfo(dt).eps)
-    fin_lo, fin_hi = torch.isfinite(lo), torch.isfinite(hi)
-
-    def on_bounds(Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (fin_lo & (Z <= lo + rel * (1 + lo.abs())), fin_hi & (Z >= hi - rel * (1 + hi.abs())))
+    y, act = initial_active_set(lam, mu, rho, c)
+    on_bounds = bound_test(lo, hi, dt)
 
     def kkt_matrix(H, J, free, a):
         H = torch.nan_to_num(H, nan=0.0, posinf=0.0, neginf=0.0)
