@@ -34,6 +34,7 @@ import torch
 
 from .constraints import Evaluator, Problem, ProblemError
 from .oracle import TorchOracle
+from .solver_cache import SOLVERS, CachedSolver
 from .symbolic import capture
 
 __all__ = ["available", "solve_ipopt", "IpoptOutput", "IPOPT_STATUS"]
@@ -51,7 +52,7 @@ IPOPT_STATUS = {
     "Invalid_Number_Detected": "nan",
 }
 
-DEFAULTS: dict[str, Any] = {"dense_hessian_max": 2000, "capture": True, "structure": True}
+DEFAULTS: dict[str, Any] = {"dense_hessian_max": 2000, "capture": True, "structure": True, "reuse": True}
 #: from this many variables IPOPT runs with the tight tolerance at once (see solve_ipopt)
 TIGHT_FROM_N = 1000
 
@@ -101,8 +102,9 @@ def _casadi():
     return casadi
 
 
-def _captured_nlp(prob: Problem, ev: Evaluator, X0: torch.Tensor) -> dict | None:
-    """The problem as a CasADi SX graph, if capture works and agrees with torch."""
+def _captured_nlp(prob: Problem, ev: Evaluator) -> tuple[dict, Any] | None:
+    """The problem as a CasADi SX graph and its value function ``x -> (f, constraints)``,
+    if capture works (its values are checked by ``_agrees`` before use)."""
     ca = _casadi()
     fns = [prob.objective] + [c.fn for c in prob.ineq] + [c.fn for c in prob.eq]
     got = capture(fns, prob.shape)
@@ -112,9 +114,13 @@ def _captured_nlp(prob: Problem, ev: Evaluator, X0: torch.Tensor) -> dict | None
     if outs[0].shape != (1, 1) or [o.shape[0] for o in outs[1:]] != ev.sizes[1:]:
         return None
     f, c = outs[0], ca.vertcat(*outs[1:]) if len(outs) > 1 else ca.SX(0, 1)
-    check = ca.Function("tk_check", [x], [f, c])
-    # torch's values at x0 come from the evaluator's first call; where x0 has zero
-    # entries (terms vanish there) a second, random point is checked too
+    return {"x": x, "f": f, "g": c}, ca.Function("tk_check", [x], [f, c])
+
+
+def _agrees(check: Any, prob: Problem, ev: Evaluator, X0: torch.Tensor) -> bool:
+    """Whether a graph's values are the torch functions' at ``x0`` and, where ``x0`` has
+    zero entries (at which terms vanish), at a second, random point."""
+    # torch's values at x0 come from the evaluator's first call when it was made there
     x0 = X0[0].detach().cpu().to(torch.float64)
     same_x0 = ev.X_initial.shape == X0.shape and bool((ev.X_initial == X0).all())
     points: list = [(x0, ev.initial if same_x0 else None)]
@@ -128,12 +134,14 @@ def _captured_nlp(prob: Problem, ev: Evaluator, X0: torch.Tensor) -> dict | None
         want = torch.cat([v.reshape(-1) for v in tv]).double().cpu().numpy()
         fv, cv = check(pt.numpy())
         got_v = np.concatenate([np.asarray(fv).ravel(), np.asarray(cv).ravel()])
+        if got_v.shape != want.shape:
+            return False
         ok = np.isfinite(want) == np.isfinite(got_v)
         both = np.isfinite(want) & np.isfinite(got_v)
         ok &= ~both | (np.abs(want - got_v) <= rtol * np.maximum(1.0, np.abs(want)))
         if not ok.all():
-            return None
-    return {"x": x, "f": f, "g": c}
+            return False
+    return True
 
 
 def _second_point(prob: Problem, x0: torch.Tensor) -> torch.Tensor:
@@ -295,7 +303,9 @@ def solve_ipopt(
     """Solve row 0 of ``X0`` with IPOPT; ``options`` are IPOPT options (``"print_level"``,
     ``"mu_strategy"``, ...) plus ``"capture"`` (default True), ``"structure"`` (default
     True: constant Jacobians and objective Hessians on torch callbacks are found once,
-    ``oracle.TorchOracle.structure``) and ``"dense_hessian_max"``."""
+    ``oracle.TorchOracle.structure``), ``"reuse"`` (default True: a captured problem's
+    solver is kept for the next solve of the same functions, ``solver_cache``) and
+    ``"dense_hessian_max"``."""
     ca = _casadi()
     if X0.shape[0] != 1:
         raise ProblemError("method='ipopt' solves one instance; use method='auglag' for batched=True.")
@@ -303,25 +313,10 @@ def solve_ipopt(
     opts_in.update(options or {})
     use_capture = bool(opts_in.pop("capture"))
     use_structure = bool(opts_in.pop("structure"))
+    use_reuse = bool(opts_in.pop("reuse"))
     dense_max = int(opts_in.pop("dense_hessian_max"))
     n, mI, mE = X0.shape[1], ev.m_ineq, ev.m_eq
     m = mI + mE
-    nlp = _captured_nlp(prob, ev, X0) if use_capture and not ev.has_fd else None
-    keep: list = []
-    opts: dict[str, Any] = {}
-    constant: tuple[str, ...] = ()
-    if nlp is not None:
-        derivatives = "captured"
-    else:
-        oracle = TorchOracle(ev, X0)
-        if use_structure:
-            x0 = X0[0].detach().cpu().double()
-            oracle.structure(x0.numpy(), _second_point(prob, x0).numpy(), hessian=n <= dense_max)
-        exact = ev.exact_hessian and n <= dense_max
-        nlp, opts, keep = _callback_nlp(oracle, n, m, exact)
-        derivatives = "torch" if exact else "torch, quasi-Newton"
-        constant = tuple(w for w, c in (("Jacobian", oracle.J_const), ("objective Hessian", oracle.Hf_const))
-                         if c is not None)
     # IPOPT's tol is on its scaled error; 1e-2 x ours passes the shared, unscaled grade
     # but for weakly active bounds (small multiplier, distance ~ sqrt of their product),
     # where the caller solves again with "tight" (1e-4 x ours, two or three iterations more).
@@ -329,15 +324,47 @@ def solve_ipopt(
     # many bounds, such as a banded QP in a box, then need the second solve: 5x slower.)
     # Bounds are relaxed by at most tol (IPOPT's default relaxation is 1e-8) and the
     # violation IPOPT accepts is tol, so its point meets the caller's accuracy.
-    opts.update({"print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
-                 "ipopt.tol": (1e-4 if tight else 1e-2) * float(tol), "ipopt.constr_viol_tol": float(tol),
-                 "ipopt.bound_relax_factor": min(1e-8, float(tol)), "ipopt.max_iter": int(max_iter or 3000)})
+    opts: dict[str, Any] = {
+        "print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
+        "ipopt.tol": (1e-4 if tight else 1e-2) * float(tol), "ipopt.constr_viol_tol": float(tol),
+        "ipopt.bound_relax_factor": min(1e-8, float(tol)), "ipopt.max_iter": int(max_iter or 3000)}
     for k, v in opts_in.items():
         opts[k if "." in k else f"ipopt.{k}"] = v
-    try:
-        solver = ca.nlpsol("tracekit_ipopt", "ipopt", nlp, opts)
-    except RuntimeError as exc:
-        raise ProblemError(f"IPOPT rejected the problem or its options: {exc}") from exc
+    keep: list = []
+    constant: tuple[str, ...] = ()
+    solver = entry = None
+    fns = [prob.objective] + [c.fn for c in prob.ineq] + [c.fn for c in prob.eq]
+    key = SOLVERS.key(fns, prob.shape, X0.dtype, opts) if use_capture and use_reuse and not ev.has_fd else None
+    if key is not None:  # the same functions solved before: their solver, if its values still hold
+        entry = SOLVERS.take(key, fns)
+        if entry is not None and entry.sizes == list(ev.sizes) and _agrees(entry.check, prob, ev, X0):
+            solver = entry.solver
+        else:
+            entry = None
+    got = _captured_nlp(prob, ev) if solver is None and use_capture and not ev.has_fd else None
+    if got is not None and not _agrees(got[1], prob, ev, X0):
+        got = None
+    if solver is not None or got is not None:
+        derivatives = "captured"
+        nlp = got[0] if got is not None else None
+    else:
+        oracle = TorchOracle(ev, X0)
+        if use_structure:
+            x0 = X0[0].detach().cpu().double()
+            oracle.structure(x0.numpy(), _second_point(prob, x0).numpy(), hessian=n <= dense_max)
+        exact = ev.exact_hessian and n <= dense_max
+        nlp, cb_opts, keep = _callback_nlp(oracle, n, m, exact)
+        opts.update(cb_opts)
+        derivatives = "torch" if exact else "torch, quasi-Newton"
+        constant = tuple(w for w, c in (("Jacobian", oracle.J_const), ("objective Hessian", oracle.Hf_const))
+                         if c is not None)
+    if solver is None:
+        try:
+            solver = ca.nlpsol("tracekit_ipopt", "ipopt", nlp, opts)
+        except RuntimeError as exc:
+            raise ProblemError(f"IPOPT rejected the problem or its options: {exc}") from exc
+        if got is not None and key is not None:
+            entry = CachedSolver(solver, got[1], list(ev.sizes), n + m)
     inf = math.inf
     sol = solver(x0=X0[0].detach().cpu().double().numpy(), lbx=lo.cpu().double().numpy(),
                  ubx=hi.cpu().double().numpy(), lbg=np.r_[np.full(mI, -inf), np.zeros(mE)],
@@ -359,5 +386,7 @@ def solve_ipopt(
     reg = list((stats.get("iterations") or {}).get("regularization_size") or [])
     inertia_ok = bool(nit >= 1 and reg and reg[-1] == 0)
     values = np.r_[np.asarray(sol["f"], dtype=np.float64).ravel(), np.asarray(sol["g"], dtype=np.float64).ravel()]
+    if entry is not None and key is not None:  # read out: another solve may use it now
+        SOLVERS.put(key, fns, entry)
     return IpoptOutput(x, lam, mu, [status], [f"ipopt: {ret}"], nit, derivatives, second, inertia_ok, constant,
                        values)
