@@ -261,8 +261,6 @@ SMALL = 250_000  # entries up to which compiled derivatives come back as dense a
 
 def _compiled_derivatives(solver: Any, m: int) -> Callable[[np.ndarray, np.ndarray], tuple]:
     """``(grad f, J, H)`` at ``x`` for multipliers ``y`` from the functions IPOPT itself used."""
-    import scipy.sparse as sp
-
     grad_f, jac_g, hess = (solver.get_function(k) for k in ("nlp_grad_f", "nlp_jac_g", "nlp_hess_l"))
 
     last: dict = {}
@@ -283,6 +281,8 @@ def _compiled_derivatives(solver: Any, m: int) -> Callable[[np.ndarray, np.ndarr
                 Ud = U.full()
                 last["H"] = Ud + Ud.T - np.diag(np.diag(Ud))
             else:
+                import scipy.sparse as sp  # here only: importing it costs 0.1 s, more than a small solve
+
                 Us = U.sparse()
                 last["H"] = (Us + Us.T - sp.diags(Us.diagonal())).tocsr()
         return (*last["first"], last.get("H") if hessian else None)

@@ -180,20 +180,10 @@ def _pow(a: Any, b: Any) -> Sym:
     return Sym(_ca().power(ex, ey), shape)
 
 
-def _add(a, b):
-    return _binary(lambda u, v: u + v)(a, b)
-
-
-def _sub(a, b):
-    return _binary(lambda u, v: u - v)(a, b)
-
-
-def _mul(a, b):
-    return _binary(lambda u, v: u * v)(a, b)
-
-
-def _div(a, b):
-    return _binary(lambda u, v: u / v)(a, b)
+_add = _binary(lambda u, v: u + v)
+_sub = _binary(lambda u, v: u - v)
+_mul = _binary(lambda u, v: u * v)
+_div = _binary(lambda u, v: u / v)
 
 
 def _neg(a):
@@ -210,12 +200,8 @@ def _sigmoid(a):
     return Sym(1 / (1 + _ca().exp(-x.e)), x.shape)
 
 
-def _maximum(a, b):
-    return _binary(lambda u, v: _ca().fmax(u, v))(a, b)
-
-
-def _minimum(a, b):
-    return _binary(lambda u, v: _ca().fmin(u, v))(a, b)
+_maximum = _binary(lambda u, v: _ca().fmax(u, v))
+_minimum = _binary(lambda u, v: _ca().fmin(u, v))
 
 
 T = torch.Tensor
