@@ -30,6 +30,7 @@ import torch
 
 from .constraints import Evaluator
 from .oracle import jacobian_rows
+from .row_norms import row_max_abs
 
 __all__ = ["curvature", "cancellation", "DENSE_MAX", "CANCELLATION_MAX"]
 
@@ -157,10 +158,16 @@ def cancellation(ev: Evaluator, X: torch.Tensor, lam: torch.Tensor, mu: torch.Te
             else:
                 row_max = (abs(Js) @ _diag(sn)).max(axis=1).toarray().ravel()
             total = float((y.cpu().double().numpy() * row_max).sum())
-            gf = torch.as_tensor(gf_np, dtype=X.dtype, device=X.device)
-        else:
-            gf, J, _ = _at(ev, X, lam, mu, b, False, None)
-            total = float((y * (J * s).abs().amax(1)).sum()) if J.shape[0] else 0.0
+            gmax = float(np.abs(gf_np * sn).max())
+        else:  # the rows with a multiplier only, without forming the Jacobian
+            Xr = X[b:b + 1].detach().requires_grad_(True)
+            act = torch.nonzero(y > 0).flatten()
+            with torch.enable_grad():
+                f, g, h = ev.evaluate(Xr)
+                c = torch.cat([f.reshape(1, 1), g, h], dim=1)
+                M = row_max_abs(c, Xr, rows=torch.cat([act.new_zeros(1), act + 1]), weight=s)[0]
+            total = float((y[act] * M[1:]).sum())
+            gmax = float(M[0])
         total += float((zb * s).abs().max())
-        out[b] = total / max(1.0, float((gf * s).abs().max()))
+        out[b] = total / max(1.0, gmax)
     return out

@@ -58,6 +58,7 @@ import torch
 
 from ..constraints import Evaluator
 from ..kkt import Measures, measures
+from ..row_norms import row_max_abs
 from .inner import AugmentedLagrangian, newton_solve, project
 from .operator_polish import polish_operator
 from .options import AugLagOptions
@@ -88,17 +89,7 @@ def _row_gradient_norms(ev: Evaluator, X: torch.Tensor) -> tuple[torch.Tensor, t
     Xr = X.detach().requires_grad_(True)
     with torch.enable_grad():
         f, g, h = ev.evaluate(Xr)
-        c = torch.cat([g, h], dim=1)
-        outs = [f] + [c[:, i] for i in range(c.shape[1])]
-        norms = []
-        for k, o in enumerate(outs):
-            if not o.requires_grad:
-                norms.append(torch.zeros_like(o))
-                continue
-            (gr,) = torch.autograd.grad(o.sum(), Xr, retain_graph=k < len(outs) - 1, allow_unused=True)
-            norms.append(torch.zeros_like(o) if gr is None else gr.abs().amax(1))
-    N = torch.stack(norms, dim=1).detach()
-    N = torch.where(torch.isfinite(N), N, torch.zeros_like(N))
+        N = row_max_abs(torch.cat([f.reshape(-1, 1), g, h], dim=1), Xr)
     return N[:, 0], N[:, 1:]
 
 
