@@ -18,8 +18,7 @@ import torch
 
 from ..constraints import Evaluator
 from ..krylov import cg, minres
-from .inner import project
-from .polish import Lagrangian, active_set_update, bound_test, initial_active_set
+from .polish import Lagrangian, active_set_update, apply_step, bound_test, initial_active_set
 
 #: MINRES per Newton step, and the Lanczos probe of the second-order check
 KKT_RTOL = 1e-12
@@ -113,12 +112,7 @@ def polish_operator(
 
         rhs = -torch.cat([G * free, c * a + y * (1.0 - a)], 1) * rows[:, None]
         sol, _ = minres(kkt, torch.nan_to_num(rhs), rtol=KKT_RTOL, maxiter=KKT_MAXITER)
-        ok = torch.isfinite(sol).all(1) & rows
-        Xn = X + sol[:, :n] * free
-        fixed |= ((Xn < lo) | (Xn > hi)) & ok[:, None]  # stays on the bound it crossed
-        X = torch.where(ok[:, None], project(Xn, lo, hi), X)
-        y = torch.where(ok[:, None], y + sol[:, n:], y)
-        rows &= ok
+        X, y, fixed, rows = apply_step(X, y, sol, free, fixed, rows, lo, hi)
     second_order = torch.zeros(B, dtype=torch.bool, device=X.device)
     near = tried & (best_r <= max(1e4 * tol, 1e-6))
     if near.any():

@@ -111,6 +111,21 @@ def active_set_update(it: int, X: torch.Tensor, G: torch.Tensor, c: torch.Tensor
     return X, y, act, fixed, res
 
 
+def apply_step(X: torch.Tensor, y: torch.Tensor, sol: torch.Tensor, free: torch.Tensor, fixed: torch.Tensor,
+               rows: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One Newton step ``sol = (dx, dy)`` of the KKT system, taken where it is finite on the
+    rows still iterating: a free variable pushed out of the box is projected back and fixed
+    on the bound it crossed. Returns ``X, y, fixed, rows``."""
+    n = X.shape[1]
+    ok = torch.isfinite(sol).all(1) & rows
+    Xn = X + sol[:, :n] * free
+    fixed = fixed | (((Xn < lo) | (Xn > hi)) & ok[:, None])
+    X = torch.where(ok[:, None], project(Xn, lo, hi), X)
+    y = torch.where(ok[:, None], y + sol[:, n:], y)
+    return X, y, fixed, rows & ok
+
+
 def polish(
     lag: Lagrangian,
     X: torch.Tensor,
@@ -208,12 +223,7 @@ def polish(
             part = torch.linalg.lstsq(K, rhs[:, :, None]).solution[:, :, 0]
         sol = X.new_zeros(B, n + mI + mE)
         sol[idx] = part
-        ok = torch.isfinite(sol).all(1) & rows
-        Xn = X + sol[:, :n] * free
-        fixed |= ((Xn < lo) | (Xn > hi)) & ok[:, None]  # stays on the bound it crossed
-        X = torch.where(ok[:, None], project(Xn, lo, hi), X)
-        y = torch.where(ok[:, None], y + sol[:, n:], y)
-        rows &= ok
+        X, y, fixed, rows = apply_step(X, y, sol, free, fixed, rows, lo, hi)
     second_order = torch.zeros(B, dtype=torch.bool, device=X.device)
     near = tried & (best_r <= max(1e4 * tol, 1e-6))
     if near.any():  # inertia of the KKT matrix at the returned point (rows near a solution)
