@@ -38,8 +38,9 @@ Method (in the spirit of ALGENCAN / LANCELOT, Powell-Hestenes-Rockafellar form):
   constraints the KKT matrix is formed and solved (``polish``); above, nothing is formed:
   MINRES on Hessian- and Jacobian-vector products (``operator_polish``). There a failed
   polish still warm-starts the next subproblem where it lowers the augmented Lagrangian
-  (truncated CG alone creeps on large subproblems with many active bounds), and a row
-  waits 2, 4, 8, ... outer iterations after each failed polish before the next. A
+  (truncated CG alone creeps on large subproblems with many active bounds). Above
+  ``dense_max`` variables a polish costs hundreds of products, so a row waits 2, 4, 8,
+  ... outer iterations after each failed polish before the next. A
   polished point is kept only if it passes the same violation / KKT test and has no negative curvature along the active manifold.
   This gives quadratic convergence once the active set is right, instead of the linear
   rate of the multiplier updates, and solves problems whose solution is pinned by the
@@ -202,11 +203,11 @@ def auglag(
         if n > opts.dense_max:  # a large KKT factorization only once the iterate is nearly feasible
             try_polish &= m.violation <= 1e-3
         pmax = max(opts.factor_max, opts.dense_max)
-        # a dense KKT matrix up to its size limit; operators (MINRES) above it, where a
-        # polish costs hundreds of products: after each failed one a row waits twice as
-        # many outer iterations before the next
+        # a dense KKT matrix up to its size limit; operators (MINRES) above it. Above
+        # dense_max a polish costs hundreds of products (forming the Hessian, or MINRES):
+        # after each failed one a row waits twice as many outer iterations before the next
         dense_kkt = n + mI + mE <= 2 * pmax and n <= pmax
-        if not dense_kkt:
+        if n > opts.dense_max:
             try_polish &= outer >= polish_next
         if opts.polish and try_polish.any():
             Xp, lp, mp, so = (polish if dense_kkt else polish_operator)(lag, X, lam_s, mu_s, rho, lo, hi,
@@ -217,11 +218,11 @@ def auglag(
             if opts.verbose:
                 print(f"  polish: tried {bool(try_polish[0])} accepted {bool(good[0])} viol {float(mpol.violation[0]):.2e} "
                       f"kkt {float(mpol.kkt[0]):.2e} second-order {bool(so[0])} f {float(mpol.f[0]):.10g}")
+            failed = try_polish & ~good
+            polish_fails += failed.long()
+            polish_next = torch.where(failed, outer + 2 ** polish_fails, polish_next)
             if not dense_kkt:  # truncated CG converges slowly on large subproblems: a polish that
                 # did not finish still starts the next one where it lowers the augmented Lagrangian
-                failed = try_polish & ~good
-                polish_fails += failed.long()
-                polish_next = torch.where(failed, outer + 2 ** polish_fails, polish_next)
                 al.lam, al.mu, al.rho = lam_s, mu_s, rho
                 lower = failed & (al.value_nograd(Xp) < al.value_nograd(X)) & torch.isfinite(Xp).all(1)
                 X = torch.where(lower[:, None], Xp, X)
