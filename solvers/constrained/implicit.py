@@ -38,6 +38,7 @@ from typing import Any, cast
 import torch
 from torch.autograd.function import once_differentiable
 
+from .batched_vjp import batched_vjp
 from .constraints import Eq, Ineq, ProblemError
 from .krylov import cg
 from .result import Multipliers, OptimizeResult
@@ -189,8 +190,7 @@ def _batched_jacobian(out: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         return Y.new_zeros(B, k, Y.shape[1])
     eye = torch.eye(k, dtype=out.dtype, device=out.device)[:, None, :].expand(k, B, k)
     try:
-        (J,) = torch.autograd.grad(out, Y, grad_outputs=eye, is_grads_batched=True, retain_graph=True,
-                                   allow_unused=True)
+        J = batched_vjp(out, Y, eye)
     except RuntimeError:  # an op without a batching rule: one row at a time
         cols = [torch.autograd.grad(out, Y, grad_outputs=e, retain_graph=True, allow_unused=True)[0]
                 for e in eye]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .batched_vjp import batched_vjp
 from .constraints import Evaluator
 
 __all__ = ["TorchOracle"]
@@ -223,8 +224,7 @@ def jacobian_rows(out: torch.Tensor, X: torch.Tensor, retain: bool, batched: boo
     if batched:
         try:
             eye = torch.eye(k, dtype=out.dtype, device=out.device)
-            (J,) = torch.autograd.grad(out, X, grad_outputs=eye, is_grads_batched=True,
-                                       retain_graph=retain, allow_unused=True)
+            J = batched_vjp(out, X, eye, retain_graph=retain)
             return (X.new_zeros(k, n) if J is None else J.reshape(k, n).detach()), True
         except RuntimeError:
             batched = False

@@ -10,6 +10,7 @@ from typing import cast
 
 import torch
 
+from ..batched_vjp import batched_vjp
 from ..constraints import Evaluator
 from ..krylov import steihaug
 from .options import AugLagOptions
@@ -73,8 +74,7 @@ class AugmentedLagrangian:
             if self.hess_mode == "autograd-batched":
                 try:
                     eye = torch.eye(n, dtype=X.dtype, device=X.device).unsqueeze(1).expand(n, B, n)
-                    (H,) = torch.autograd.grad(G, Xr, grad_outputs=eye, is_grads_batched=True,
-                                               retain_graph=True, allow_unused=True)
+                    H = batched_vjp(G, Xr, eye)
                     H = X.new_zeros(B, n, n) if H is None else H.permute(1, 0, 2)
                     return L, G.detach(), 0.5 * (H + H.transpose(1, 2))
                 except RuntimeError:

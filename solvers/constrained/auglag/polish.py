@@ -9,6 +9,7 @@ from typing import cast
 
 import torch
 
+from ..batched_vjp import batched_vjp
 from ..constraints import Evaluator
 from .inner import AugmentedLagrangian, project
 
@@ -40,8 +41,7 @@ def scaled_jacobian(ev: Evaluator, X: torch.Tensor, sc: torch.Tensor) -> tuple[t
             return c.detach(), X.new_zeros(B, m, n)
         try:
             eye = torch.eye(m, dtype=X.dtype, device=X.device).unsqueeze(1).expand(m, B, m)
-            (J,) = torch.autograd.grad(c, Xr, grad_outputs=eye, is_grads_batched=True, retain_graph=True,
-                                       allow_unused=True)
+            J = batched_vjp(c, Xr, eye)
             J = X.new_zeros(B, m, n) if J is None else J.permute(1, 0, 2)
         except RuntimeError:
             rows = []
