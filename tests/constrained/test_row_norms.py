@@ -39,3 +39,27 @@ def test_non_finite_gradients_read_zero():
     X = torch.tensor([[0.0, 1.0]], dtype=torch.float64, requires_grad=True)
     out = torch.stack([X[:, 0].sqrt(), X[:, 1] * 2], dim=1)  # d sqrt(x)/dx at 0 is inf
     assert torch.equal(row_max_abs(out, X)[0], torch.tensor([0.0, 2.0], dtype=torch.float64))
+
+
+def test_many_rows_go_in_blocks_and_agree_with_one_pass_per_row(monkeypatch):
+    """Above FUNC_MIN rows the maxima come from batched blocks (smaller than the Jacobian);
+    they equal the row-by-row ones, including sqrt's infinite slope at 0 read as 0."""
+    import solvers.constrained.row_norms as rn
+
+    torch.manual_seed(1)
+    n, k = 30, rn.FUNC_MIN + 70
+    A = torch.randn(k, n, dtype=torch.float64)
+    X = torch.rand(2, n, dtype=torch.float64)
+    X[0, 3] = 0.0
+    X.requires_grad_(True)
+    out = torch.cat([torch.tanh(X @ A.T), X[:, 3:4].sqrt(), torch.ones(2, 1, dtype=torch.float64)], dim=1)
+    w = torch.rand(n, dtype=torch.float64) + 0.5
+    monkeypatch.setattr(rn, "BLOCK", 2 * n * rn.FUNC_MIN)  # two blocks
+    blocks = row_max_abs(out, X, weight=w)
+    sub = torch.tensor(list(range(k - 1, -1, -1)))
+    sub_blocks = row_max_abs(out, X, rows=sub, weight=w)
+    monkeypatch.setattr(rn, "FUNC_MIN", 10**9)  # now one backward pass per row
+    rows = row_max_abs(out, X, weight=w)
+    assert torch.allclose(blocks, rows, rtol=1e-13, atol=0)
+    assert blocks[0, k] == 0 and blocks[1, k] > 0 and torch.all(blocks[:, k + 1] == 0)
+    assert torch.allclose(sub_blocks, rows[:, sub], rtol=1e-13, atol=0)
