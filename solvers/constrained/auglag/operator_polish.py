@@ -18,7 +18,14 @@ import torch
 
 from ..constraints import Evaluator
 from ..krylov import cg, minres
-from .polish import Lagrangian, active_set_update, apply_step, bound_test, initial_active_set
+from .polish import (
+    BestIterate,
+    Lagrangian,
+    active_set_update,
+    apply_step,
+    bound_test,
+    initial_active_set,
+)
 
 #: MINRES per Newton step, and the Lanczos probe of the second-order check
 KKT_RTOL = 1e-12
@@ -82,9 +89,7 @@ def polish_operator(
 
     tried = rows
     rows = rows.clone()
-    best_r = torch.full((B,), float("inf"), dtype=dt, device=X.device)
-    best_X, best_y = X.clone(), y.clone()
-    worse = torch.zeros(B, dtype=torch.long, device=X.device)
+    best = BestIterate(X, y, act, PATIENCE)
     fixed = torch.zeros_like(X, dtype=torch.bool)
     for it in range(max_iter):
         lag.newton_steps += 1
@@ -92,12 +97,7 @@ def polish_operator(
         _, G, hvp = lag.hvp_operator(X)
         c, jv, jtv = constraint_operators(lag.ev, X, sc)
         X, y, act, fixed, res = active_set_update(it, X, G, c, y, act, fixed, lo, hi, on_bounds, mI)
-        better = rows & (res < best_r)
-        best_X = torch.where(better[:, None], X, best_X)
-        best_y = torch.where(better[:, None], y, best_y)
-        worse = torch.where(better, torch.zeros_like(worse), worse + 1)
-        best_r = torch.where(better, res, best_r)
-        rows &= (worse < PATIENCE) & (res > 1e-15 * (1 + G.abs().amax(1))) & torch.isfinite(res)
+        rows = best.update(rows, X, y, act, res, G)
         if not rows.any():
             break
         free = (~fixed).to(dt) * rows[:, None]
@@ -114,7 +114,8 @@ def polish_operator(
         sol, _ = minres(kkt, torch.nan_to_num(rhs), rtol=KKT_RTOL, maxiter=KKT_MAXITER)
         X, y, fixed, rows = apply_step(X, y, sol, free, fixed, rows, lo, hi)
     second_order = torch.zeros(B, dtype=torch.bool, device=X.device)
-    near = tried & (best_r <= max(1e4 * tol, 1e-6))
+    best_X, best_y = best.X, best.y
+    near = best.near(tried, tol)
     if near.any():
         lag.lam, lag.mu = best_y[:, :mI], best_y[:, mI:]
         _, G, hvp = lag.hvp_operator(best_X)

@@ -126,6 +126,33 @@ def apply_step(X: torch.Tensor, y: torch.Tensor, sol: torch.Tensor, free: torch.
     return X, y, fixed, rows & ok
 
 
+class BestIterate:
+    """The lowest-KKT-residual iterate of a polish per row (``X``, ``y``, active set ``act``,
+    residual ``r``), and when a row stops: after ``patience`` Newton steps in a row without
+    a better one, at a residual at roundoff level, or on a non-finite one."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, act: torch.Tensor, patience: int) -> None:
+        self.X, self.y, self.act = X.clone(), y.clone(), act.clone()
+        self.r = torch.full((X.shape[0],), float("inf"), dtype=X.dtype, device=X.device)
+        self.worse = torch.zeros(X.shape[0], dtype=torch.long, device=X.device)
+        self.patience = patience
+
+    def update(self, rows: torch.Tensor, X: torch.Tensor, y: torch.Tensor, act: torch.Tensor,
+               res: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        """Keep the rows' new iterates where they are better; returns the rows that go on."""
+        better = rows & (res < self.r)
+        self.X = torch.where(better[:, None], X, self.X)
+        self.y = torch.where(better[:, None], y, self.y)
+        self.act = torch.where(better[:, None], act, self.act)
+        self.worse = torch.where(better, torch.zeros_like(self.worse), self.worse + 1)
+        self.r = torch.where(better, res, self.r)
+        return rows & (self.worse < self.patience) & (res > 1e-15 * (1 + G.abs().amax(1))) & torch.isfinite(res)
+
+    def near(self, tried: torch.Tensor, tol: float) -> torch.Tensor:
+        """The rows whose best point is close enough to a solution for a second-order test."""
+        return tried & (self.r <= max(1e4 * tol, 1e-6))
+
+
 def polish(
     lag: Lagrangian,
     X: torch.Tensor,
@@ -171,9 +198,7 @@ def polish(
 
     tried = rows
     rows = rows.clone()
-    best_r = torch.full((B,), float("inf"), dtype=dt, device=X.device)
-    best_X, best_y, best_act = X.clone(), y.clone(), act.clone()
-    worse = torch.zeros(B, dtype=torch.long, device=X.device)
+    best = BestIterate(X, y, act, patience=2)
     fixed = torch.zeros_like(X, dtype=torch.bool)
     # Second derivatives that came out identical at two consecutive iterates (a quadratic
     # objective, linear constraints) are kept instead of recomputed: a frozen Hessian or
@@ -200,13 +225,7 @@ def polish(
             frozen_J = J is not None and _same(J, J_new)
             J = J_new
         X, y, act, fixed, res = active_set_update(it, X, G, c, y, act, fixed, lo, hi, on_bounds, mI)
-        better = rows & (res < best_r)
-        best_X = torch.where(better[:, None], X, best_X)
-        best_y = torch.where(better[:, None], y, best_y)
-        best_act = torch.where(better[:, None], act, best_act)
-        worse = torch.where(better, torch.zeros_like(worse), worse + 1)
-        best_r = torch.where(better, res, best_r)
-        rows &= (worse < 2) & (res > 1e-15 * (1 + G.abs().amax(1))) & torch.isfinite(res)
+        rows = best.update(rows, X, y, act, res, G)
         if not rows.any():
             break
         free = (~fixed).to(dt)
@@ -225,7 +244,8 @@ def polish(
         sol[idx] = part
         X, y, fixed, rows = apply_step(X, y, sol, free, fixed, rows, lo, hi)
     second_order = torch.zeros(B, dtype=torch.bool, device=X.device)
-    near = tried & (best_r <= max(1e4 * tol, 1e-6))
+    best_X, best_y, best_act = best.X, best.y, best.act
+    near = best.near(tried, tol)
     if near.any():  # inertia of the KKT matrix at the returned point (rows near a solution)
         lag.lam, lag.mu = best_y[:, :mI], best_y[:, mI:]
         _, G, H = lag.hessian(best_X)
